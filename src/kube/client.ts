@@ -1,0 +1,318 @@
+/**
+ * Construction of the Kubernetes client and its transport: kubeconfig loading (`--kubeconfig`,
+ * `--context`), the client-side rate limit, classified retries with a capped `Retry-After`,
+ * per-call counting, and the dry-run guard. This file and `gateway.ts` are the only ones that
+ * import `@kubernetes/client-node`.
+ *
+ * Every request of a gateway, the SDK's own discovery lookups included, goes through one
+ * `HttpLibrary` built here, so none of these policies can be skipped.
+ */
+import {
+  KubeConfig,
+  KubernetesObjectApi,
+  IsomorphicFetchHttpLibrary,
+  ServerConfiguration,
+  createConfiguration,
+  wrapHttpLibrary,
+  setHeaderMiddleware,
+  HttpMethod,
+} from '@kubernetes/client-node';
+import type { Configuration, RequestContext, ResponseContext, V1APIResourceList } from '@kubernetes/client-node';
+import { TokenBucket, DEFAULT_KUBE_RATE_LIMIT } from './rate-limiter.ts';
+import type { RateLimit } from './rate-limiter.ts';
+import { retryOptions, retryDelayMs, parseRetryAfter, waitBeforeRetry, abortReason } from './retry.ts';
+import type { RetryOptions, CallScope } from './retry.ts';
+import { CallCounter } from './call-counter.ts';
+import type { DryRunRecorder } from './dry-run.ts';
+import { DryRunViolationError, KubeApiError } from './errors.ts';
+
+/** How to reach the cluster and how politely. */
+export interface KubeClientOptions {
+  /** Kubeconfig file; when absent, client-node's default loading (`$KUBECONFIG`, `~/.kube/config`, in-cluster). */
+  kubeconfig?: string;
+  /** Context to use instead of the kubeconfig's current context. */
+  context?: string;
+  /** Client-side rate limit (default 20 QPS, burst 40). */
+  rateLimit?: RateLimit;
+  /** Retry timing (defaults in `retry.ts`). */
+  retry?: Partial<RetryOptions>;
+  /** Upper bound of one HTTP exchange in ms (default 60 s); a hung connection must not stall a step. */
+  requestTimeoutMs?: number;
+  /** Page size for list calls (default 500, as kubectl). */
+  pageSize?: number;
+  /** User-Agent sent with every request. */
+  userAgent?: string;
+}
+
+/** What one transport (a gateway or a step-scoped view of it) needs besides the shared client. */
+export interface TransportScope extends CallScope {
+  counter: CallCounter;
+  dryRun: DryRunRecorder;
+}
+
+/** A raw HTTP answer read fully into memory. */
+export interface KubeResponse {
+  status: number;
+  headers: Record<string, string>;
+  text: string;
+}
+
+/** Options of {@link KubeTransport.request}. */
+export interface KubeRequestOptions {
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  contentType?: string;
+  accept?: string;
+  /** Statuses returned instead of thrown as {@link KubeApiError} (e.g. `[429]` for an eviction). */
+  allowStatus?: number[];
+}
+
+/** A Kubernetes resource type by apiVersion and kind, e.g. `{apiVersion: 'apps/v1', kind: 'DaemonSet'}`. */
+export interface ResourceRef {
+  apiVersion: string;
+  kind: string;
+}
+
+/**
+ * The client shared by a gateway and all its scoped views: kubeconfig, rate limiter, retry
+ * options and the discovery cache. Create it once per process with {@link KubeClient.load}.
+ */
+export class KubeClient {
+  readonly kubeConfig: KubeConfig;
+  readonly server: string;
+  readonly contextName: string;
+  readonly clusterName: string;
+  readonly limiter: TokenBucket;
+  readonly retry: RetryOptions;
+  readonly requestTimeoutMs: number;
+  readonly pageSize: number;
+  readonly userAgent: string;
+  /** Discovery documents by apiVersion, shared by every transport so each is fetched once. */
+  readonly discoveryCache: Record<string, V1APIResourceList> = {};
+
+  private constructor(kc: KubeConfig, opts: KubeClientOptions) {
+    this.kubeConfig = kc;
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error(`kubeconfig context ${kc.getCurrentContext() || '(none)'} names no cluster; fix the kubeconfig or pass --context`);
+    this.server = cluster.server;
+    this.clusterName = cluster.name;
+    this.contextName = kc.getCurrentContext();
+    this.limiter = new TokenBucket(opts.rateLimit ?? DEFAULT_KUBE_RATE_LIMIT);
+    this.retry = retryOptions(opts.retry);
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
+    this.pageSize = opts.pageSize ?? 500;
+    this.userAgent = opts.userAgent ?? 'podid-migrate';
+  }
+
+  /**
+   * Loads the kubeconfig and selects the context. Throws a message naming the file and the
+   * available contexts when `context` does not exist.
+   */
+  static load(opts: KubeClientOptions = {}): KubeClient {
+    const kc = new KubeConfig();
+    if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+    else kc.loadFromDefault();
+    if (opts.context) {
+      if (!kc.getContextObject(opts.context)) {
+        const known = kc.getContexts().map((c) => c.name).join(', ') || 'none';
+        throw new Error(`context ${opts.context} is not in ${opts.kubeconfig ?? 'the default kubeconfig'} (contexts: ${known})`);
+      }
+      kc.setCurrentContext(opts.context);
+    }
+    return new KubeClient(kc, opts);
+  }
+
+  /** A transport bound to one scope (signal, deadline, counter, dry-run recorder). Cheap. */
+  transport(scope: TransportScope): KubeTransport {
+    return new KubeTransport(this, scope);
+  }
+}
+
+/**
+ * Subclass of client-node's generic object API that exposes its path building (with the shared
+ * discovery cache) and leaves (de)serialisation to the gateway: objects stay plain JSON, so
+ * fields unknown to the SDK's models and legacy capitalised keys survive a read-modify-write.
+ */
+class PathApi extends KubernetesObjectApi {
+  constructor(config: Configuration, cache: Record<string, V1APIResourceList>) {
+    super(config);
+    this.apiVersionResourceCache = cache;
+  }
+
+  /** Path of the collection (`name` absent) or the object. */
+  async pathFor(ref: ResourceRef, namespace: string | undefined, name: string | undefined): Promise<string> {
+    const spec = { apiVersion: ref.apiVersion, kind: ref.kind, metadata: { namespace, name } };
+    return this.specUriPath(spec, name === undefined ? 'list' : 'read');
+  }
+
+  /** Whether the kind is namespaced, from discovery. */
+  async isNamespaced(ref: ResourceRef): Promise<boolean> {
+    const r = await this.resource(ref.apiVersion, ref.kind);
+    if (!r) throw new Error(`the API server does not serve ${ref.kind} in ${ref.apiVersion}`);
+    return r.namespaced;
+  }
+}
+
+/** Transport of one scope: every request is rate-limited, counted, retried as classified, and dry-run checked. */
+export class KubeTransport {
+  readonly client: KubeClient;
+  readonly scope: TransportScope;
+  readonly configuration: Configuration;
+  private readonly paths: PathApi;
+
+  constructor(client: KubeClient, scope: TransportScope) {
+    this.client = client;
+    this.scope = scope;
+    const inner = new IsomorphicFetchHttpLibrary();
+    const httpApi = wrapHttpLibrary({ send: (req) => this.send(inner, req) });
+    this.configuration = createConfiguration({
+      baseServer: new ServerConfiguration<Record<string, string>>(client.server, {}),
+      authMethods: { default: client.kubeConfig },
+      httpApi,
+      middleware: [setHeaderMiddleware('User-Agent', client.userAgent)],
+    });
+    this.paths = new PathApi(this.configuration, client.discoveryCache);
+  }
+
+  pathFor(ref: ResourceRef, namespace: string | undefined, name?: string): Promise<string> {
+    return this.paths.pathFor(ref, namespace, name);
+  }
+
+  isNamespaced(ref: ResourceRef): Promise<boolean> {
+    return this.paths.isNamespaced(ref);
+  }
+
+  /**
+   * Sends one request through client-node's configuration (auth, TLS from the kubeconfig) and
+   * this transport's policies. Non-2xx answers become {@link KubeApiError} unless listed in
+   * `allowStatus`.
+   */
+  async request(method: string, path: string, opts: KubeRequestOptions = {}): Promise<KubeResponse> {
+    const ctx = this.configuration.baseServer.makeRequestContext(path, method.toUpperCase() as HttpMethod);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) ctx.setQueryParam(k, String(v));
+    ctx.setHeaderParam('Accept', opts.accept ?? 'application/json, */*;q=0.8');
+    if (opts.body !== undefined) {
+      ctx.setHeaderParam('Content-Type', opts.contentType ?? 'application/json');
+      ctx.setBody(typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body));
+    }
+    for (const m of this.configuration.middleware) await m.pre(ctx).toPromise();
+    await this.configuration.authMethods.default?.applySecurityAuthentication(ctx);
+    const resp = await this.configuration.httpApi.send(ctx).toPromise();
+    const text = await resp.body.text();
+    const out: KubeResponse = { status: resp.httpStatusCode, headers: resp.headers, text };
+    if ((out.status < 200 || out.status >= 300) && !opts.allowStatus?.includes(out.status)) {
+      throw toKubeApiError(out, method.toUpperCase(), path);
+    }
+    return out;
+  }
+
+  private async send(inner: IsomorphicFetchHttpLibrary, req: RequestContext): Promise<ResponseContext> {
+    const method = req.getHttpMethod().toString().toUpperCase();
+    const url = new URL(req.getUrl());
+    const write = method !== 'GET' && method !== 'HEAD';
+    if (write) {
+      // The gateway already records writes in client mode; this is the backstop that makes
+      // dry-run impossible to bypass from anything that holds this transport.
+      if (this.scope.dryRun.suppressKubeWrites) throw new DryRunViolationError('kube', method, url.pathname);
+      if (this.scope.dryRun.kubeServerDryRun && url.searchParams.get('dryRun') !== 'All') req.setQueryParam('dryRun', 'All');
+    }
+    const { verb, resource } = describeKubeRequest(method, url.pathname, url.searchParams);
+    const opts = this.client.retry;
+    for (let attempt = 1; ; attempt++) {
+      const signal = this.scope.signal;
+      if (signal?.aborted) throw abortReason(signal);
+      await this.client.limiter.acquire(signal);
+      this.scope.counter.count(verb, resource, attempt > 1);
+      const timeout = AbortSignal.timeout(this.client.requestTimeoutMs);
+      req.setSignal(signal ? AbortSignal.any([signal, timeout]) : timeout);
+      let resp: ResponseContext;
+      try {
+        resp = await inner.send(req).toPromise();
+      } catch (e) {
+        if (signal?.aborted) throw abortReason(signal);
+        const failure = describeNetworkError(e, timeout.aborted, this.client.requestTimeoutMs);
+        // A write that may have reached the server is never repeated blindly: the caller re-reads.
+        if (write || attempt >= opts.maxAttempts) throw new Error(`${verb} ${resource} (${method} ${url.pathname}): ${failure}`);
+        await waitBeforeRetry(`${verb} ${resource}`, retryDelayMs(attempt, opts), this.scope, failure);
+        continue;
+      }
+      if (attempt < opts.maxAttempts && isRetryableKubeStatus(resp.httpStatusCode, method, url.pathname)) {
+        const retryAfter = parseRetryAfter(resp.headers['retry-after']);
+        // Drain the body so the connection can be reused.
+        await resp.body.text().catch(() => '');
+        await waitBeforeRetry(`${verb} ${resource}`, retryDelayMs(attempt, opts, retryAfter), this.scope, `HTTP ${resp.httpStatusCode}`);
+        continue;
+      }
+      return resp;
+    }
+  }
+}
+
+/**
+ * Which Kubernetes answers are retried: 429 (API priority and fairness) except on an
+ * eviction, where 429 means a PodDisruptionBudget said no and the drain step decides; 5xx
+ * only for reads, since a write may have been applied before the error.
+ */
+export function isRetryableKubeStatus(status: number, method: string, path: string): boolean {
+  if (status === 429) return !path.endsWith('/eviction');
+  // A pod proxy's 5xx is the pod's own answer (or it is not ready): the caller decides.
+  if (status === 500 || status === 502 || status === 503 || status === 504) return (method === 'GET' || method === 'HEAD') && !/\/proxy(\/|$)/.test(path);
+  return false;
+}
+
+/**
+ * Verb and resource of a request in the API server's own terms (`list pods`,
+ * `patch daemonsets.apps`, `create pods/eviction`, `get pods/proxy`), for counting.
+ */
+export function describeKubeRequest(method: string, path: string, query?: URLSearchParams): { verb: string; resource: string } {
+  const parts = path.split('/').filter(Boolean);
+  let group = '';
+  let rest: string[];
+  if (parts[0] === 'api' && parts.length >= 2) rest = parts.slice(2);
+  else if (parts[0] === 'apis' && parts.length >= 3) {
+    group = parts[1];
+    rest = parts.slice(3);
+  } else return { verb: 'get', resource: 'discovery' };
+  if (rest.length === 0) return { verb: 'get', resource: 'discovery' };
+  if (rest[0] === 'namespaces' && rest.length >= 3) rest = rest.slice(2);
+  const [plural, name, sub] = rest;
+  const resource = `${plural}${group ? '.' + group : ''}${sub ? '/' + sub : ''}`;
+  let verb: string;
+  switch (method) {
+    case 'GET':
+      verb = name === undefined ? (query?.get('watch') === 'true' || query?.get('watch') === '1' ? 'watch' : 'list') : 'get';
+      break;
+    case 'POST': verb = 'create'; break;
+    case 'PUT': verb = 'update'; break;
+    case 'PATCH': verb = 'patch'; break;
+    case 'DELETE': verb = name === undefined ? 'deletecollection' : 'delete'; break;
+    default: verb = method.toLowerCase();
+  }
+  return { verb, resource };
+}
+
+/** Builds a typed error from a non-2xx answer, reading the `v1.Status` when there is one. */
+export function toKubeApiError(resp: KubeResponse, method: string, path: string): KubeApiError {
+  let reason: string | undefined;
+  let message = resp.text.slice(0, 500) || `HTTP ${resp.status}`;
+  let details: unknown;
+  try {
+    const body = JSON.parse(resp.text) as { kind?: string; reason?: string; message?: string; details?: unknown };
+    if (body && body.kind === 'Status') {
+      reason = body.reason || undefined;
+      message = body.message ?? message;
+      details = body.details;
+    }
+  } catch {
+    // Not JSON (a proxy or a load balancer answered): keep the text.
+  }
+  return new KubeApiError({ status: resp.status, reason, message, details, method, path });
+}
+
+function describeNetworkError(e: unknown, timedOut: boolean, timeoutMs: number): string {
+  if (timedOut) return `no answer within ${Math.round(timeoutMs / 1000)} s`;
+  const err = e as { message?: string; cause?: { code?: string; message?: string } };
+  const cause = err?.cause?.code ?? err?.cause?.message;
+  return `${err?.message ?? String(e)}${cause ? ` (${cause})` : ''}`;
+}
+
