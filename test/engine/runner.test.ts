@@ -1,0 +1,207 @@
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BlockersFoundError, CheckFailedError, DirtyJournalError, PreconditionError, StalePlanError, StepFailedError, AbortedError } from '../../src/engine/errors.ts';
+import { Journal } from '../../src/engine/journal.ts';
+import { Runner, type RunnerConfig } from '../../src/engine/runner.ts';
+import type { StepId } from '../../src/engine/step.ts';
+import { CLUSTER, fakeCluster, fakeSteps, keysOf, type FakeCluster } from './fake-steps.ts';
+
+let dir: string;
+let cluster: FakeCluster;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'podid-runner-'));
+  cluster = fakeCluster();
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function runner(extra: Partial<RunnerConfig<FakeCluster, null>> = {}): Runner<FakeCluster, null> {
+  return new Runner<FakeCluster, null>({
+    steps: fakeSteps(cluster),
+    kube: cluster,
+    azure: null,
+    cluster: CLUSTER,
+    journalPath: join(dir, 'journal.json'),
+    inventoryPath: join(dir, 'inventory.yaml'),
+    ...extra,
+  });
+}
+const states = async () => {
+  const doc = await Journal.read(join(dir, 'journal.json'));
+  return Object.fromEntries(Object.entries(doc!.steps).map(([id, e]) => [id, e.state]));
+};
+
+describe('runner: order', () => {
+  it('applies up to a step in order, each checked before the next is planned for apply', async () => {
+    const result = await runner().apply({ to: 'assign' });
+    expect(result.steps.map((s) => [s.stepId, s.outcome])).toEqual([['inventory', 'checked'], ['assign', 'checked']]);
+    const applyCalls = cluster.calls.filter((c) => !c.startsWith('plan'));
+    expect(applyCalls).toEqual(['apply:inventory', 'check:inventory', 'apply:assign', 'check:assign']);
+    expect(await states()).toMatchObject({ inventory: 'checked', assign: 'checked', 'nmi-managed': 'pending' });
+    expect(result.next).toBe('nmi-managed');
+  });
+
+  it('refuses --step on a step whose earlier steps are not checked, changing nothing', async () => {
+    await expect(runner().apply({ step: 'mic-scale' })).rejects.toThrow(PreconditionError);
+    await expect(runner().apply({ step: 'mic-scale' })).rejects.toThrow(/earlier step "inventory" is pending/);
+    expect(cluster.writes).toEqual([]);
+  });
+
+  it('skips checked steps on a second run and writes nothing again', async () => {
+    await runner().apply({ to: 'assign' });
+    const writes = cluster.writes.length;
+    const again = await runner().apply({ to: 'assign' });
+    expect(again.steps.every((s) => s.outcome === 'skipped')).toBe(true);
+    expect(cluster.writes.length).toBe(writes);
+  });
+});
+
+describe('runner: blockers and checks', () => {
+  it('stops with exit 4 and changes nothing when any step in range has a blocker', async () => {
+    cluster.blockers.assign = [{ code: 'cross-namespace', subject: 'pod batch/report', message: 'binding in another namespace', fix: 'copy it' }];
+    const error = await runner().apply({ to: 'mic-scale' }).catch((e) => e);
+    expect(error).toBeInstanceOf(BlockersFoundError);
+    expect(error.exitCode).toBe(4);
+    expect(error.blockers).toHaveLength(1);
+    expect(cluster.writes).toEqual([]);
+    expect(cluster.calls.some((c) => c.startsWith('apply'))).toBe(false);
+    expect(await states()).toMatchObject({ inventory: 'pending', assign: 'pending' });
+  });
+
+  it('marks a step failed with exit 3 when its check fails, and a later apply re-plans it', async () => {
+    cluster.failCheck.add('assign');
+    const error = await runner().apply({ to: 'nmi-managed' }).catch((e) => e);
+    expect(error).toBeInstanceOf(CheckFailedError);
+    expect(error.exitCode).toBe(3);
+    expect(await states()).toMatchObject({ inventory: 'checked', assign: 'failed', 'nmi-managed': 'pending' });
+    expect(cluster.calls).not.toContain('apply:nmi-managed');
+    cluster.failCheck.clear();
+    const writes = cluster.writes.length;
+    const result = await runner().apply({ to: 'nmi-managed' });
+    expect(result.steps.find((s) => s.stepId === 'assign')).toMatchObject({ outcome: 'checked', resumed: true, actions: 0 });
+    // assign's keys were already set: nothing rewritten for it, only nmi-managed's two writes.
+    expect(cluster.writes.slice(writes)).toEqual(keysOf('nmi-managed').map((k) => `nmi-managed:${k}=nmi-managed-done`));
+  });
+});
+
+describe('runner: resume', () => {
+  it('re-plans a step left applying by a crash instead of repeating its writes', async () => {
+    cluster.crashAfterWrite.add('assign');
+    const error = await runner().apply({ to: 'assign' }).catch((e) => e);
+    expect(error).toBeInstanceOf(StepFailedError);
+    // Simulate the harder case, a process killed mid-step: the journal still says applying.
+    const journal = await Journal.open(join(dir, 'journal.json'), CLUSTER);
+    await journal.setState('assign', 'applying');
+    const assignWrites = () => cluster.writes.filter((w) => w.startsWith('assign:'));
+    expect(assignWrites()).toEqual(['assign:assign/a=assign-done']);
+    const result = await runner().apply({ to: 'assign' });
+    expect(result.steps[1]).toMatchObject({ stepId: 'assign', outcome: 'checked', resumed: true, actions: 1 });
+    // The key written before the crash is not written again.
+    expect(assignWrites()).toEqual(['assign:assign/a=assign-done', 'assign:assign/b=assign-done']);
+    const doc = await Journal.read(join(dir, 'journal.json'));
+    const records = doc!.steps.assign.actions;
+    expect(records.map((r) => [r.actionId, r.status])).toEqual([['key/assign/a', 'failed'], ['key/assign/b', 'done']]);
+    expect(doc!.events.some((e) => e.event === 'resume' && e.stepId === 'assign')).toBe(true);
+  });
+
+  it('stops at a step deadline and records the step failed, resumable', async () => {
+    cluster.hang.add('inventory');
+    const error = await runner({ stepTimeoutMs: 50 }).apply({ to: 'inventory' }).catch((e) => e);
+    expect(error).toBeInstanceOf(AbortedError);
+    expect(error.message).toMatch(/exceeded its deadline/);
+    expect(await states()).toMatchObject({ inventory: 'failed' });
+    cluster.hang.clear();
+    await runner().apply({ to: 'inventory' });
+    expect(await states()).toMatchObject({ inventory: 'checked' });
+  });
+});
+
+describe('runner: rollback', () => {
+  it('rolls back newest first, restores pre-states, and marks steps rolled-back', async () => {
+    cluster.values.set('inventory/a', 'hand-made');
+    await runner().apply({ to: 'nmi-managed' });
+    cluster.calls.length = 0;
+    const result = await runner().rollback({ all: true });
+    const rollbacks = cluster.calls.filter((c) => c.startsWith('rollback'));
+    expect(rollbacks).toEqual(['rollback:nmi-managed', 'rollback:assign', 'rollback:inventory']);
+    expect(result.steps.map((s) => s.outcome)).toEqual(['skipped', 'skipped', 'skipped', 'skipped', 'rolled-back', 'rolled-back', 'rolled-back']);
+    expect(Object.fromEntries(cluster.values)).toEqual({ 'inventory/a': 'hand-made' });
+    expect(await states()).toMatchObject({ inventory: 'rolled-back', assign: 'rolled-back', 'nmi-managed': 'rolled-back' });
+  });
+
+  it('refuses to roll back one step while a later one is still applied', async () => {
+    await runner().apply({ to: 'assign' });
+    await expect(runner().rollback({ step: 'inventory' })).rejects.toThrow(/later step "assign" is checked/);
+  });
+
+  it('a step whose rollback failed stays rolling-back and apply refuses to continue', async () => {
+    await runner().apply({ to: 'inventory' });
+    const steps = fakeSteps(cluster);
+    steps[0].rollback = async () => {
+      throw new Error('API server unavailable');
+    };
+    await expect(runner({ steps }).rollback({ to: 'inventory' })).rejects.toThrow(StepFailedError);
+    expect(await states()).toMatchObject({ inventory: 'rolling-back' });
+    await expect(runner().apply({})).rejects.toThrow(DirtyJournalError);
+    await runner().rollback({ step: 'inventory' });
+    expect(await states()).toMatchObject({ inventory: 'rolled-back' });
+    // Re-applying after a rollback starts a new cycle; old records are archived.
+    await runner().apply({ to: 'inventory' });
+    const doc = await Journal.read(join(dir, 'journal.json'));
+    expect(doc!.steps.inventory.archivedActions).toHaveLength(2);
+    expect(doc!.steps.inventory.actions).toHaveLength(2);
+  });
+});
+
+describe('runner: saved plans and dry-run', () => {
+  it('applies a saved plan that still matches and refuses one that went stale', async () => {
+    const saved = await runner().plan();
+    expect(saved.steps.map((s) => s.status)).toEqual(['planned', 'tentative', 'tentative', 'tentative', 'tentative', 'tentative', 'tentative']);
+    expect(saved.totals).toMatchObject({ add: 14, change: 0, remove: 0, blockers: 0, kubeWrites: 14 });
+    await runner().apply({ to: 'inventory', savedPlan: saved });
+    cluster.values.set('assign/a', 'changed-by-someone');
+    const error = await runner().apply({ to: 'assign', savedPlan: saved }).catch((e) => e);
+    expect(error).toBeInstanceOf(StalePlanError);
+    expect(cluster.writes.filter((w) => w.startsWith('assign:'))).toEqual([]);
+  });
+
+  it('dry-run runs plan and apply with no journal and no lock, and skips checks', async () => {
+    const seen: string[] = [];
+    const steps = fakeSteps(cluster);
+    for (const step of steps) {
+      const apply = step.apply.bind(step);
+      step.apply = async (ctx, plan) => {
+        seen.push(`${step.id}:${ctx.dryRun}`);
+        return apply({ ...ctx, kube: fakeCluster() }, plan);
+      };
+    }
+    const result = await runner({ steps, dryRun: 'server' }).apply({ to: 'assign' });
+    expect(result.steps.map((s) => s.outcome)).toEqual(['dry-run', 'dry-run']);
+    expect(seen).toEqual(['inventory:server', 'assign:server']);
+    expect(cluster.calls.filter((c) => c.startsWith('check'))).toEqual([]);
+    await expect(stat(join(dir, 'journal.json'))).rejects.toThrow(/ENOENT/);
+    await expect(stat(join(dir, 'journal.json.lock'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('plan marks later steps unavailable when they need an earlier result', async () => {
+    const steps = fakeSteps(cluster);
+    steps[2].plan = async () => {
+      throw new PreconditionError('the inventory file does not exist yet', '');
+    };
+    const plan = await runner({ steps }).plan();
+    expect(plan.steps[2]).toMatchObject({ stepId: 'nmi-managed', status: 'unavailable' });
+    expect(plan.steps[2].reason).toMatch(/depends on step assign: the inventory file does not exist yet/);
+    const text = await readFile(join(dir, 'journal.json')).catch(() => 'none');
+    expect(text).toBe('none');
+  });
+});
+
+describe('runner: registry', () => {
+  it('rejects a registry out of runbook order', () => {
+    const steps = fakeSteps(cluster, ['assign', 'inventory'] as StepId[]);
+    expect(() => runner({ steps })).toThrow(/runbook order/);
+  });
+});
