@@ -5,6 +5,7 @@
  * Neither SDK is imported here; both gateways classify their own responses and use these
  * helpers to decide how long to wait and whether the deadline still allows it.
  */
+import { RetryableError } from '../engine/errors.ts';
 
 /** How a gateway retries a retryable response. */
 export interface RetryOptions {
@@ -45,16 +46,15 @@ export interface CallScope {
  * Thrown when the next retry wait would end after the caller's deadline. It names what was
  * being retried and the last failure, so the operator sees why the step ran out of time.
  */
-export class DeadlineExceededError extends Error {
-  override readonly name = 'DeadlineExceededError';
+export class DeadlineExceededError extends RetryableError {
   readonly retryable = true;
   readonly waitMs: number;
   readonly remainingMs: number;
   constructor(what: string, waitMs: number, remainingMs: number, lastFailure: string) {
     super(
       `${what}: giving up, the next retry would wait ${formatMs(waitMs)} but the deadline is ` +
-        `${remainingMs <= 0 ? 'already past' : `in ${formatMs(remainingMs)}`} (last failure: ${lastFailure}). ` +
-        'Re-run the step later or with a longer deadline.',
+        `${remainingMs <= 0 ? 'already past' : `in ${formatMs(remainingMs)}`} (last failure: ${lastFailure}).`,
+      'Run the same command again later (the server asked to slow down); the journal resumes where it stopped.',
     );
     this.waitMs = waitMs;
     this.remainingMs = remainingMs;

@@ -1,0 +1,257 @@
+/**
+ * Construction of the Azure SDK clients: credential, endpoint, per-client CA trust, and the
+ * pipeline policy that carries retries, counting and the dry-run guard. This file and
+ * `gateway.ts` are the only ones that import `@azure/*`.
+ *
+ * Real use: `DefaultAzureCredential` against `https://management.azure.com`. Sandbox: when
+ * `PODID_MIGRATE_ARM_ENDPOINT` and `PODID_MIGRATE_ARM_TOKEN_FILE` are set (by
+ * `source <sandbox dir>/env`), that endpoint and a static token read from the file, and the
+ * CA in `PODID_MIGRATE_CA_FILE` trusted by these clients only (not process-wide).
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { ComputeManagementClient } from '@azure/arm-compute';
+import { ManagedServiceIdentityClient } from '@azure/arm-msi';
+import { ContainerServiceClient } from '@azure/arm-containerservice';
+import { DefaultAzureCredential } from '@azure/identity';
+import type { AccessToken, TokenCredential } from '@azure/core-auth';
+import { createPipelineRequest, createDefaultHttpClient } from '@azure/core-rest-pipeline';
+import type { PipelinePolicy, PipelineRequest, PipelineResponse, HttpClient, Pipeline } from '@azure/core-rest-pipeline';
+import { retryOptions, retryDelayMs, parseRetryAfter, waitBeforeRetry, abortReason } from '../kube/retry.ts';
+import type { RetryOptions, CallScope } from '../kube/retry.ts';
+import type { CallCounter } from '../kube/call-counter.ts';
+import type { DryRunRecorder } from '../kube/dry-run.ts';
+import { DryRunViolationError } from '../kube/errors.ts';
+
+/** Environment variables that point the tool at a sandbox's ARM endpoint. */
+export const ARM_ENV = {
+  endpoint: 'PODID_MIGRATE_ARM_ENDPOINT',
+  tokenFile: 'PODID_MIGRATE_ARM_TOKEN_FILE',
+  caFile: 'PODID_MIGRATE_CA_FILE',
+} as const;
+
+/** Where ARM is and how to authenticate. */
+export interface AzureConnection {
+  /** ARM base URL, `https://management.azure.com` in real use. */
+  endpoint: string;
+  credential: TokenCredential;
+  /** PEM of an extra CA to trust, for these clients only. */
+  caPem?: string;
+  /** True when this is a sandbox endpoint (from the environment). */
+  sandbox: boolean;
+}
+
+/**
+ * Resolves the connection from the environment: the sandbox's endpoint, token file and CA when
+ * `PODID_MIGRATE_ARM_ENDPOINT` is set, else `DefaultAzureCredential` and public ARM.
+ * Throws a message naming the variable when the sandbox settings are incomplete or unsafe.
+ */
+export function resolveAzureConnection(env: NodeJS.ProcessEnv = process.env): AzureConnection {
+  const endpoint = env[ARM_ENV.endpoint];
+  if (!endpoint) return { endpoint: 'https://management.azure.com', credential: new DefaultAzureCredential(), sandbox: false };
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new Error(`${ARM_ENV.endpoint}=${endpoint} is not a URL`);
+  }
+  // The SDK refuses to send a bearer token over plain http, and so do we.
+  if (url.protocol !== 'https:') throw new Error(`${ARM_ENV.endpoint} must be an https:// URL, got ${url.protocol}`);
+  const tokenFile = env[ARM_ENV.tokenFile];
+  if (!tokenFile) throw new Error(`${ARM_ENV.endpoint} is set but ${ARM_ENV.tokenFile} is not; run: source <sandbox dir>/env`);
+  const caFile = env[ARM_ENV.caFile];
+  const caPem = caFile ? readFileSync(caFile, 'utf8') : undefined;
+  return { endpoint: url.origin, credential: new FileTokenCredential(tokenFile), caPem, sandbox: true };
+}
+
+/**
+ * A `TokenCredential` that reads a bearer token from a file (mode 0600) on every request, so a
+ * rotated token is picked up. Refuses a file readable by group or others.
+ */
+export class FileTokenCredential implements TokenCredential {
+  readonly path: string;
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  async getToken(): Promise<AccessToken> {
+    const st = statSync(this.path);
+    if ((st.mode & 0o077) !== 0) {
+      throw new Error(`token file ${this.path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${this.path}`);
+    }
+    const token = readFileSync(this.path, 'utf8').trim();
+    if (!token) throw new Error(`token file ${this.path} is empty`);
+    return { token, expiresOnTimestamp: Date.now() + 30 * 60_000 };
+  }
+}
+
+/** Timing of the Azure gateway's calls. */
+export interface AzureTiming {
+  retry: RetryOptions;
+  /** Poll interval of long-running operations (default 2 s; a sandbox at a high time scale wants less). */
+  pollIntervalMs: number;
+  /**
+   * Cap on the poll interval a long-running operation's `Retry-After` may ask for (default
+   * 30 s): the SDK's poller otherwise waits as long as the server says.
+   */
+  maxPollIntervalMs: number;
+}
+
+/** Fills the defaults of {@link AzureTiming}. */
+export function azureTiming(partial: { retry?: Partial<RetryOptions>; pollIntervalMs?: number; maxPollIntervalMs?: number } = {}): AzureTiming {
+  return { retry: retryOptions(partial.retry), pollIntervalMs: partial.pollIntervalMs ?? 2000, maxPollIntervalMs: partial.maxPollIntervalMs ?? 30_000 };
+}
+
+/** What one scope of the gateway hands to its clients' pipelines. */
+export interface ArmScope extends CallScope {
+  counter: CallCounter;
+  dryRun: DryRunRecorder;
+  timing: AzureTiming;
+}
+
+/** The three SDK clients of one scope plus raw access through the same pipeline. */
+export interface ArmClients {
+  compute: ComputeManagementClient;
+  msi: ManagedServiceIdentityClient;
+  containerService: ContainerServiceClient;
+  /** Sends a raw request through the compute client's pipeline (auth, TLS, retries, counting). */
+  sendRaw(method: 'GET', pathAndQuery: string): Promise<PipelineResponse>;
+  endpoint: string;
+}
+
+/** Builds the SDK clients for one scope. Cheap enough to do per step call. */
+export function createArmClients(conn: AzureConnection, subscriptionId: string, scope: ArmScope): ArmClients {
+  const common = {
+    endpoint: conn.endpoint,
+    // Our policy owns retries: the SDK's own would wait any Retry-After uncapped, and not
+    // retry a 429 that has none.
+    retryOptions: { maxRetries: 0 },
+    tlsOptions: conn.caPem ? { ca: conn.caPem } : undefined,
+    userAgentOptions: { userAgentPrefix: 'podid-migrate' },
+    // Real ARM issues tokens for this audience whatever host the sandbox listens on.
+    credentials: { scopes: ['https://management.azure.com/.default'] },
+    credentialScopes: ['https://management.azure.com/.default'],
+  };
+  const compute = new ComputeManagementClient(conn.credential, subscriptionId, common);
+  const msi = new ManagedServiceIdentityClient(conn.credential, subscriptionId, { ...common, $host: conn.endpoint });
+  const containerService = new ContainerServiceClient(conn.credential, subscriptionId, common);
+  for (const p of [compute.pipeline, msi.pipeline, containerService.pipeline] as Pipeline[]) p.addPolicy(gatewayPolicy(scope));
+  const httpClient = defaultHttpClient();
+  return {
+    compute,
+    msi,
+    containerService,
+    endpoint: conn.endpoint,
+    async sendRaw(method, pathAndQuery) {
+      const request = createPipelineRequest({ url: `${conn.endpoint}${pathAndQuery}`, method, abortSignal: scope.signal });
+      return compute.pipeline.sendRequest(httpClient, request);
+    },
+  };
+}
+
+let sharedHttpClient: HttpClient | undefined;
+function defaultHttpClient(): HttpClient {
+  return (sharedHttpClient ??= createDefaultHttpClient());
+}
+
+const CONFLICT_CODES_RETRIED = new Set(['anotheroperationinprogress', 'operationpreempted', 'conflict', 'retryableerror', 'concurrentrequestsnotallowed']);
+
+/**
+ * Which ARM answers are retried: 429 always (with or without `Retry-After`); 5xx except on
+ * POST actions (a repeated reimage would reimage twice); 409 only for conflict-type codes
+ * (another operation in progress), not for a real conflict such as an existing resource.
+ */
+export function isRetryableArmResponse(status: number, method: string, code: string | undefined): boolean {
+  if (status === 429) return true;
+  if (status >= 500 && status !== 501 && status !== 505) return method !== 'POST';
+  if (status === 409) return code !== undefined && CONFLICT_CODES_RETRIED.has(code.toLowerCase());
+  return false;
+}
+
+/** The ARM error code in a response body, if any. */
+export function armErrorCode(bodyText: string | undefined): string | undefined {
+  if (!bodyText) return undefined;
+  try {
+    const b = JSON.parse(bodyText) as { error?: { code?: string }; code?: string };
+    return b.error?.code ?? b.code;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `PATCH Microsoft.Compute/virtualMachineScaleSets`, `POST .../virtualMachineScaleSets/manualupgrade`,
+ * `GET Microsoft.Compute/locations/operations`: operation names for counting, from the URL.
+ */
+export function describeArmRequest(method: string, path: string): { verb: string; resource: string } {
+  const segs = path.split('/').filter(Boolean);
+  const p = segs.findIndex((s) => s.toLowerCase() === 'providers');
+  let last = -1;
+  for (let i = 0; i < segs.length; i++) if (segs[i].toLowerCase() === 'providers') last = i;
+  if (p < 0 || last + 1 >= segs.length) {
+    const rg = segs.findIndex((s) => s.toLowerCase() === 'resourcegroups');
+    return { verb: method, resource: rg >= 0 ? 'resourceGroups' : segs.slice(0, 1).join('/') || '/' };
+  }
+  // The last provider segment names the type chain: ns/type/name/type/name/.../[action].
+  const ns = segs[last + 1];
+  const rest = segs.slice(last + 2);
+  const types: string[] = [];
+  for (let i = 0; i < rest.length; i += 2) types.push(rest[i]);
+  // An action (POST .../{name}/manualupgrade) sits at an odd position.
+  return { verb: method, resource: [ns, ...types].join('/') };
+}
+
+/**
+ * The pipeline policy of one scope: dry-run guard, counting, classified retries with capped
+ * waits bounded by the deadline, and capping of a long-running operation's `Retry-After`
+ * (the SDK's poller would otherwise sleep as long as the server says).
+ */
+export function gatewayPolicy(scope: ArmScope): PipelinePolicy {
+  return {
+    name: 'podidMigrateGatewayPolicy',
+    async sendRequest(request: PipelineRequest, next): Promise<PipelineResponse> {
+      const method = request.method.toUpperCase();
+      const url = new URL(request.url);
+      const write = method !== 'GET' && method !== 'HEAD';
+      if (write && scope.dryRun.suppressArmWrites) throw new DryRunViolationError('arm', method, url.pathname);
+      const { verb, resource } = describeArmRequest(method, url.pathname);
+      const opts = scope.timing.retry;
+      for (let attempt = 1; ; attempt++) {
+        if (scope.signal?.aborted) throw abortReason(scope.signal);
+        scope.counter.count(verb, resource, attempt > 1);
+        let resp: PipelineResponse;
+        try {
+          resp = await next(request);
+        } catch (e) {
+          if (scope.signal?.aborted) throw abortReason(scope.signal);
+          const failure = (e as Error)?.message ?? String(e);
+          // A write that may have reached ARM is not repeated on a network error: the caller re-reads.
+          if (write || attempt >= opts.maxAttempts || (e as { name?: string })?.name === 'AbortError') throw e;
+          await waitBeforeRetry(`${verb} ${resource}`, retryDelayMs(attempt, opts), scope, failure);
+          continue;
+        }
+        const code = resp.status >= 400 ? armErrorCode(resp.bodyAsText ?? undefined) : undefined;
+        if (attempt < opts.maxAttempts && isRetryableArmResponse(resp.status, method, code)) {
+          const retryAfter = retryAfterOf(resp);
+          await waitBeforeRetry(`${verb} ${resource}`, retryDelayMs(attempt, opts, retryAfter), scope, `HTTP ${resp.status}${code ? ' ' + code : ''}`);
+          continue;
+        }
+        if (resp.status < 300) capPollRetryAfter(resp, scope.timing.maxPollIntervalMs);
+        return resp;
+      }
+    },
+  };
+}
+
+function retryAfterOf(resp: PipelineResponse): number | undefined {
+  const ms = resp.headers.get('retry-after-ms') ?? resp.headers.get('x-ms-retry-after-ms');
+  if (ms && /^\d+$/.test(ms)) return Number(ms);
+  return parseRetryAfter(resp.headers.get('retry-after'));
+}
+
+function capPollRetryAfter(resp: PipelineResponse, maxMs: number): void {
+  const wanted = retryAfterOf(resp);
+  if (wanted === undefined || wanted <= maxMs) return;
+  resp.headers.set('retry-after', String(Math.max(1, Math.floor(maxMs / 1000))));
+  resp.headers.delete('retry-after-ms');
+  resp.headers.delete('x-ms-retry-after-ms');
+}

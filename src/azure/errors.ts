@@ -1,0 +1,50 @@
+/**
+ * Typed errors of the Azure gateway: the HTTP status, the ARM error code and message, and
+ * (for a missing `assign/action`) the identities concerned. Never a request header, never a token.
+ */
+
+/** An ARM request that failed (or a long-running operation that ended `Failed`). */
+export class AzureApiError extends Error {
+  override readonly name = 'AzureApiError';
+  /** HTTP status (0 when the request never got an answer; 200 for an LRO that ended `Failed`). */
+  readonly status: number;
+  /** ARM error code, e.g. `LinkedAuthorizationFailed`, `ResourceNotFound`, `TooManyRequests`. */
+  readonly code: string;
+  /** The server's message. */
+  readonly serverMessage: string;
+  /** What was being done, e.g. `PATCH vmss aks-pay-123-vmss`. */
+  readonly operation: string;
+  /** Identity resource ids the error is about (LinkedAuthorizationFailed). */
+  readonly identityIds: string[];
+  readonly retryable: boolean;
+
+  constructor(init: { status: number; code: string; message: string; operation: string; identityIds?: string[]; retryable?: boolean }) {
+    const ids = init.identityIds ?? [];
+    const prefix =
+      init.code === 'LinkedAuthorizationFailed' && ids.length
+        ? `missing Microsoft.ManagedIdentity/userAssignedIdentities/assign/action on ${ids.join(', ')}: `
+        : '';
+    super(`${init.operation}: ${prefix}${init.status ? init.status + ' ' : ''}${init.code}: ${init.message}`);
+    this.status = init.status;
+    this.code = init.code;
+    this.serverMessage = init.message;
+    this.operation = init.operation;
+    this.identityIds = ids;
+    this.retryable = init.retryable ?? (init.status === 429 || init.status >= 500);
+  }
+}
+
+/** True when `e` is an ARM 404 (`ResourceNotFound`, `NotFound`, ...). */
+export function isAzureNotFound(e: unknown): boolean {
+  return e instanceof AzureApiError && e.status === 404;
+}
+
+/**
+ * The user-assigned identity ids a `LinkedAuthorizationFailed` message names. ARM says
+ * `... does not have permission to perform action(s) '.../assign/action' on the linked
+ * scope(s) '<id1>,<id2>' (respectively) or the linked scope(s) are invalid.`
+ */
+export function linkedScopesOf(message: string): string[] {
+  const ids = message.match(/\/subscriptions\/[^\s',;]+\/providers\/Microsoft\.ManagedIdentity\/userAssignedIdentities\/[^\s',;]+/gi) ?? [];
+  return [...new Set(ids)];
+}

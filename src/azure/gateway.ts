@@ -1,0 +1,552 @@
+/**
+ * The Azure gateway: everything the runbook steps may do in Azure Resource Manager, and
+ * nothing else. Steps see only the {@link AzureGateway} interface. Identity changes on a scale
+ * set are computed as a case-insensitive delta against a fresh GET and sent in chunks of 150,
+ * never touching identities the caller did not name (the kubelet identity, add-ons, anything
+ * assigned by hand).
+ *
+ * Dry-run: reads always run; writes are never sent (ARM has no server-side dry-run) but
+ * recorded as `would PATCH <url> <body>`.
+ */
+import type { VirtualMachineScaleSet, VirtualMachineScaleSetVM } from '@azure/arm-compute';
+import type { Identity } from '@azure/arm-msi';
+import type { ManagedCluster } from '@azure/arm-containerservice';
+import { createArmClients, resolveAzureConnection, azureTiming } from './client.ts';
+import type { ArmClients, AzureConnection, AzureTiming } from './client.ts';
+import { AzureApiError, linkedScopesOf } from './errors.ts';
+import { CallCounter } from '../kube/call-counter.ts';
+import type { CallCounts } from '../kube/call-counter.ts';
+import { DryRunRecorder } from '../kube/dry-run.ts';
+import type { DryRunEntry, DryRunMode } from '../kube/dry-run.ts';
+import type { RetryOptions } from '../kube/retry.ts';
+import { DeadlineExceededError } from '../kube/retry.ts';
+import { DryRunViolationError } from '../kube/errors.ts';
+
+export type { DryRunMode, DryRunEntry, CallCounts };
+
+/** ARM accepts at most this many user-assigned identities in one VMSS PATCH. */
+export const MAX_IDENTITIES_PER_PATCH = 150;
+
+/** The action a caller needs on an identity to put it on a VMSS. */
+export const ASSIGN_ACTION = 'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action';
+
+/** A VMSS as the migration needs it. */
+export interface ScaleSet {
+  id: string;
+  name: string;
+  resourceGroup: string;
+  location: string;
+  tags: Record<string, string>;
+  /** `None` when the scale set has no identity block. */
+  identityType: string;
+  /** User-assigned identities keyed by resource id as ARM returned it, with their client/principal ids. */
+  userAssignedIdentities: Record<string, { clientId?: string; principalId?: string }>;
+  capacity?: number;
+  upgradePolicyMode?: string;
+  provisioningState?: string;
+}
+
+/** One VMSS instance. */
+export interface ScaleSetInstance {
+  instanceId: string;
+  name: string;
+  computerName?: string;
+  /** False when the instance runs an older model than the scale set (only then is `manualupgrade` needed). */
+  latestModelApplied?: boolean;
+  provisioningState?: string;
+  /** User-assigned identity ids on this instance. */
+  identityIds: string[];
+}
+
+/** A user-assigned managed identity. */
+export interface ManagedIdentity {
+  id: string;
+  name: string;
+  resourceGroup: string;
+  location?: string;
+  clientId?: string;
+  principalId?: string;
+  tenantId?: string;
+}
+
+/** What the migration reads from the AKS resource. */
+export interface ManagedClusterInfo {
+  id: string;
+  name: string;
+  location: string;
+  /** `MC_<rg>_<cluster>_<region>` unless customised: where the VMSS live. */
+  nodeResourceGroup: string;
+  kubeletIdentity?: { resourceId?: string; clientId?: string; objectId?: string };
+  agentPools: { name: string; count?: number; vmSize?: string; mode?: string; type?: string }[];
+}
+
+/** Result of {@link AzureGateway.assignIdentities}. */
+export interface AssignResult {
+  /** Ids this call added (as given by the caller), in request order. */
+  added: string[];
+  /** Ids the caller asked for that were already there (as the caller gave them). */
+  alreadyPresent: string[];
+  /** `identity.type` sent (or kept). */
+  identityType: string;
+  /** PATCH requests made (or, in dry-run, recorded). */
+  patches: number;
+  dryRun: boolean;
+}
+
+/** Result of {@link AzureGateway.unassignIdentities}. */
+export interface UnassignResult {
+  removed: string[];
+  notPresent: string[];
+  /** `identity.type` after the change. */
+  identityType: string;
+  patches: number;
+  dryRun: boolean;
+}
+
+/** Whether the caller may assign an identity (`.../assign/action`), from `Microsoft.Authorization/permissions`. */
+export interface AssignPermission {
+  identityId: string;
+  /** `unknown` when the permissions could not be read (the PATCH will tell). */
+  allowed: boolean | 'unknown';
+  reason: string;
+}
+
+/** Everything the runbook steps may do in Azure. Already dry-run aware. */
+export interface AzureGateway {
+  readonly dryRunMode: DryRunMode;
+  readonly subscriptionId: string;
+  /** Reads an AKS cluster by resource id. */
+  getManagedCluster(aksId: string): Promise<ManagedClusterInfo>;
+  listScaleSets(resourceGroup: string): Promise<ScaleSet[]>;
+  /** One scale set, or `undefined` when it does not exist. */
+  getScaleSet(resourceGroup: string, name: string): Promise<ScaleSet | undefined>;
+  /** Adds identities (delta only, case-insensitive, chunks of 150), keeping every identity already there and the system-assigned one. */
+  assignIdentities(resourceGroup: string, vmss: string, identityIds: string[]): Promise<AssignResult>;
+  /** Removes only the given identities (`null` per id); the type becomes `None`/`SystemAssigned` when none remain. */
+  unassignIdentities(resourceGroup: string, vmss: string, identityIds: string[]): Promise<UnassignResult>;
+  listInstances(resourceGroup: string, vmss: string): Promise<ScaleSetInstance[]>;
+  /** `manualupgrade` of the given instances (only when they report `latestModelApplied: false`; batch small). */
+  manualUpgrade(resourceGroup: string, vmss: string, instanceIds: string[]): Promise<void>;
+  reimageInstances(resourceGroup: string, vmss: string, instanceIds: string[]): Promise<void>;
+  deleteInstances(resourceGroup: string, vmss: string, instanceIds: string[]): Promise<void>;
+  /** One identity by resource id, or `undefined` when it does not exist. */
+  getIdentity(identityId: string): Promise<ManagedIdentity | undefined>;
+  listIdentities(resourceGroup: string): Promise<ManagedIdentity[]>;
+  /** Whether the caller holds `userAssignedIdentities/assign/action` on the identity. */
+  canAssign(identityId: string): Promise<AssignPermission>;
+  /** A view bound to a step call's signal and deadline, sharing the dry-run log, with its own call counts. */
+  scoped(scope: { signal?: AbortSignal; deadline?: number }): AzureGateway;
+  calls(): CallCounts;
+  dryRunLog(): DryRunEntry[];
+}
+
+/** Options of {@link createAzureGateway}. */
+export interface AzureGatewayOptions {
+  subscriptionId: string;
+  dryRun?: DryRunMode;
+  /** Connection; resolved from the environment (sandbox or DefaultAzureCredential) when absent. */
+  connection?: AzureConnection;
+  retry?: Partial<RetryOptions>;
+  /** Poll interval of long-running operations in ms (default 2000). */
+  pollIntervalMs?: number;
+  /** Cap on a poll interval asked for by `Retry-After` (default 30 s). */
+  maxPollIntervalMs?: number;
+  signal?: AbortSignal;
+  deadline?: number;
+}
+
+/** Builds the Azure gateway. */
+export function createAzureGateway(opts: AzureGatewayOptions): AzureGateway {
+  if (!/^[0-9a-f-]{36}$/i.test(opts.subscriptionId)) throw new Error(`subscription id ${opts.subscriptionId} is not a GUID; pass --subscription`);
+  const conn = opts.connection ?? resolveAzureConnection();
+  const timing = azureTiming({ retry: opts.retry, pollIntervalMs: opts.pollIntervalMs, maxPollIntervalMs: opts.maxPollIntervalMs });
+  return new ArmGateway(conn, opts.subscriptionId, timing, new DryRunRecorder(opts.dryRun ?? 'none'), new CallCounter(), { signal: opts.signal, deadline: opts.deadline });
+}
+
+/** Parsed ARM resource id. */
+export interface ParsedResourceId {
+  subscriptionId: string;
+  resourceGroup: string;
+  provider: string;
+  type: string;
+  name: string;
+}
+
+/** Splits `/subscriptions/<s>/resourceGroups/<rg>/providers/<ns>/<type>/<name>`; throws naming the id when it is not one. */
+export function parseResourceId(id: string): ParsedResourceId {
+  const m = /^\/subscriptions\/([^/]+)\/resourcegroups\/([^/]+)\/providers\/([^/]+)\/([^/]+)\/([^/]+)$/i.exec(id.trim());
+  if (!m) throw new Error(`${id} is not an ARM resource id of the form /subscriptions/<sub>/resourceGroups/<rg>/providers/<namespace>/<type>/<name>`);
+  return { subscriptionId: m[1], resourceGroup: m[2], provider: m[3], type: m[4], name: m[5] };
+}
+
+/** Splits `items` into chunks of at most `size`. */
+export function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/**
+ * The case-insensitive delta between the ids a scale set has and the ids wanted:
+ * `toAdd` keeps the caller's spelling and order (duplicates dropped), `present` lists the
+ * wanted ids already there.
+ */
+export function identityDelta(existing: Iterable<string>, wanted: readonly string[]): { toAdd: string[]; present: string[] } {
+  const have = new Set([...existing].map((id) => id.toLowerCase()));
+  const seen = new Set<string>();
+  const toAdd: string[] = [];
+  const present: string[] = [];
+  for (const id of wanted) {
+    const k = id.toLowerCase();
+    if (seen.has(k)) continue;
+    seen.add(k);
+    (have.has(k) ? present : toAdd).push(id);
+  }
+  return { toAdd, present };
+}
+
+/** `identity.type` to send when adding user-assigned identities, keeping a system-assigned one. */
+export function typeWithUserAssigned(current: string | undefined): string {
+  return hasSystemAssigned(current) ? 'SystemAssigned, UserAssigned' : 'UserAssigned';
+}
+
+/** `identity.type` once no user-assigned identity remains. */
+export function typeWithoutUserAssigned(current: string | undefined): string {
+  return hasSystemAssigned(current) ? 'SystemAssigned' : 'None';
+}
+
+function hasSystemAssigned(type: string | undefined): boolean {
+  return (type ?? '').toLowerCase().split(',').map((s) => s.trim()).includes('systemassigned');
+}
+
+class ArmGateway implements AzureGateway {
+  readonly #conn: AzureConnection;
+  readonly #timing: AzureTiming;
+  readonly #dryRun: DryRunRecorder;
+  readonly #counter: CallCounter;
+  readonly #signal: AbortSignal | undefined;
+  readonly #deadline: number | undefined;
+  readonly #clients = new Map<string, ArmClients>();
+  readonly subscriptionId: string;
+
+  constructor(conn: AzureConnection, subscriptionId: string, timing: AzureTiming, dryRun: DryRunRecorder, counter: CallCounter, scope: { signal?: AbortSignal; deadline?: number }) {
+    this.#conn = conn;
+    this.subscriptionId = subscriptionId;
+    this.#timing = timing;
+    this.#dryRun = dryRun;
+    this.#counter = counter;
+    this.#signal = scope.signal;
+    this.#deadline = scope.deadline;
+  }
+
+  get dryRunMode(): DryRunMode {
+    return this.#dryRun.mode;
+  }
+
+  scoped(scope: { signal?: AbortSignal; deadline?: number }): AzureGateway {
+    return new ArmGateway(this.#conn, this.subscriptionId, this.#timing, this.#dryRun, new CallCounter(this.#counter), scope);
+  }
+
+  calls(): CallCounts {
+    return this.#counter.snapshot();
+  }
+
+  dryRunLog(): DryRunEntry[] {
+    return this.#dryRun.log();
+  }
+
+  /** SDK clients for a subscription (identities may live in another one than the cluster). */
+  #for(subscriptionId = this.subscriptionId): ArmClients {
+    const key = subscriptionId.toLowerCase();
+    let c = this.#clients.get(key);
+    if (!c) {
+      c = createArmClients(this.#conn, subscriptionId, {
+        counter: this.#counter,
+        dryRun: this.#dryRun,
+        timing: this.#timing,
+        signal: this.#signal,
+        deadline: this.#deadline,
+      });
+      this.#clients.set(key, c);
+    }
+    return c;
+  }
+
+  #opts(): { abortSignal?: AbortSignal } {
+    return this.#signal ? { abortSignal: this.#signal } : {};
+  }
+
+  #lroOpts(): { abortSignal?: AbortSignal; updateIntervalInMs: number } {
+    return { ...this.#opts(), updateIntervalInMs: this.#timing.pollIntervalMs };
+  }
+
+  async getManagedCluster(aksId: string): Promise<ManagedClusterInfo> {
+    const id = parseResourceId(aksId);
+    const mc = await call(`GET managed cluster ${id.name}`, () => this.#for(id.subscriptionId).containerService.managedClusters.get(id.resourceGroup, id.name, this.#opts()));
+    return toClusterInfo(mc, id);
+  }
+
+  async listScaleSets(resourceGroup: string): Promise<ScaleSet[]> {
+    return call(`list vmss in ${resourceGroup}`, async () => {
+      const out: ScaleSet[] = [];
+      for await (const v of this.#for().compute.virtualMachineScaleSets.list(resourceGroup, this.#opts())) out.push(toScaleSet(v, resourceGroup));
+      return out;
+    });
+  }
+
+  async getScaleSet(resourceGroup: string, name: string): Promise<ScaleSet | undefined> {
+    try {
+      const v = await call(`GET vmss ${name}`, () => this.#for().compute.virtualMachineScaleSets.get(resourceGroup, name, this.#opts()));
+      return toScaleSet(v, resourceGroup);
+    } catch (e) {
+      if (e instanceof AzureApiError && e.status === 404) return undefined;
+      throw e;
+    }
+  }
+
+  async assignIdentities(resourceGroup: string, vmss: string, identityIds: string[]): Promise<AssignResult> {
+    const current = await this.#mustGetScaleSet(resourceGroup, vmss);
+    const { toAdd, present } = identityDelta(Object.keys(current.userAssignedIdentities), identityIds);
+    const identityType = toAdd.length ? typeWithUserAssigned(current.identityType) : current.identityType;
+    const dryRun = this.#dryRun.suppressArmWrites;
+    let patches = 0;
+    for (const part of chunk(toAdd, MAX_IDENTITIES_PER_PATCH)) {
+      const body = { identity: { type: identityType, userAssignedIdentities: Object.fromEntries(part.map((id) => [id, {}])) } };
+      await this.#patchScaleSet(resourceGroup, vmss, body, `add ${part.length} identit${part.length === 1 ? 'y' : 'ies'} to vmss ${vmss}`, part);
+      patches++;
+    }
+    return { added: toAdd, alreadyPresent: present, identityType, patches, dryRun };
+  }
+
+  async unassignIdentities(resourceGroup: string, vmss: string, identityIds: string[]): Promise<UnassignResult> {
+    const current = await this.#mustGetScaleSet(resourceGroup, vmss);
+    const byLower = new Map(Object.keys(current.userAssignedIdentities).map((k) => [k.toLowerCase(), k]));
+    const wanted = [...new Map(identityIds.map((id) => [id.toLowerCase(), id])).values()];
+    const removed = wanted.filter((id) => byLower.has(id.toLowerCase()));
+    const notPresent = wanted.filter((id) => !byLower.has(id.toLowerCase()));
+    const dryRun = this.#dryRun.suppressArmWrites;
+    if (removed.length === 0) return { removed, notPresent, identityType: current.identityType, patches: 0, dryRun };
+    const remaining = byLower.size - removed.length;
+    let patches = 0;
+    if (remaining === 0) {
+      // ARM refuses a UserAssigned type with an empty map: drop the user-assigned part instead.
+      const identityType = typeWithoutUserAssigned(current.identityType);
+      await this.#patchScaleSet(resourceGroup, vmss, { identity: { type: identityType } }, `remove all ${removed.length} user-assigned identities from vmss ${vmss}`, removed);
+      return { removed, notPresent, identityType, patches: 1, dryRun };
+    }
+    const identityType = current.identityType;
+    // Nulls use the spelling ARM returned, so the server's own key matches exactly.
+    for (const part of chunk(removed, MAX_IDENTITIES_PER_PATCH)) {
+      const body = { identity: { type: identityType, userAssignedIdentities: Object.fromEntries(part.map((id) => [byLower.get(id.toLowerCase())!, null])) } };
+      await this.#patchScaleSet(resourceGroup, vmss, body, `remove ${part.length} identit${part.length === 1 ? 'y' : 'ies'} from vmss ${vmss}`, part);
+      patches++;
+    }
+    return { removed, notPresent, identityType, patches, dryRun };
+  }
+
+  async listInstances(resourceGroup: string, vmss: string): Promise<ScaleSetInstance[]> {
+    return call(`list instances of vmss ${vmss}`, async () => {
+      const out: ScaleSetInstance[] = [];
+      for await (const vm of this.#for().compute.virtualMachineScaleSetVMs.list(resourceGroup, vmss, this.#opts())) out.push(toInstance(vm));
+      return out;
+    });
+  }
+
+  async manualUpgrade(resourceGroup: string, vmss: string, instanceIds: string[]): Promise<void> {
+    await this.#instanceAction('manualupgrade', resourceGroup, vmss, instanceIds, (c) =>
+      c.compute.virtualMachineScaleSets.updateInstances(resourceGroup, vmss, { instanceIds }, this.#lroOpts()),
+    );
+  }
+
+  async reimageInstances(resourceGroup: string, vmss: string, instanceIds: string[]): Promise<void> {
+    await this.#instanceAction('reimage', resourceGroup, vmss, instanceIds, (c) =>
+      c.compute.virtualMachineScaleSets.reimage(resourceGroup, vmss, { ...this.#lroOpts(), vmScaleSetReimageInput: { instanceIds } }),
+    );
+  }
+
+  async deleteInstances(resourceGroup: string, vmss: string, instanceIds: string[]): Promise<void> {
+    await this.#instanceAction('delete', resourceGroup, vmss, instanceIds, (c) =>
+      c.compute.virtualMachineScaleSets.deleteInstances(resourceGroup, vmss, { instanceIds }, this.#lroOpts()),
+    );
+  }
+
+  async getIdentity(identityId: string): Promise<ManagedIdentity | undefined> {
+    const id = parseResourceId(identityId);
+    try {
+      const i = await call(`GET identity ${id.name}`, () => this.#for(id.subscriptionId).msi.userAssignedIdentities.get(id.resourceGroup, id.name, this.#opts()));
+      return toIdentity(i, id.resourceGroup);
+    } catch (e) {
+      if (e instanceof AzureApiError && e.status === 404) return undefined;
+      throw e;
+    }
+  }
+
+  async listIdentities(resourceGroup: string): Promise<ManagedIdentity[]> {
+    return call(`list identities in ${resourceGroup}`, async () => {
+      const out: ManagedIdentity[] = [];
+      for await (const i of this.#for().msi.userAssignedIdentities.listByResourceGroup(resourceGroup, this.#opts())) out.push(toIdentity(i, resourceGroup));
+      return out;
+    });
+  }
+
+  async canAssign(identityId: string): Promise<AssignPermission> {
+    const id = parseResourceId(identityId);
+    const path = `${identityId}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01`;
+    const resp = await call(`GET permissions on identity ${id.name}`, () => this.#for(id.subscriptionId).sendRaw('GET', path));
+    if (resp.status === 404) return { identityId, allowed: false, reason: `identity ${identityId} does not exist` };
+    if (resp.status === 403 || resp.status === 401) return { identityId, allowed: 'unknown', reason: `cannot read permissions (HTTP ${resp.status}); the VMSS PATCH will tell` };
+    if (resp.status >= 400) throw restErrorFrom(resp.status, resp.bodyAsText ?? '', `GET permissions on identity ${id.name}`);
+    const body = JSON.parse(resp.bodyAsText ?? '{}') as { value?: { actions?: string[]; notActions?: string[] }[] };
+    const grants = body.value ?? [];
+    const allowed = grants.some((g) => (g.actions ?? []).some((a) => actionMatches(a, ASSIGN_ACTION)) && !(g.notActions ?? []).some((a) => actionMatches(a, ASSIGN_ACTION)));
+    return {
+      identityId,
+      allowed,
+      reason: allowed ? `${ASSIGN_ACTION} granted` : `no role assignment grants ${ASSIGN_ACTION} on ${identityId}; assign "Managed Identity Operator" on it`,
+    };
+  }
+
+  async #mustGetScaleSet(resourceGroup: string, vmss: string): Promise<ScaleSet> {
+    const s = await this.getScaleSet(resourceGroup, vmss);
+    if (!s) throw new AzureApiError({ status: 404, code: 'ResourceNotFound', message: `virtual machine scale set ${vmss} not found in resource group ${resourceGroup}`, operation: `GET vmss ${vmss}` });
+    return s;
+  }
+
+  async #patchScaleSet(resourceGroup: string, vmss: string, body: { identity: { type: string; userAssignedIdentities?: Record<string, {} | null> } }, description: string, ids: string[]): Promise<void> {
+    const operation = `PATCH vmss ${vmss}`;
+    if (this.#recordIfDryRun('PATCH', this.#vmssUrl(resourceGroup, vmss), body, description)) return;
+    try {
+      const poller = this.#for().compute.virtualMachineScaleSets.update(resourceGroup, vmss, body as never, this.#lroOpts());
+      await poller.pollUntilDone(this.#opts());
+    } catch (e) {
+      const err = toAzureError(e, operation);
+      if (err instanceof AzureApiError && err.code === 'LinkedAuthorizationFailed' && err.identityIds.length === 0) {
+        throw new AzureApiError({ status: err.status, code: err.code, message: err.serverMessage, operation, identityIds: ids });
+      }
+      throw err;
+    }
+  }
+
+  async #instanceAction(action: 'manualupgrade' | 'reimage' | 'delete', resourceGroup: string, vmss: string, instanceIds: string[], start: (c: ArmClients) => { pollUntilDone(o?: { abortSignal?: AbortSignal }): Promise<unknown> }): Promise<void> {
+    if (instanceIds.length === 0) return;
+    const operation = `POST vmss ${vmss}/${action} (instances ${instanceIds.join(', ')})`;
+    if (this.#recordIfDryRun('POST', `${this.#vmssUrl(resourceGroup, vmss)}/${action}`, { instanceIds }, `${action} instances ${instanceIds.join(', ')} of vmss ${vmss}`)) return;
+    await call(operation, () => start(this.#for()).pollUntilDone(this.#opts()));
+  }
+
+  #vmssUrl(resourceGroup: string, vmss: string): string {
+    return `${this.#conn.endpoint}/subscriptions/${this.subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachineScaleSets/${vmss}`;
+  }
+
+  #recordIfDryRun(method: string, url: string, body: unknown, description: string): boolean {
+    if (!this.#dryRun.suppressArmWrites) return false;
+    this.#dryRun.record({ api: 'arm', method, url, body, sentAsServerDryRun: false, description });
+    this.#counter.countSuppressed();
+    return true;
+  }
+}
+
+/** Runs an SDK call and turns its failures into {@link AzureApiError}. */
+async function call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw toAzureError(e, operation);
+  }
+}
+
+/**
+ * Converts an SDK error (RestError, LRO failure) to {@link AzureApiError}; passes through
+ * aborts, deadline and dry-run errors. Only status, code and message are kept: a RestError
+ * also carries the request, and with it headers this tool never repeats.
+ */
+export function toAzureError(e: unknown, operation: string): Error {
+  if (e instanceof AzureApiError || e instanceof DeadlineExceededError || e instanceof DryRunViolationError) return e;
+  const err = e as { name?: string; statusCode?: number; code?: string; message?: string; details?: { error?: { code?: string; message?: string } } };
+  if (err?.name === 'AbortError' || err?.name === 'TimeoutError') return e as Error;
+  const message = err?.message ?? String(e);
+  const lro = /^The long-running operation has failed(?:\. ([^.]+)\. ([\s\S]*))?$/.exec(message);
+  if (lro) {
+    const code = lro[1] ?? 'OperationFailed';
+    const msg = lro[2] ?? 'the operation ended Failed';
+    return new AzureApiError({ status: 200, code, message: msg, operation, identityIds: code === 'LinkedAuthorizationFailed' ? linkedScopesOf(msg) : [], retryable: false });
+  }
+  if (typeof err?.statusCode === 'number' || err?.name === 'RestError') {
+    const code = err.details?.error?.code ?? (typeof err.code === 'string' && !/^[A-Z_]+$/.test(err.code) ? err.code : undefined) ?? err.code ?? 'Unknown';
+    const msg = err.details?.error?.message ?? message;
+    return new AzureApiError({ status: err.statusCode ?? 0, code, message: msg, operation, identityIds: code === 'LinkedAuthorizationFailed' ? linkedScopesOf(msg) : [] });
+  }
+  return e instanceof Error ? e : new Error(message);
+}
+
+function restErrorFrom(status: number, bodyText: string, operation: string): AzureApiError {
+  let code = 'Unknown';
+  let message = bodyText.slice(0, 500);
+  try {
+    const b = JSON.parse(bodyText) as { error?: { code?: string; message?: string } };
+    code = b.error?.code ?? code;
+    message = b.error?.message ?? message;
+  } catch {
+    // keep the text
+  }
+  return new AzureApiError({ status, code, message, operation });
+}
+
+/** Azure RBAC action match: `*` is a wildcard, comparison is case-insensitive. */
+export function actionMatches(pattern: string, action: string): boolean {
+  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
+  return re.test(action);
+}
+
+function toScaleSet(v: VirtualMachineScaleSet, resourceGroup: string): ScaleSet {
+  const uai: ScaleSet['userAssignedIdentities'] = {};
+  for (const [k, val] of Object.entries(v.identity?.userAssignedIdentities ?? {})) uai[k] = { clientId: val?.clientId, principalId: val?.principalId };
+  const rg = v.id ? (parseResourceIdSafe(v.id)?.resourceGroup ?? resourceGroup) : resourceGroup;
+  return {
+    id: v.id ?? '',
+    name: v.name ?? '',
+    resourceGroup: rg,
+    location: v.location,
+    tags: { ...(v.tags ?? {}) },
+    identityType: v.identity?.type ?? 'None',
+    userAssignedIdentities: uai,
+    capacity: v.sku?.capacity,
+    upgradePolicyMode: v.upgradePolicy?.mode,
+    provisioningState: v.provisioningState,
+  };
+}
+
+function toInstance(vm: VirtualMachineScaleSetVM): ScaleSetInstance {
+  return {
+    instanceId: vm.instanceId ?? '',
+    name: vm.name ?? '',
+    computerName: vm.osProfile?.computerName,
+    latestModelApplied: vm.latestModelApplied,
+    provisioningState: vm.provisioningState,
+    identityIds: Object.keys(vm.identity?.userAssignedIdentities ?? {}),
+  };
+}
+
+function toIdentity(i: Identity, resourceGroup: string): ManagedIdentity {
+  return { id: i.id ?? '', name: i.name ?? '', resourceGroup, location: i.location, clientId: i.clientId, principalId: i.principalId, tenantId: i.tenantId };
+}
+
+function toClusterInfo(mc: ManagedCluster, id: ParsedResourceId): ManagedClusterInfo {
+  const kubelet = mc.identityProfile?.['kubeletidentity'];
+  return {
+    id: mc.id ?? '',
+    name: mc.name ?? id.name,
+    location: mc.location,
+    nodeResourceGroup: mc.nodeResourceGroup ?? '',
+    kubeletIdentity: kubelet ? { resourceId: kubelet.resourceId, clientId: kubelet.clientId, objectId: kubelet.objectId } : undefined,
+    agentPools: (mc.agentPoolProfiles ?? []).map((p) => ({ name: p.name, count: p.count, vmSize: p.vmSize, mode: p.mode, type: p.type })),
+  };
+}
+
+function parseResourceIdSafe(id: string): ParsedResourceId | undefined {
+  try {
+    return parseResourceId(id);
+  } catch {
+    return undefined;
+  }
+}
