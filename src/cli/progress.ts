@@ -10,19 +10,25 @@ import type { OutStream } from './io.ts';
 
 interface Deferred<T> {
   promise: Promise<T>;
+  settled: boolean;
   resolve(value: T): void;
   reject(error: unknown): void;
 }
 
 function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
+  const d = { settled: false } as Deferred<T>;
+  d.promise = new Promise<T>((res, rej) => {
+    d.resolve = (value) => {
+      d.settled = true;
+      res(value);
+    };
+    d.reject = (error) => {
+      d.settled = true;
+      rej(error);
+    };
   });
-  promise.catch(() => {});
-  return { promise, resolve, reject };
+  d.promise.catch(() => {});
+  return d;
 }
 
 /** Options for {@link runWithProgress}. */
@@ -84,8 +90,8 @@ export async function runWithProgress<T>(steps: ReadonlyArray<{ id: StepId; titl
     stepStart: (id, _title, phase) => {
       const set = titles.get(id);
       const label = phase === 'apply' ? id : `${id} (${phase})`;
+      // A task not yet shown picks its title up when it starts.
       if (set) set(label);
-      else pending.set(id, phase);
     },
     stepProgress: (id, message) => {
       const set = outputs.get(id);
@@ -109,13 +115,10 @@ export async function runWithProgress<T>(steps: ReadonlyArray<{ id: StepId; titl
     let failed = false;
     for (const s of steps) {
       const end = ends.get(s.id)!;
-      if (!failed && outputs.has(s.id)) {
-        const settled = await Promise.race([end.promise.then(() => true), Promise.resolve(false)]);
-        if (!settled) {
-          end.reject(error);
-          failed = true;
-          continue;
-        }
+      if (!failed && outputs.has(s.id) && !end.settled) {
+        end.reject(error);
+        failed = true;
+        continue;
       }
       end.resolve(NOT_RUN);
     }
