@@ -120,6 +120,15 @@ export interface WriteOptions {
   dryRun?: boolean;
 }
 
+export interface CreateOptions extends WriteOptions {
+  /**
+   * Called with the new object after the store assigned name, uid, creationTimestamp and
+   * generation and before it is persisted (or returned for a dry run): the API layer's
+   * defaulting and validation, which may need the uid. Throwing aborts the create.
+   */
+  prepare?: (obj: KObject) => void;
+}
+
 export interface DeleteOptions extends WriteOptions {
   /** Seconds of graceful deletion; > 0 marks the object terminating instead of removing it. */
   gracePeriodSeconds?: number;
@@ -262,7 +271,7 @@ export class ObjectStore {
 
   // ---- writes --------------------------------------------------------------------------
 
-  create(t: ResourceType, input: KObject, opts: WriteOptions = {}): KObject {
+  create(t: ResourceType, input: KObject, opts: CreateOptions = {}): KObject {
     const obj = structuredClone(input);
     obj.apiVersion = apiVersionOf(t);
     obj.kind = t.kind;
@@ -290,6 +299,7 @@ export class ObjectStore {
     md.generation = 1;
     delete md.deletionTimestamp;
     delete md.deletionGracePeriodSeconds;
+    opts.prepare?.(obj);
     if (opts.dryRun) {
       md.resourceVersion = undefined;
       delete md.resourceVersion;
