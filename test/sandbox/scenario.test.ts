@@ -120,8 +120,8 @@ describe('initial objects', () => {
     const mic = objs.find((o) => o.kind === 'Deployment')!;
     expect(nmi.metadata.name).toBe('aad-pod-identity-nmi');
     expect(nmi.metadata.namespace).toBe('kube-system');
-    expect(nmi.metadata.labels['app.kubernetes.io/managed-by']).toBe('Helm');
-    expect(nmi.metadata.annotations['meta.helm.sh/release-name']).toBe('aad-pod-identity');
+    expect(nmi.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('Helm');
+    expect(nmi.metadata.annotations?.['meta.helm.sh/release-name']).toBe('aad-pod-identity');
     expect(nmi.spec.template.spec.containers[0].args).toContain('--operation-mode=standard');
     expect(mic.spec.template.spec.containers[0].args).toContain('--immutable-user-msis=abc');
     const crb = objs.find((o) => o.kind === 'ClusterRoleBinding' && o.metadata.name === 'aad-pod-identity-mic')!;
