@@ -190,6 +190,12 @@ function writeUpdate(store: ObjectStore, route: ResourceRoute, obj: KObject, dry
   const t = route.type;
   const old = store.getOrThrow(t, route.namespace, route.name!);
   if (route.subresource === 'status') return store.update(t, obj, { dryRun, subresource: 'status' });
+  // Through the main resource a client never changes status (the store keeps the stored one,
+  // but would accept one where none was stored yet).
+  if (t.subresources?.includes('status')) {
+    if (old.status === undefined) delete obj.status;
+    else obj.status = old.status;
+  }
   applyDefaults(t, obj);
   validate(store, t, obj, old);
   return store.update(t, obj, { dryRun });
