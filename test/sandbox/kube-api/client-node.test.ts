@@ -327,6 +327,39 @@ describe('subresources', () => {
   });
 });
 
+describe('delete', () => {
+  const pods = () => h.store.typeOrThrow('', 'pods');
+
+  it('deletes a scheduled pod gracefully with its terminationGracePeriodSeconds, an unscheduled one at once', async () => {
+    h.store.create(pods(), runningPod('graceful', { node: 'n1', grace: 12 }));
+    const res = await core.deleteNamespacedPod({ name: 'graceful', namespace: 'default' });
+    expect(res.metadata?.deletionTimestamp).toBeDefined();
+    expect(res.metadata?.deletionGracePeriodSeconds).toBe(12);
+    expect(h.store.peek(pods(), 'default', 'graceful')).toBeDefined();
+    // A second delete with gracePeriodSeconds=0 (kubectl --force) removes it.
+    await core.deleteNamespacedPod({ name: 'graceful', namespace: 'default', gracePeriodSeconds: 0 });
+    expect(h.store.peek(pods(), 'default', 'graceful')).toBeUndefined();
+    await core.createNamespacedPod({ namespace: 'default', body: { metadata: { name: 'unscheduled' }, spec: { containers: [{ name: 'c', image: 'i:1' }] } } });
+    await core.deleteNamespacedPod({ name: 'unscheduled', namespace: 'default' });
+    expect(h.store.peek(pods(), 'default', 'unscheduled')).toBeUndefined();
+  });
+
+  it('answers a Success Status for other kinds, 422 for an unknown propagationPolicy, and deletes collections by selector', async () => {
+    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'del-1', labels: { batch: 'x' } } } });
+    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'del-2', labels: { batch: 'x' } } } });
+    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'keep', labels: { batch: 'y' } } } });
+    const bad = await failure(() => core.deleteNamespacedConfigMap({ name: 'del-1', namespace: 'default', propagationPolicy: 'Sideways' }));
+    expect(bad.code).toBe(422);
+    const raw = await rawRequest('DELETE', '/api/v1/namespaces/default/configmaps/del-1', JSON.stringify({ kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' }));
+    expect(raw.status).toBe(200);
+    expect(JSON.parse(raw.body)).toMatchObject({ kind: 'Status', status: 'Success', details: { name: 'del-1', kind: 'configmaps' } });
+    await core.deleteCollectionNamespacedConfigMap({ namespace: 'default', labelSelector: 'batch=x' });
+    const left = await core.listNamespacedConfigMap({ namespace: 'default', labelSelector: 'batch' });
+    expect(left.items.map((c) => c.metadata?.name)).toEqual(['keep']);
+    expect(h.metrics.count({ verb: 'deletecollection', resource: 'configmaps', status: 200 })).toBe(1);
+  });
+});
+
 describe('eviction', () => {
   const pods = () => h.store.typeOrThrow('', 'pods');
   const pdbs = () => h.store.typeOrThrow('policy', 'poddisruptionbudgets');
@@ -494,7 +527,7 @@ describe('discovery', () => {
 async function rawRequest(method: string, path: string, body?: string, contentType = 'application/json', withToken = true): Promise<{ status: number; body: string; headers: Record<string, string> }> {
   const https = await import('node:https');
   return new Promise((resolve, reject) => {
-    const req = https.request(`${h.server.url}${path}`, { method, ca: h.tls.caPem, headers: { ...(withToken ? { authorization: `Bearer ${h.token}` } : {}), 'content-type': contentType } }, (res) => {
+    const req = https.request(`${h.server.url}${path}`, { method, ca: h.tls.caPem, headers: { ...(withToken ? { authorization: `Bearer ${h.token}` } : {}), 'content-type': contentType, ...(body ? { 'content-length': String(Buffer.byteLength(body)) } : {}) } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c) => chunks.push(c));
       // A watch stream never ends by itself: answer with what the first chunk carried.
