@@ -35,6 +35,15 @@ export function defaultPodSpec(spec: Record<string, any>): void {
   for (const c of spec.initContainers ?? []) defaultContainer(c);
 }
 
+/** What the DefaultTolerationSeconds admission plugin adds to every pod. */
+function addDefaultTolerations(spec: Record<string, any>): void {
+  const tolerations: any[] = (spec.tolerations = spec.tolerations ?? []);
+  for (const key of ['node.kubernetes.io/not-ready', 'node.kubernetes.io/unreachable']) {
+    const covered = tolerations.some((t) => (t.key === key || (t.key === undefined && t.operator === 'Exists')) && (!t.effect || t.effect === 'NoExecute'));
+    if (!covered) tolerations.push({ key, operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 });
+  }
+}
+
 function defaultTemplate(spec: Record<string, any>): void {
   spec.template = spec.template ?? {};
   spec.template.spec = spec.template.spec ?? {};
@@ -47,6 +56,11 @@ export function applyDefaults(t: ResourceType, obj: KObject): void {
   switch (`${t.group}/${t.kind}`) {
     case '/Pod':
       defaultPodSpec(spec);
+      setDefault(spec, 'serviceAccount', spec.serviceAccountName);
+      setDefault(spec, 'enableServiceLinks', true);
+      setDefault(spec, 'priority', 0);
+      setDefault(spec, 'preemptionPolicy', 'PreemptLowerPriority');
+      addDefaultTolerations(spec);
       obj.status = obj.status ?? {};
       setDefault(obj.status, 'phase', 'Pending');
       setDefault(obj.status, 'qosClass', 'BestEffort');

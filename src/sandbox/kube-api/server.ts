@@ -68,8 +68,6 @@ export interface KubeApiServer {
   close(): Promise<void>;
 }
 
-const MUTATING_VERBS = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
-
 /** What one request turned into, for metrics and faults. */
 interface Classified {
   verb: string;
@@ -244,11 +242,13 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     if (rule?.action.kind === 'latency') await new Promise<void>((r) => setTimeout(r, (rule.action as { ms: number }).ms));
 
     const hold = rule?.action.kind === 'hold-response' ? rule : undefined;
-    const respond = async (fn: () => void) => {
+    // With a hold-response rule the work is done (a mutation is applied) but the answer waits
+    // for the rule's removal; a client that gave up meanwhile gets nothing.
+    const respond = async (status: number, fn: () => void) => {
       if (hold) {
         await opts.faults.hold(hold.id, { method, path });
         if (res.destroyed || req.socket.destroyed) {
-          ex.record(499);
+          ex.record(status);
           return;
         }
       }
@@ -258,7 +258,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     try {
       if (!classified) {
         const doc = nonResource(path, req.headers.accept);
-        await respond(() => ex.json(200, doc));
+        await respond(200, () => ex.json(200, doc));
         return;
       }
       const route = classified.route!;
@@ -269,22 +269,20 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       }
       if (classified.verb === 'proxy') {
         const out = await proxyRequest(opts.store, opts.network, route, method, url.searchParams, input, flatHeaders(req));
-        await respond(() => ex.send(out.status, out.body, { 'Content-Type': out.headers['content-type'] ?? out.headers['Content-Type'] ?? 'text/plain; charset=utf-8' }));
+        await respond(out.status, () => ex.send(out.status, out.body, { 'Content-Type': out.headers['content-type'] ?? out.headers['Content-Type'] ?? 'text/plain; charset=utf-8' }));
         return;
       }
       if (classified.verb === 'log') {
         if (method !== 'GET') throw methodNotAllowed();
         const out = podLog(opts.store, opts.logs, route, url.searchParams);
-        await respond(() => ex.send(out.status, out.text, { 'Content-Type': 'text/plain' }));
+        await respond(out.status, () => ex.send(out.status, out.text, { 'Content-Type': 'text/plain' }));
         return;
       }
       checkMediaType(method, route, input.contentType);
       const result = execute(method, classified.verb, route, input, req.headers.accept, url.searchParams);
-      await respond(() => ex.json(result.status, result.body));
+      await respond(result.status, () => ex.json(result.status, result.body));
     } catch (e) {
-      if (hold && MUTATING_VERBS.has(classified?.verb ?? '')) {
-        // A failed mutation applied nothing, so there is nothing to hold back.
-      }
+      // A failed request applied nothing, so there is nothing to hold back.
       ex.error(e);
     }
   }

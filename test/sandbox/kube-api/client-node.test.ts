@@ -508,6 +508,31 @@ describe('faults', () => {
   });
 });
 
+describe('faults: a client that gives up on a held answer', () => {
+  it('keeps the applied write, drops the answer and keeps serving', async () => {
+    const countedBefore = h.metrics.count({ verb: 'create', resource: 'configmaps', status: 201 });
+    const id = h.faults.add({ api: 'kube', method: 'POST', path: '/namespaces/default/configmaps$', action: { kind: 'hold-response' } });
+    const https = await import('node:https');
+    const held = new Promise((resolve) => h.faults.once('held', resolve));
+    const body = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'abandoned' } });
+    const req = https.request(`${h.server.url}/api/v1/namespaces/default/configmaps`, {
+      method: 'POST',
+      ca: h.tls.caPem,
+      headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+    });
+    req.on('error', () => undefined);
+    req.end(body);
+    await held;
+    req.destroy();
+    await waitFor(() => req.socket?.destroyed ?? true, 'the client socket to close');
+    h.faults.remove(id);
+    expect(h.store.peek(h.store.typeOrThrow('', 'configmaps'), 'default', 'abandoned')).toBeDefined();
+    await waitFor(() => h.metrics.count({ verb: 'create', resource: 'configmaps', status: 201 }) === countedBefore + 1, 'the held request to be counted');
+    const list = await core.listNamespacedConfigMap({ namespace: 'default', fieldSelector: 'metadata.name=abandoned' });
+    expect(list.items).toHaveLength(1);
+  });
+});
+
 describe('discovery', () => {
   it('reports version 1.32, the eviction subresource and the core resources', async () => {
     const v = JSON.parse((await rawRequest('GET', '/version')).body);
