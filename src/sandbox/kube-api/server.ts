@@ -388,7 +388,8 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     if (rvParam && rvParam !== '0' && !/^\d+$/.test(rvParam)) throw badRequest(`invalid resource version: ${rvParam}`);
     const filtered = labels.length > 0 || fields.length > 0;
     const matches = (o: Readonly<KObject>) =>
-      (!route.namespace || o.metadata.namespace === route.namespace) && (!labels.length || matchLabels(labels, o.metadata.labels)) && (!fields.length || matchFields(fields, o));
+      (!route.namespace || o.metadata.namespace === route.namespace) &&
+      (route.name === undefined || o.metadata.name === route.name) && (!labels.length || matchLabels(labels, o.metadata.labels)) && (!fields.length || matchFields(fields, o));
     const keyOf = (o: Readonly<KObject>) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
     // With selectors, an object that stops matching is reported as DELETED (and ADDED when it
     // starts matching), as the real watch cache does.
@@ -425,7 +426,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     };
     let last: number;
     if (!rvParam || rvParam === '0') {
-      for (const o of store.scan(t, { namespace: route.namespace, labelSelector: labels, fieldSelector: fields })) deliver({ type: 'ADDED', object: o as KObject });
+      for (const o of store.scan(t, { namespace: route.namespace, labelSelector: labels, fieldSelector: fields })) if (matches(o)) deliver({ type: 'ADDED', object: o as KObject });
       last = store.currentResourceVersion();
     } else {
       let events: WatchEvent[];

@@ -543,6 +543,10 @@ describe('discovery', () => {
     expect(core.resources.find((r: any) => r.name === 'pods')).toMatchObject({ kind: 'Pod', shortNames: ['po'], singularName: 'pod', categories: ['all'] });
     const groups = JSON.parse((await rawRequest('GET', '/apis')).body);
     expect(groups.groups.map((g: any) => g.name)).toEqual(expect.arrayContaining(['apps', 'batch', 'policy', 'rbac.authorization.k8s.io', 'apiextensions.k8s.io', 'coordination.k8s.io']));
+    // A protobuf-preferring client (client-go's default Accept) gets JSON.
+    const proto = await rawRequestWithAccept('/api/v1/namespaces/default', 'application/vnd.kubernetes.protobuf, */*');
+    expect(proto.headers['content-type']).toBe('application/json');
+    expect(JSON.parse(proto.body)).toMatchObject({ kind: 'Namespace', status: { phase: 'Active' } });
     const health = await rawRequest('GET', '/readyz');
     expect(health).toMatchObject({ status: 200, body: 'ok' });
   });
@@ -567,5 +571,19 @@ async function rawRequest(method: string, path: string, body?: string, contentTy
     req.on('error', (e) => (req.destroyed ? undefined : reject(e)));
     if (body) req.write(body);
     req.end();
+  });
+}
+
+/** A GET with a chosen Accept header. */
+async function rawRequestWithAccept(path: string, accept: string): Promise<{ status: number; body: string; headers: Record<string, string> }> {
+  const https = await import('node:https');
+  return new Promise((resolve, reject) => {
+    https
+      .get(`${h.server.url}${path}`, { ca: h.tls.caPem, headers: { authorization: `Bearer ${h.token}`, accept } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers as Record<string, string> }));
+      })
+      .on('error', reject);
   });
 }
