@@ -52,6 +52,7 @@ function defaultTemplate(spec: Record<string, any>): void {
 
 /** Applies the server-side defaults for a create (and, where the real server does so, update). */
 export function applyDefaults(t: ResourceType, obj: KObject): void {
+  const hadSpec = obj.spec !== undefined;
   const spec = (obj.spec = obj.spec ?? {});
   switch (`${t.group}/${t.kind}`) {
     case '/Pod':
@@ -125,12 +126,9 @@ export function applyDefaults(t: ResourceType, obj: KObject): void {
       }
       break;
     default:
-      if (Object.keys(spec).length === 0 && !needsSpec(t)) delete obj.spec;
+      // Kinds without defaults keep exactly the spec they were given (none, for a ConfigMap).
+      if (!hadSpec) delete obj.spec;
   }
-}
-
-function needsSpec(t: ResourceType): boolean {
-  return ['Node', 'PodDisruptionBudget'].includes(t.kind);
 }
 
 function validateTemplate(kind: string, spec: Record<string, any>, causes: Cause[], selectorRequired: boolean): void {

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { type Harness, FIXTURES, runningPod, startHarness } from './harness.ts';
+import { type Harness, FIXTURES, runningPod, startHarness, waitFor } from './harness.ts';
 
 const KUBECTL = '/usr/bin/kubectl';
 let h: Harness;
@@ -145,5 +145,33 @@ describe('kubectl', () => {
     expect(store.peek(pods, 'default', 'api-5d8f7-aaaaa')).toBeUndefined();
     expect(store.peek(pods, 'default', 'nmi-drain')).toBeDefined();
     expect(h.metrics.count({ verb: 'create', resource: 'pods/eviction', status: 201 })).toBe(2);
+  });
+
+  it('reports the disruption budget when a drain is blocked by a PDB', async () => {
+    const { store } = h;
+    const target = 'aks-pool1-12345-vmss000002';
+    store.create(store.typeOrThrow('', 'nodes'), node(target, '10.240.0.6'));
+    const owner = [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'db-7c9', uid: '0b7a3f8e-1111-4c3c-9d55-7b6b7c1d0002', controller: true }];
+    store.create(store.typeOrThrow('', 'pods'), runningPod('db-7c9-aaaaa', { node: target, labels: { app: 'db' }, ownerReferences: owner }));
+    const pdbType = store.typeOrThrow('policy', 'poddisruptionbudgets');
+    store.create(pdbType, { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: 'db', namespace: 'default' }, spec: { minAvailable: 1, selector: { matchLabels: { app: 'db' } } } });
+    store.mutate(pdbType, 'default', 'db', (p) => {
+      p.status = { observedGeneration: 1, disruptionsAllowed: 0, currentHealthy: 1, desiredHealthy: 1, expectedPods: 1 };
+    }, { subresource: 'status' });
+    // kubectl retries a 429 every 5 s until its timeout; stop it once it has reported the budget.
+    const child = execa(KUBECTL, ['--kubeconfig', h.kubeconfigPath, '--cache-dir', join(h.dir, 'cache'), 'drain', target, '--ignore-daemonsets', '--timeout=60s'], {
+      reject: false,
+      env: { HOME: h.dir },
+      extendEnv: false,
+      timeout: 30_000,
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    await waitFor(() => stderr.includes('will retry after 5s'), 'kubectl to report the blocked eviction', 20_000);
+    child.kill();
+    await child;
+    expect(stderr).toContain("Cannot evict pod as it would violate the pod's disruption budget.");
+    expect(store.peek(store.typeOrThrow('', 'pods'), 'default', 'db-7c9-aaaaa')?.metadata.deletionTimestamp).toBeUndefined();
+    expect(h.metrics.count({ verb: 'create', resource: 'pods/eviction', status: 429 })).toBeGreaterThanOrEqual(1);
   });
 });
