@@ -133,6 +133,11 @@ export interface DeleteOptions extends WriteOptions {
   /** Seconds of graceful deletion; > 0 marks the object terminating instead of removing it. */
   gracePeriodSeconds?: number;
   preconditions?: { uid?: string; resourceVersion?: string };
+  /**
+   * Finalizers added in the same write that marks the object for deletion (the API server's
+   * `propagationPolicy`: `foregroundDeletion` or `orphan`, carried out by the garbage collector).
+   */
+  addFinalizers?: string[];
 }
 
 /** `<resource>.<group>` as used in API server messages (`deployments.apps "x" not found`). */
@@ -412,12 +417,14 @@ export class ObjectStore {
       throw this.conflict(t, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${cur.metadata.resourceVersion}`);
     }
     const grace = opts.gracePeriodSeconds ?? 0;
-    const hasFinalizers = (cur.metadata.finalizers?.length ?? 0) > 0;
+    const extraFinalizers = (opts.addFinalizers ?? []).filter((f) => !(cur.metadata.finalizers ?? []).includes(f));
+    const hasFinalizers = (cur.metadata.finalizers?.length ?? 0) > 0 || extraFinalizers.length > 0;
     if (!hasFinalizers && grace <= 0) {
       if (!opts.dryRun) this.removeNow(b, cur);
       return { object: structuredClone(cur), removed: true };
     }
     const next = structuredClone(cur);
+    if (extraFinalizers.length) next.metadata.finalizers = [...(next.metadata.finalizers ?? []), ...extraFinalizers];
     if (!next.metadata.deletionTimestamp) {
       next.metadata.deletionTimestamp = isoSeconds(this.clock.now() + grace * 1000);
       next.metadata.deletionGracePeriodSeconds = grace;

@@ -316,7 +316,9 @@ export function deleteOne(store: ObjectStore, t: ResourceType, namespace: string
   const cur = store.peek(t, namespace, name);
   if (!cur) store.getOrThrow(t, namespace, name);
   const grace = isPod(t) ? podGracePeriod(cur!, opts.gracePeriodSeconds) : 0;
-  const { object, removed } = store.delete(t, namespace, name, { gracePeriodSeconds: grace, preconditions: opts.preconditions, dryRun: opts.dryRun });
+  // Foreground and Orphan propagation are finalizers the garbage collector carries out.
+  const addFinalizers = opts.propagationPolicy === 'Foreground' ? ['foregroundDeletion'] : opts.propagationPolicy === 'Orphan' ? ['orphan'] : undefined;
+  const { object, removed } = store.delete(t, namespace, name, { gracePeriodSeconds: grace, preconditions: opts.preconditions, dryRun: opts.dryRun, addFinalizers });
   // Pods (and anything not yet gone) are answered with the object; the rest with a Status.
   if (isPod(t) || !removed) return object;
   return successStatus(200, { name, group: t.group, kind: t.resource, uid: object.metadata.uid });

@@ -353,6 +353,12 @@ describe('delete', () => {
     const raw = await rawRequest('DELETE', '/api/v1/namespaces/default/configmaps/del-1', JSON.stringify({ kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' }));
     expect(raw.status).toBe(200);
     expect(JSON.parse(raw.body)).toMatchObject({ kind: 'Status', status: 'Success', details: { name: 'del-1', kind: 'configmaps' } });
+    // Foreground propagation leaves the owner terminating with the finalizer the garbage collector works off.
+    await apps.createNamespacedDeployment({ namespace: 'default', body: deployment('fg') });
+    await apps.deleteNamespacedDeployment({ name: 'fg', namespace: 'default', propagationPolicy: 'Foreground' });
+    const terminating = h.store.peek(h.store.typeOrThrow('apps', 'deployments'), 'default', 'fg')!;
+    expect(terminating.metadata.deletionTimestamp).toBeDefined();
+    expect(terminating.metadata.finalizers).toEqual(['foregroundDeletion']);
     await core.deleteCollectionNamespacedConfigMap({ namespace: 'default', labelSelector: 'batch=x' });
     const left = await core.listNamespacedConfigMap({ namespace: 'default', labelSelector: 'batch' });
     expect(left.items.map((c) => c.metadata?.name)).toEqual(['keep']);
