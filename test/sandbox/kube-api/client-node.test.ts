@@ -475,6 +475,13 @@ describe('watch', () => {
     expect(h.metrics.count({ verb: 'watch', resource: 'configmaps' })).toBe(1);
   });
 
+  it('watches a single object by name, starting with its current state', async () => {
+    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'solo' } } });
+    const res = await rawRequest('GET', '/api/v1/namespaces/default/configmaps/solo?watch=1');
+    const lines = res.body.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => `${l.type} ${l.object.metadata.name}`)).toEqual(['ADDED solo']);
+  });
+
   it('sends a 410 Expired ERROR event for a resourceVersion older than the history window', async () => {
     // The store's history starts after the bootstrap writes, so resourceVersion 1 is too old.
     const res = await rawRequest('GET', '/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=1');
