@@ -104,7 +104,8 @@ export function runnerFor(
     cluster: runtime.cluster,
     journalPath: paths.journalPath,
     inventoryPath: paths.inventoryPath,
-    options: extra.stepOptions ?? {},
+    // Steps read the AKS resource id (e.g. the inventory finds the node resource group through it).
+    options: { ...(options.aksId ? { aksId: options.aksId } : {}), ...(extra.stepOptions ?? {}) },
     dryRun: extra.dryRun,
     stepTimeoutMs: options.stepTimeoutMs,
     signal: extra.signal,
