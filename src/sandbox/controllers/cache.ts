@@ -15,6 +15,8 @@ export interface ObjectRef {
   namespace?: string;
   name: string;
   uid: string;
+  /** `namespace/name` (or `name`), the cache key. */
+  key: string;
 }
 
 /** A cache event: the store's event plus the object as the cache knew it before. */
@@ -106,12 +108,20 @@ export class ClusterCache {
   ownedBy(ownerUid: string, group: string, resource: string): Readonly<KObject>[] {
     const out: Readonly<KObject>[] = [];
     const deps = this.dependents.get(ownerUid);
-    if (!deps) return out;
+    const bucket = this.objects.get(`${group}/${resource}`);
+    if (!deps || !bucket) return out;
     for (const uid of deps) {
       const ref = this.uids.get(uid);
-      if (!ref || ref.group !== group || ref.resource !== resource) continue;
-      const o = this.get(group, resource, ref.namespace ? `${ref.namespace}/${ref.name}` : ref.name);
-      if (o && o.metadata.uid === uid && o.metadata.ownerReferences?.some((r) => r.uid === ownerUid && r.controller)) out.push(o);
+      if (!ref || ref.resource !== resource || ref.group !== group) continue;
+      const o = bucket.get(ref.key);
+      if (!o || o.metadata.uid !== uid) continue;
+      const refs = o.metadata.ownerReferences!;
+      for (let i = 0; i < refs.length; i++) {
+        if (refs[i].uid === ownerUid && refs[i].controller) {
+          out.push(o);
+          break;
+        }
+      }
     }
     return out;
   }
@@ -149,7 +159,7 @@ export class ClusterCache {
       if (prevRef) this.uids.delete(uid);
       for (const r of obj.metadata.ownerReferences ?? []) removeFrom(this.dependents, r.uid, uid);
     } else {
-      if (!prevRef) this.uids.set(uid, { group: t.group, resource: t.resource, namespace: obj.metadata.namespace, name: obj.metadata.name!, uid });
+      if (!prevRef) this.uids.set(uid, { group: t.group, resource: t.resource, namespace: obj.metadata.namespace, name: obj.metadata.name!, uid, key });
       const before = new Set(old?.metadata.uid === uid ? (old.metadata.ownerReferences?.map((r) => r.uid) ?? []) : []);
       const after = new Set(obj.metadata.ownerReferences?.map((r) => r.uid) ?? []);
       for (const u of before) if (!after.has(u)) removeFrom(this.dependents, u, uid);

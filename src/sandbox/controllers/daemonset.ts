@@ -308,6 +308,8 @@ export class DaemonSetController {
     };
     for (const k of ['updatedNumberScheduled', 'numberAvailable', 'numberUnavailable']) if (!status[k]) delete status[k];
     if (ds.status?.collisionCount) status.collisionCount = ds.status.collisionCount;
+    // Reading and cloning the object is the expensive part of a write: skip no-op writes up front.
+    if (JSON.stringify(ds.status ?? {}) === JSON.stringify(status)) return;
     const { namespace, name } = splitKey(objectKey(ds));
     ignoreNotFound(() =>
       this.store.mutate(

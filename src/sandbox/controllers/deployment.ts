@@ -296,19 +296,22 @@ export class DeploymentController {
     for (const k of ['replicas', 'updatedReplicas', 'readyReplicas', 'availableReplicas', 'unavailableReplicas']) if (!status[k]) delete status[k];
     if (d.status?.collisionCount) status.collisionCount = d.status.collisionCount;
     const { namespace, name } = splitKey(objectKey(d));
-    ignoreNotFound(() =>
-      this.store.mutate(
-        this.deployType,
-        namespace,
-        name,
-        (o) => {
-          if (o.metadata.uid !== d.metadata.uid) return false;
-          if (JSON.stringify(o.status ?? {}) === JSON.stringify(status)) return false;
-          o.status = status;
-        },
-        { subresource: 'status' },
-      ),
-    );
+    // Reading and cloning the object is the expensive part of a write: skip no-op writes up front.
+    if (JSON.stringify(d.status ?? {}) !== JSON.stringify(status)) {
+      ignoreNotFound(() =>
+        this.store.mutate(
+          this.deployType,
+          namespace,
+          name,
+          (o) => {
+            if (o.metadata.uid !== d.metadata.uid) return false;
+            if (JSON.stringify(o.status ?? {}) === JSON.stringify(status)) return false;
+            o.status = status;
+          },
+          { subresource: 'status' },
+        ),
+      );
+    }
     if (!complete && !d.spec?.paused) this.queue.addAfter(objectKey(d), (d.spec?.progressDeadlineSeconds ?? 600) * 1000 + 1000);
     // Keep the deployment's revision annotation in step with its newest ReplicaSet.
     const rev = newRS?.metadata.annotations?.[REVISION];

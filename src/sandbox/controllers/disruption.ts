@@ -146,6 +146,8 @@ export class DisruptionController {
       conditions,
     };
     if (Object.keys(disrupted).length) status.disruptedPods = disrupted;
+    // Reading and cloning the object is the expensive part of a write: skip no-op writes up front.
+    if (JSON.stringify(pdb.status ?? {}) === JSON.stringify(status)) return;
     const { namespace, name } = splitKey(key);
     ignoreNotFound(() =>
       this.store.mutate(

@@ -820,6 +820,7 @@ export class Kubelet {
     const cur = this.store.peek(this.podType, run.namespace, run.name);
     if (!cur || cur.metadata.uid !== uid) return;
     const status = this.buildStatus(run, cur);
+    if (JSON.stringify(cur.status ?? {}) === JSON.stringify(status)) return;
     try {
       this.store.update(this.podType, { ...(cur as KObject), metadata: { ...cur.metadata, resourceVersion: undefined }, status }, { subresource: 'status' });
     } catch {

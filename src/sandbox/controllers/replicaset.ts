@@ -137,6 +137,8 @@ export class ReplicaSetController {
     // The real API omits zero counts from the JSON (omitempty), except replicas.
     for (const k of ['fullyLabeledReplicas', 'readyReplicas', 'availableReplicas']) if (!status[k]) delete status[k];
     if (rs.status?.conditions) status.conditions = rs.status.conditions;
+    // Reading and cloning the object is the expensive part of a write: skip no-op writes up front.
+    if (JSON.stringify(rs.status ?? {}) === JSON.stringify(status)) return;
     const { namespace, name } = splitKey(objectKey(rs));
     ignoreNotFound(() =>
       this.store.mutate(

@@ -24,8 +24,10 @@ export interface TestCluster {
   until(what: string, pred: () => boolean, maxMs?: number, stepMs?: number): Promise<number>;
   /** Advances simulated time by `ms` in steps, settling the controllers after each. */
   run(ms: number, stepMs?: number): Promise<void>;
-  pods(selector?: { namespace?: string; labelSelector?: string }): KObject[];
-  pod(namespace: string, name: string): KObject | undefined;
+  // Tests read pods as plain JSON, as clients do.
+  pods(selector?: { namespace?: string; labelSelector?: string }): any[];
+  pod(namespace: string, name: string): any;
+  list(type: ResourceType, selector?: { namespace?: string; labelSelector?: string }): any[];
   create(obj: KObject): KObject;
   stop(): Promise<void>;
 }
@@ -80,6 +82,9 @@ export async function startCluster(opts: { nodes?: { name: string; pool: string;
     },
     pods(sel = {}) {
       return store.list(t('', 'pods'), sel).items;
+    },
+    list(type, sel = {}) {
+      return store.list(type, sel).items;
     },
     pod(namespace, name) {
       return store.get(t('', 'pods'), namespace, name);

@@ -18,7 +18,7 @@ function job(name: string, spec: Record<string, any>, script: string): KObject {
   };
 }
 
-const getJob = (name: string) => c!.store.get(c!.t('batch', 'jobs'), 'default', name);
+const getJob = (name: string): any => c!.store.get(c!.t('batch', 'jobs'), 'default', name);
 
 describe('jobs', () => {
   it('runs completions with parallelism and reports Complete', async () => {
@@ -84,7 +84,7 @@ describe('churn', () => {
     // One at t=0 and one every 10 s after.
     expect(created.size).toBe(13);
     expect(boundNodes).toEqual(new Set(['b0', 'b1']));
-    const jobs = c.store.list(c.t('batch', 'jobs'), { namespace: 'payments' }).items;
+    const jobs = c.list(c.t('batch', 'jobs'), { namespace: 'payments' });
     const finished = jobs.filter((j) => j.status?.conditions?.some((x: any) => x.type === 'Complete'));
     expect(finished.length).toBeLessThanOrEqual(3);
     expect(jobs.length).toBeLessThanOrEqual(6);

@@ -13,7 +13,7 @@ afterEach(async () => {
 function pdb(name: string, spec: Record<string, any>): KObject {
   return { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name, namespace: 'default' }, spec: { selector: { matchLabels: { app: 'web' } }, ...spec } };
 }
-const getPdb = (name: string) => c!.store.get(c!.t('policy', 'poddisruptionbudgets'), 'default', name)!;
+const getPdb = (name: string): any => c!.store.get(c!.t('policy', 'poddisruptionbudgets'), 'default', name)!;
 
 describe('disruption controller', () => {
   it('computes PDB status for minAvailable and maxUnavailable, int and percent', async () => {
@@ -68,7 +68,7 @@ describe('garbage collector', () => {
     await c.until('3 ready', () => c!.pods().filter(isReady).length === 3);
     c.store.delete(c.t('apps', 'deployments'), 'default', 'web');
     await c.run(500);
-    expect(c.store.list(c.t('apps', 'replicasets')).items).toHaveLength(0);
+    expect(c.list(c.t('apps', 'replicasets'))).toHaveLength(0);
     expect(c.pods().every((p) => p.metadata.deletionTimestamp)).toBe(true);
     await c.until('pods gone', () => c!.pods().length === 0, 60_000);
   });
@@ -94,7 +94,7 @@ describe('garbage collector', () => {
     expect(order).toEqual(['Pod', 'Pod', 'ReplicaSet', 'Deployment']);
     expect(c.pods({ labelSelector: 'app=fg' })).toHaveLength(0);
     expect(c.store.get(deployType, 'default', 'orphaned')).toBeUndefined();
-    const rs = c.store.list(c.t('apps', 'replicasets'), { labelSelector: 'app=orphaned' }).items;
+    const rs = c.list(c.t('apps', 'replicasets'), { labelSelector: 'app=orphaned' });
     expect(rs).toHaveLength(1);
     expect(rs[0].metadata.ownerReferences).toBeUndefined();
     expect(c.pods({ labelSelector: 'app=orphaned' }).filter(isReady)).toHaveLength(2);

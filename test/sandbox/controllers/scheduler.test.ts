@@ -30,7 +30,7 @@ describe('scheduler', () => {
     const p = c.pods()[0];
     expect(p.status.conditions.find((x: any) => x.type === 'PodScheduled').status).toBe('True');
     // Pod IPs come from each node's own pod CIDR.
-    const cidrs = new Map(c.store.list(c.t('', 'nodes')).items.map((n) => [n.metadata.name, n.spec.podCIDR.replace(/0\/24$/, '')]));
+    const cidrs = new Map(c.list(c.t('', 'nodes')).map((n) => [n.metadata.name, n.spec.podCIDR.replace(/0\/24$/, '')]));
     for (const q of c.pods()) expect(q.status.podIP.startsWith(cidrs.get(q.spec.nodeName)!)).toBe(true);
     expect(new Set(c.pods().map((q) => q.status.podIP)).size).toBe(6);
   });

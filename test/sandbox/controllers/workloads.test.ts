@@ -10,7 +10,7 @@ afterEach(async () => {
 
 const FOUR = ['n0', 'n1', 'n2', 'n3'].map((name) => ({ name, pool: 'pool1' }));
 
-function getDeploy(name: string): KObject {
+function getDeploy(name: string): any {
   return c!.store.get(c!.t('apps', 'deployments'), 'default', name)!;
 }
 
@@ -30,7 +30,7 @@ describe('deployments and replica sets', () => {
     c = await startCluster({ nodes: FOUR });
     c.create(deployment('web', 3));
     await c.until('3 available', () => getDeploy('web').status?.availableReplicas === 3);
-    const rsList = c.store.list(c.t('apps', 'replicasets')).items;
+    const rsList = c.list(c.t('apps', 'replicasets'));
     expect(rsList).toHaveLength(1);
     const rs = rsList[0];
     const hash = rs.metadata.labels['pod-template-hash'];
@@ -75,7 +75,7 @@ describe('deployments and replica sets', () => {
     let minReady = Infinity;
     let maxPods = 0;
     const stop = watchPods(() => {
-      const pods = c!.store.list(c!.t('', 'pods')).items.filter((p) => !p.metadata.deletionTimestamp);
+      const pods = c!.list(c!.t('', 'pods')).filter((p) => !p.metadata.deletionTimestamp);
       maxPods = Math.max(maxPods, pods.length);
       minReady = Math.min(minReady, pods.filter(isReady).length);
     });
@@ -87,7 +87,7 @@ describe('deployments and replica sets', () => {
     stop();
     expect(minReady).toBeGreaterThanOrEqual(6);
     expect(maxPods).toBe(7);
-    const rsList = c.store.list(c.t('apps', 'replicasets')).items;
+    const rsList = c.list(c.t('apps', 'replicasets'));
     expect(rsList).toHaveLength(2);
     const newRs = rsList.find((r) => r.spec.template.spec.containers[0].image.endsWith(':2.0'))!;
     const oldRs = rsList.find((r) => r !== newRs)!;
@@ -104,7 +104,7 @@ describe('deployments and replica sets', () => {
     let minAvailable = Infinity;
     let maxPods = 0;
     const stop = watchPods(() => {
-      const pods = c!.store.list(c!.t('', 'pods')).items.filter((p) => !p.metadata.deletionTimestamp);
+      const pods = c!.list(c!.t('', 'pods')).filter((p) => !p.metadata.deletionTimestamp);
       maxPods = Math.max(maxPods, pods.length);
       minAvailable = Math.min(minAvailable, pods.filter(isReady).length);
     });
@@ -129,7 +129,7 @@ describe('daemon sets', () => {
       },
     };
   }
-  const getDs = (name: string) => c!.store.get(c!.t('apps', 'daemonsets'), 'default', name)!;
+  const getDs = (name: string): any => c!.store.get(c!.t('apps', 'daemonsets'), 'default', name)!;
 
   it('runs one pod per node, cordoned nodes included, with the status fields the real controller reports', async () => {
     c = await startCluster({ nodes: FOUR });
@@ -152,14 +152,14 @@ describe('daemon sets', () => {
     let worst = 0;
     let maxPerNode = 0;
     const stop = watchPods(() => {
-      const pods = c!.store.list(c!.t('', 'pods')).items;
+      const pods = c!.list(c!.t('', 'pods'));
       const readyNodes = new Set(pods.filter((p) => isReady(p) && !p.metadata.deletionTimestamp).map((p) => p.spec.nodeName));
       worst = Math.max(worst, 4 - readyNodes.size);
       const perNode: Record<string, number> = {};
       for (const p of pods) perNode[p.spec.nodeName] = (perNode[p.spec.nodeName] ?? 0) + 1;
       maxPerNode = Math.max(maxPerNode, ...Object.values(perNode));
     });
-    c.store.mutate(c.t('apps', 'daemonsets'), 'default', 'nmi', (o) => o.spec.template.spec.containers[0].args = ['--operation-mode=managed', '--forceNamespaced']);
+    c.store.mutate(c.t('apps', 'daemonsets'), 'default', 'nmi', (o) => void (o.spec.template.spec.containers[0].args = ['--operation-mode=managed', '--forceNamespaced']));
     await c.until('updated', () => {
       const s = getDs('nmi').status;
       return s.observedGeneration === 2 && s.updatedNumberScheduled === 4 && s.numberAvailable === 4;
