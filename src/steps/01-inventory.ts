@@ -39,6 +39,25 @@ import {
 /** The context every step of this package runs with. */
 export type Ctx = StepContext<KubeGateway, AzureGateway>;
 
+/**
+ * Wraps a step so each call gets gateways scoped to that call's signal and deadline: every
+ * request and wait then stops when the step is interrupted or runs out of time.
+ */
+export function withScopedGateways(step: Step<KubeGateway, AzureGateway>): Step<KubeGateway, AzureGateway> {
+  const scope = (ctx: Ctx): Ctx => {
+    const s = { signal: ctx.signal, deadline: ctx.deadline };
+    return { ...ctx, kube: ctx.kube.scoped(s), azure: ctx.azure.scoped(s) };
+  };
+  return {
+    ...step,
+    plan: (ctx) => step.plan(scope(ctx)),
+    apply: (ctx, plan) => step.apply(scope(ctx), plan),
+    check: (ctx) => step.check(scope(ctx)),
+    rollback: (ctx) => step.rollback(scope(ctx)),
+    ...(step.verifyRollback ? { verifyRollback: (ctx: Ctx) => step.verifyRollback!(scope(ctx)) } : {}),
+  };
+}
+
 /** Pod label that ties a pod to its AzureIdentityBinding (`spec.selector`). */
 export const BINDING_LABEL = 'aadpodidbinding';
 /** VMSS tag AKS puts on each pool's scale set. */
@@ -596,7 +615,7 @@ interface CopyPreState {
   existedBefore: false;
 }
 
-export const inventoryStep: Step<KubeGateway, AzureGateway> = {
+const inventory: Step<KubeGateway, AzureGateway> = {
   id: 'inventory',
   title: 'Inventory identities, bindings, pools and scale sets',
 
@@ -770,4 +789,6 @@ export const inventoryStep: Step<KubeGateway, AzureGateway> = {
   },
 };
 
+/** Step 1 of the runbook. */
+export const inventoryStep = withScopedGateways(inventory);
 export default inventoryStep;
