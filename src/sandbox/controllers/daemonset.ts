@@ -10,7 +10,7 @@ import type { Clock } from '../clock.ts';
 import type { KObject, ObjectStore, ResourceType } from '../store.ts';
 import type { CacheEvent, ClusterCache } from './cache.ts';
 import { effectiveTaints, matchesNodeSelection, TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE, type Toleration, toleratesTaints } from './scheduling.ts';
-import { controllerRef, deletePod, ignoreNotFound, isPodReady, isTerminal, objectKey, ownerRefTo, podAvailability, scaledValue, splitKey, templateHash } from './util.ts';
+import { controllerRef, deletePod, ignoreNotFound, isPodReady, isTerminal, objectKey, ownerRefTo, podAvailability, scaledValue, templateHash, writeStatus } from './util.ts';
 import { WorkQueue } from './work-queue.ts';
 
 const REVISION_HASH = 'controller-revision-hash';
@@ -308,21 +308,6 @@ export class DaemonSetController {
     };
     for (const k of ['updatedNumberScheduled', 'numberAvailable', 'numberUnavailable']) if (!status[k]) delete status[k];
     if (ds.status?.collisionCount) status.collisionCount = ds.status.collisionCount;
-    // Reading and cloning the object is the expensive part of a write: skip no-op writes up front.
-    if (JSON.stringify(ds.status ?? {}) === JSON.stringify(status)) return;
-    const { namespace, name } = splitKey(objectKey(ds));
-    ignoreNotFound(() =>
-      this.store.mutate(
-        this.dsType,
-        namespace,
-        name,
-        (o) => {
-          if (o.metadata.uid !== ds.metadata.uid) return false;
-          if (JSON.stringify(o.status ?? {}) === JSON.stringify(status)) return false;
-          o.status = status;
-        },
-        { subresource: 'status' },
-      ),
-    );
+    writeStatus(this.store, this.dsType, ds, status);
   }
 }

@@ -10,7 +10,7 @@
 import type { Clock } from '../clock.ts';
 import type { KObject, ObjectStore, ResourceType } from '../store.ts';
 import type { CacheEvent, ClusterCache } from './cache.ts';
-import { controllerRef, ignoreNotFound, objectKey, ownerRefTo, scaledValue, setCondition, splitKey, templateHash } from './util.ts';
+import { controllerRef, ignoreNotFound, objectKey, ownerRefTo, scaledValue, setCondition, splitKey, templateHash, writeStatus } from './util.ts';
 import { WorkQueue } from './work-queue.ts';
 
 const REVISION = 'deployment.kubernetes.io/revision';
@@ -296,22 +296,7 @@ export class DeploymentController {
     for (const k of ['replicas', 'updatedReplicas', 'readyReplicas', 'availableReplicas', 'unavailableReplicas']) if (!status[k]) delete status[k];
     if (d.status?.collisionCount) status.collisionCount = d.status.collisionCount;
     const { namespace, name } = splitKey(objectKey(d));
-    // Reading and cloning the object is the expensive part of a write: skip no-op writes up front.
-    if (JSON.stringify(d.status ?? {}) !== JSON.stringify(status)) {
-      ignoreNotFound(() =>
-        this.store.mutate(
-          this.deployType,
-          namespace,
-          name,
-          (o) => {
-            if (o.metadata.uid !== d.metadata.uid) return false;
-            if (JSON.stringify(o.status ?? {}) === JSON.stringify(status)) return false;
-            o.status = status;
-          },
-          { subresource: 'status' },
-        ),
-      );
-    }
+    writeStatus(this.store, this.deployType, d, status);
     if (!complete && !d.spec?.paused) this.queue.addAfter(objectKey(d), (d.spec?.progressDeadlineSeconds ?? 600) * 1000 + 1000);
     // Keep the deployment's revision annotation in step with its newest ReplicaSet.
     const rev = newRS?.metadata.annotations?.[REVISION];

@@ -11,7 +11,7 @@ import { isoSeconds } from '../clock.ts';
 import type { Clock } from '../clock.ts';
 import type { KObject, ObjectStore, ResourceType } from '../store.ts';
 import type { CacheEvent, ClusterCache } from './cache.ts';
-import { controllerRef, deletePod, ignoreNotFound, isPodReady, objectKey, ownerRefTo, setCondition, splitKey } from './util.ts';
+import { controllerRef, deletePod, ignoreNotFound, isPodReady, objectKey, ownerRefTo, setCondition, splitKey, writeStatus } from './util.ts';
 import { WorkQueue } from './work-queue.ts';
 
 export const JOB_TRACKING_FINALIZER = 'batch.kubernetes.io/job-tracking';
@@ -227,19 +227,6 @@ export class JobController {
 
   private writeStatus(job: Readonly<KObject>, status: Record<string, any>): void {
     for (const k of Object.keys(status)) if (status[k] === undefined) delete status[k];
-    const { namespace, name } = splitKey(objectKey(job));
-    ignoreNotFound(() =>
-      this.store.mutate(
-        this.jobType,
-        namespace,
-        name,
-        (o) => {
-          if (o.metadata.uid !== job.metadata.uid) return false;
-          if (JSON.stringify(o.status ?? {}) === JSON.stringify(status)) return false;
-          o.status = status;
-        },
-        { subresource: 'status' },
-      ),
-    );
+    writeStatus(this.store, this.jobType, job, status);
   }
 }

@@ -9,7 +9,7 @@ import type { Clock } from '../clock.ts';
 import type { KObject, ObjectStore, ResourceType } from '../store.ts';
 import { labelSelectorFromObject, matchLabels } from '../selectors.ts';
 import type { CacheEvent, ClusterCache } from './cache.ts';
-import { controllerRef, deletePod, ignoreNotFound, isActive, isPodReady, objectKey, ownerRefTo, podAvailability, splitKey } from './util.ts';
+import { controllerRef, deletePod, ignoreNotFound, isActive, isPodReady, objectKey, ownerRefTo, podAvailability, writeStatus } from './util.ts';
 import { WorkQueue } from './work-queue.ts';
 
 /** How many pods one sync may create or delete (the real controller's burst). */
@@ -137,21 +137,6 @@ export class ReplicaSetController {
     // The real API omits zero counts from the JSON (omitempty), except replicas.
     for (const k of ['fullyLabeledReplicas', 'readyReplicas', 'availableReplicas']) if (!status[k]) delete status[k];
     if (rs.status?.conditions) status.conditions = rs.status.conditions;
-    // Reading and cloning the object is the expensive part of a write: skip no-op writes up front.
-    if (JSON.stringify(rs.status ?? {}) === JSON.stringify(status)) return;
-    const { namespace, name } = splitKey(objectKey(rs));
-    ignoreNotFound(() =>
-      this.store.mutate(
-        this.rsType,
-        namespace,
-        name,
-        (o) => {
-          if (o.metadata.uid !== rs.metadata.uid) return false;
-          if (JSON.stringify(o.status ?? {}) === JSON.stringify(status)) return false;
-          o.status = status;
-        },
-        { subresource: 'status' },
-      ),
-    );
+    writeStatus(this.store, this.rsType, rs, status);
   }
 }

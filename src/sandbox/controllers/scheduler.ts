@@ -9,7 +9,7 @@ import type { Clock } from '../clock.ts';
 import type { KObject, ObjectStore, ResourceType } from '../store.ts';
 import type { CacheEvent, ClusterCache } from './cache.ts';
 import { effectiveTaints, hostPorts, matchesNodeSelection, type Taint, toleratesTaints } from './scheduling.ts';
-import { canonicalJson, ignoreNotFound, isTerminal, objectKey, setCondition, splitKey } from './util.ts';
+import { canonicalJson, ignoreNotFound, isTerminal, objectKey, setCondition, splitKey, writeStatus } from './util.ts';
 import { WorkQueue } from './work-queue.ts';
 
 const DEFAULT_MAX_PODS = 110;
@@ -142,29 +142,14 @@ export class Scheduler {
   }
 
   private bind(pod: Readonly<KObject>, nodeName: string): void {
-    const { namespace, name } = splitKey(objectKey(pod));
-    const uid = pod.metadata.uid;
-    const bound = ignoreNotFound(() =>
-      this.store.mutate(this.podType, namespace, name, (p) => {
-        if (p.metadata.uid !== uid || p.spec?.nodeName || p.metadata.deletionTimestamp) return false;
-        p.spec.nodeName = nodeName;
-      }),
-    );
-    if (!bound || bound.metadata.uid !== uid || bound.spec?.nodeName !== nodeName) return;
-    ignoreNotFound(() =>
-      this.store.mutate(
-        this.podType,
-        namespace,
-        name,
-        (p) => {
-          if (p.metadata.uid !== uid) return false;
-          p.status = p.status ?? {};
-          p.status.phase = p.status.phase ?? 'Pending';
-          p.status.conditions = setCondition(p.status.conditions, { type: 'PodScheduled', status: 'True' }, this.clock, { probeTime: false });
-        },
-        { subresource: 'status' },
-      ),
-    );
+    const cur = this.store.peek(this.podType, pod.metadata.namespace, pod.metadata.name!);
+    if (!cur || cur.metadata.uid !== pod.metadata.uid || cur.spec?.nodeName || cur.metadata.deletionTimestamp) return;
+    // What POST pods/binding does: set spec.nodeName, then PodScheduled=True.
+    const bound = ignoreNotFound(() => this.store.update(this.podType, { ...(cur as KObject), spec: { ...cur.spec, nodeName } }));
+    if (!bound) return;
+    const status: Record<string, any> = { ...(bound.status ?? {}), phase: bound.status?.phase ?? 'Pending' };
+    status.conditions = setCondition(bound.status?.conditions, { type: 'PodScheduled', status: 'True' }, this.clock);
+    writeStatus(this.store, this.podType, bound, status);
   }
 
   private markUnschedulable(key: string, pod: Readonly<KObject>, ports: string[]): void {
