@@ -169,9 +169,10 @@ let micSeq = 0;
 
 /** Starts one MIC replica (pod IP of its own) on a node. */
 export function startMic(w: World, program: ContainerProgram, o: { args?: string[]; node?: string; name?: string } = {}): Running & { name: string; podIp: string } {
-  const name = o.name ?? `mic-6c8f7d9b5-r${micSeq++}`;
+  const seq = micSeq++;
+  const name = o.name ?? `mic-6c8f7d9b5-r${seq}`;
   const node = o.node ?? w.nodes[APPS][0];
-  const podIp = `10.244.9.${10 + micSeq}`;
+  const podIp = `10.244.9.${10 + seq}`;
   const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default' }, spec: { nodeName: node } } as KObject;
   const r = runProgram(w, program, { pod, image: 'mcr.microsoft.com/oss/azure/aad-pod-identity/mic:v1.8.17', args: ['--cloudconfig=/etc/kubernetes/azure.json', '--logtostderr', ...(o.args ?? [])], env: { MIC_POD_NAMESPACE: 'default' }, nodeName: node, podIp });
   return { ...r, name, podIp };
