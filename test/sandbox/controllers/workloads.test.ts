@@ -187,4 +187,62 @@ describe('daemon sets', () => {
     expect(fresh.metadata.labels['controller-revision-hash']).not.toBe(oldHash);
     expect(fresh.spec.containers[0].image).toBe('agent:v2');
   });
+
+  it('a daemon that takes 10 s to exit on SIGTERM leaves its node uncovered until it is gone, then the replacement starts', async () => {
+    c = await startCluster({ nodes: FOUR.slice(0, 2) });
+    c.programs.register('slow-exit', (image) => image.startsWith('slow-exit'), (ctx) => {
+      let done!: (code: number) => void;
+      const exited = new Promise<number>((r) => (done = r));
+      ctx.signal.addEventListener('abort', () => done(137));
+      return { exited, terminate: () => void ctx.clock.sleep(10_000).then(() => done(0)) };
+    });
+    const d = ds('nmi');
+    d.spec.template.spec.containers[0].image = 'slow-exit:1';
+    c.create(d);
+    await c.until('2 ready', () => getDs('nmi').status?.numberReady === 2);
+    const events: string[] = [];
+    const unsub = c.store.subscribe((ev) => {
+      const target = ev.object.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms?.[0]?.matchFields?.[0]?.values?.[0];
+      if (ev.resourceType.resource !== 'pods' || target !== 'n0') return;
+      if (ev.type === 'ADDED' || ev.type === 'DELETED') events.push(`${ev.type} ${ev.object.metadata.labels?.['controller-revision-hash']}`);
+    });
+    const oldHash = c.pods()[0].metadata.labels['controller-revision-hash'];
+    c.store.mutate(c.t('apps', 'daemonsets'), 'default', 'nmi', (o) => void (o.spec.template.spec.containers[0].image = 'slow-exit:2'));
+    await c.until('old pod on n0 terminating', () => c!.pods().some((p) => p.spec.nodeName === 'n0' && p.metadata.deletionTimestamp), 10_000, 250);
+    const t0 = c.clock.now();
+    await c.until('n0 covered again', () => c!.pods().some((p) => p.spec.nodeName === 'n0' && !p.metadata.deletionTimestamp && isReady(p)), 60_000, 250);
+    const gap = c.clock.now() - t0;
+    unsub();
+    expect(gap).toBeGreaterThanOrEqual(10_000);
+    expect(gap).toBeLessThan(15_000);
+    const newHash = c.pods().find((p) => p.spec.nodeName === 'n0').metadata.labels['controller-revision-hash'];
+    expect(events.slice(0, 2)).toEqual([`DELETED ${oldHash}`, `ADDED ${newHash}`]);
+  });
+});
+
+describe('start-up', () => {
+  it('reconciles objects that existed before the controllers started', async () => {
+    const { ManualClock } = await import('../../../src/sandbox/clock.ts');
+    const { ObjectStore } = await import('../../../src/sandbox/store.ts');
+    const { registerBuiltinTypes } = await import('../../../src/sandbox/kube-api/types.ts');
+    const { ClusterControllers, addNode } = await import('../../../src/sandbox/controllers/index.ts');
+    const { PodNetwork } = await import('../../../src/sandbox/netsim.ts');
+    const { PodLogs } = await import('../../../src/sandbox/pod-logs.ts');
+    const { ProgramRegistry } = await import('../../../src/sandbox/runtime.ts');
+    const clock = new ManualClock();
+    const store = new ObjectStore(clock);
+    registerBuiltinTypes(store);
+    store.create(store.typeOrThrow('', 'namespaces'), { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } });
+    addNode(store, { name: 'n0', pool: 'p', providerID: 'azure:///x/virtualMachineScaleSets/s/virtualMachines/0', ip: '10.224.0.4' });
+    store.create(store.typeOrThrow('apps', 'deployments'), deployment('early', 2));
+    const ctl = new ClusterControllers({ store, clock, network: new PodNetwork(), logs: new PodLogs(), programs: new ProgramRegistry() });
+    ctl.start();
+    for (let i = 0; i < 20; i++) {
+      await clock.advance(1000);
+      await ctl.idle();
+    }
+    expect(store.get(store.typeOrThrow('apps', 'deployments'), 'default', 'early')!.status).toMatchObject({ availableReplicas: 2, readyReplicas: 2 });
+    await ctl.stop();
+    expect(clock.pendingTimers()).toBe(0);
+  });
 });
