@@ -64,7 +64,8 @@ const POD_START_SLACK_MS = 30_000;
 export interface ExpectedIdentity {
   /** AzureIdentity name (for messages). */
   name: string;
-  resourceId: string;
+  /** Resource id of a user-assigned identity; absent for a service principal (type 1/2), whose tokens carry no `xms_mirid`. */
+  resourceId?: string;
   clientId: string;
   principalId?: string;
 }
@@ -232,8 +233,10 @@ export function pickClaims(payload: Record<string, unknown>): TokenClaims {
  */
 export function verifyClaims(claims: TokenClaims, identity: ExpectedIdentity): string[] {
   const out: string[] = [];
-  if (!claims.xms_mirid) out.push(`the token has no xms_mirid claim (expected ${identity.resourceId})`);
-  else if (claims.xms_mirid.toLowerCase() !== identity.resourceId.toLowerCase()) out.push(`xms_mirid is ${claims.xms_mirid}, expected ${identity.resourceId}`);
+  if (identity.resourceId) {
+    if (!claims.xms_mirid) out.push(`the token has no xms_mirid claim (expected ${identity.resourceId})`);
+    else if (claims.xms_mirid.toLowerCase() !== identity.resourceId.toLowerCase()) out.push(`xms_mirid is ${claims.xms_mirid}, expected ${identity.resourceId}`);
+  }
   if (!claims.appid) out.push(`the token has no appid claim (expected client id ${identity.clientId})`);
   else if (claims.appid.toLowerCase() !== identity.clientId.toLowerCase()) out.push(`appid is ${claims.appid}, expected client id ${identity.clientId}`);
   if (identity.principalId) {
@@ -432,5 +435,5 @@ export function interpretTokenRun(run: Pick<ProbePodRun, 'pod' | 'log' | 'phase'
   if (mismatches.length) {
     return { ...base, ok: false, claims, mismatches, message: `token on node ${node} is not for identity ${identity.name}: ${mismatches.join('; ')}` };
   }
-  return { ...base, ok: true, claims, mismatches, message: `token for ${identity.name} on node ${node}: xms_mirid, appid${identity.principalId ? ', oid' : ''} match (attempt ${last.attempt})` };
+  return { ...base, ok: true, claims, mismatches, message: `token for ${identity.name} on node ${node}: ${[identity.resourceId ? 'xms_mirid' : '', 'appid', identity.principalId ? 'oid' : ''].filter(Boolean).join(', ')} match (attempt ${last.attempt})` };
 }

@@ -1,0 +1,492 @@
+/**
+ * Step 7, `cleanup`: removes what only standard mode needed, once the test cases proved that
+ * the identities work without it (DOMAIN.md section 7, last point).
+ *
+ * Deleted, each after a full copy went into the journal (the action's pre-state): the MIC
+ * Deployment, its ServiceAccount, the ClusterRoleBinding(s) binding only that account and the
+ * ClusterRole(s) nothing else binds, MIC's PodDisruptionBudget (Helm `mic-pdb`), MIC's
+ * AzurePodIdentityException (`mic-exception` raw, `aad-pod-identity-mic` Helm), the
+ * leader-election Endpoints, the `aad-pod-identity-config` ConfigMap, and every
+ * AzureAssignedIdentity (finalizer cleared first: with MIC gone nothing else would clear it).
+ * The AzureAssignedIdentity CRD only with `deleteCrd`. AzureIdentity and AzureIdentityBinding
+ * are never touched: managed NMI still reads them.
+ *
+ * Refused while MIC still has replicas or pods (deleting AzureAssignedIdentities under a
+ * running MIC makes it un-assign identities) and unless every test case passed.
+ *
+ * Rollback re-creates the saved objects without their server-set fields, exactly as they were
+ * before this step (the MIC Deployment at the replica count it then had, 0); MIC's original
+ * replica count is restored by the `mic-scale` rollback, which runs next in `rollback --to` /
+ * `--all`.
+ */
+import pLimit from 'p-limit';
+import type { CheckResult, PlannedAction, Step, StepContext, StepOutcome, StepPlan, Blocker } from '../engine/step.ts';
+import type { AzureGateway } from '../azure/gateway.ts';
+import type { KubeGateway, KubeObject, ResourceRef } from '../kube/gateway.ts';
+import { asInventory, type InventoryDocument } from './inventory-model.ts';
+import { KINDS, runTokenProbe, sweepProbePods } from './probe.ts';
+import type { TestResult } from './junit.ts';
+import { isCordoned, isReady, poolOf } from './05-drain.ts';
+
+type Ctx = StepContext<KubeGateway, AzureGateway>;
+
+const AAI_CRD = 'azureassignedidentities.aadpodidentity.k8s.io';
+const LEADER_ELECTION_DEFAULT = { namespace: 'default', name: 'aad-pod-identity-mic' };
+const CONFIG_MAP = 'aad-pod-identity-config';
+const PARALLEL_DELETES = 8;
+
+/** The MIC Deployment as recorded by `mic-scale` (or `inventory`). */
+export interface MicRef {
+  namespace: string;
+  name: string;
+  replicas?: number;
+}
+
+/** Details of a delete action (fingerprinted: names only). */
+interface DeleteDetails {
+  ref: ResourceRef;
+  namespace?: string;
+  name: string;
+}
+
+/** Details of the AzureAssignedIdentity action. */
+interface AaiDetails {
+  objects: { namespace: string; name: string }[];
+}
+
+/** Pre-state of a delete action: the object as it was, in full. */
+interface SavedObject {
+  object: KubeObject;
+}
+
+/** Pre-state of the AzureAssignedIdentity action. */
+interface SavedAais {
+  objects: KubeObject[];
+}
+
+/** Metadata fields the API server sets; a re-created object must not carry them. */
+const SERVER_METADATA = ['uid', 'resourceVersion', 'creationTimestamp', 'managedFields', 'generation', 'selfLink', 'deletionTimestamp', 'deletionGracePeriodSeconds'];
+
+/**
+ * A saved object made fit for re-creation: server-set metadata removed; `status` dropped
+ * except on kinds whose status is plain data written with the object (the aadpodidentity CRDs
+ * have no status subresource, and MIC reads `status.status` of an AzureAssignedIdentity).
+ */
+export function stripServerFields(obj: KubeObject): KubeObject {
+  const copy = structuredClone(obj);
+  const meta = (copy.metadata ?? {}) as Record<string, unknown>;
+  for (const f of SERVER_METADATA) delete meta[f];
+  const keepStatus = copy.apiVersion?.startsWith('aadpodidentity.k8s.io/');
+  if (!keepStatus) delete copy.status;
+  if (copy.kind === 'CustomResourceDefinition') delete copy.status;
+  return copy;
+}
+
+function micRefOf(ctx: Ctx): MicRef {
+  const recorded = ctx.journal.of('mic-scale').getData<MicRef>('mic');
+  if (recorded?.namespace && recorded.name) return recorded;
+  const inv = ctx.journal.of('inventory').getData<{ mic?: MicRef }>('podIdentity');
+  if (inv?.mic?.namespace && inv.mic.name) return inv.mic;
+  throw new Error('the MIC Deployment is not known yet: the inventory and mic-scale steps record it');
+}
+
+function inventoryOf(ctx: Ctx): InventoryDocument {
+  if (ctx.inventory === undefined) throw new Error(`no inventory at ${ctx.inventoryPath}: the inventory step writes it`);
+  return asInventory(ctx.inventory, ctx.inventoryPath);
+}
+
+function argValue(args: readonly string[], flag: string): string | undefined {
+  for (const a of args) if (a.startsWith(`${flag}=`)) return a.slice(flag.length + 1);
+  const i = args.indexOf(flag);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+function templateOf(deploy: KubeObject): { labels: Record<string, string>; serviceAccount: string; args: string[] } {
+  const tpl = (deploy.spec as { template?: { metadata?: { labels?: Record<string, string> }; spec?: { serviceAccountName?: string; containers?: { args?: string[] }[] } } } | undefined)?.template;
+  return {
+    labels: tpl?.metadata?.labels ?? {},
+    serviceAccount: tpl?.spec?.serviceAccountName ?? 'default',
+    args: (tpl?.spec?.containers ?? []).flatMap((c) => c.args ?? []),
+  };
+}
+
+function labelsMatch(selector: Record<string, string> | undefined, labels: Record<string, string>): boolean {
+  if (!selector || !Object.keys(selector).length) return false;
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
+function key(ref: ResourceRef, namespace: string | undefined, name: string): string {
+  return `delete/${ref.kind.toLowerCase()}/${namespace ? `${namespace}/` : ''}${name}`;
+}
+
+const SHORT: Record<string, string> = {
+  Deployment: 'deploy',
+  ServiceAccount: 'sa',
+  ClusterRole: 'clusterrole',
+  ClusterRoleBinding: 'clusterrolebinding',
+  PodDisruptionBudget: 'pdb',
+  AzurePodIdentityException: 'azurepodidentityexception',
+  Endpoints: 'endpoints',
+  ConfigMap: 'configmap',
+  CustomResourceDefinition: 'crd',
+};
+
+function deleteAction(ref: ResourceRef, namespace: string | undefined, name: string, why: string): PlannedAction {
+  const details: DeleteDetails = { ref: { apiVersion: ref.apiVersion, kind: ref.kind }, ...(namespace ? { namespace } : {}), name };
+  return { id: key(ref, namespace, name), op: '-', target: `${SHORT[ref.kind] ?? ref.kind.toLowerCase()} ${namespace ? `${namespace}/` : ''}${name}`, summary: why, api: 'kube', writes: 1, details };
+}
+
+/** The saved copy of an object this step deleted earlier (for a resumed run whose Deployment is already gone). */
+function savedCopy(ctx: Ctx, actionId: string): KubeObject | undefined {
+  return ctx.journal.firstPreState<SavedObject>(actionId)?.object;
+}
+
+async function plan(ctx: Ctx): Promise<StepPlan> {
+  const results = ctx.journal.of('test').getData<TestResult[]>('results');
+  if (!results) throw new Error('no test results recorded yet: the test step must pass before cleanup');
+  const mic = micRefOf(ctx);
+  const kube = ctx.kube;
+  const blockers: Blocker[] = [];
+  const notes: string[] = [];
+  const actions: PlannedAction[] = [];
+
+  const failed = results.filter((r) => !r.ok);
+  if (failed.length || !results.length) {
+    blockers.push({
+      code: 'tests-not-passed',
+      subject: 'step test',
+      message: results.length
+        ? `${failed.length} test case(s) failed: ${failed.map((r) => `${r.kind} ${r.service} in pool ${r.pool} (identity ${r.identity})`).join('; ')}. Deleting MIC now would remove the only thing that still assigns those identities.`
+        : 'no test case ran, so nothing proves the identities work without MIC.',
+      fix: 'Fix the failing identities (podid-migrate status shows the details), then podid-migrate apply --step test.',
+    });
+  }
+
+  const deployId = key(KINDS.Deployment, mic.namespace, mic.name);
+  const live = await kube.get(KINDS.Deployment, mic.namespace, mic.name);
+  const deploy = live ?? savedCopy(ctx, deployId);
+  if (live) {
+    const replicas = (live.spec as { replicas?: number } | undefined)?.replicas ?? 1;
+    if (replicas > 0) {
+      blockers.push({
+        code: 'mic-running',
+        subject: `deploy ${mic.namespace}/${mic.name}`,
+        message: `MIC has ${replicas} replica(s). Deleting AzureAssignedIdentities while MIC runs makes it un-assign identities from the scale sets.`,
+        fix: 'Scale it to zero first: podid-migrate apply --step mic-scale (or rollback and re-apply it if it was scaled back up).',
+      });
+    }
+  }
+  const tpl = deploy ? templateOf(deploy) : undefined;
+  if (live && tpl && Object.keys(tpl.labels).length) {
+    const selector = Object.entries(tpl.labels).map(([k, v]) => `${k}=${v}`).join(',');
+    const pods = (await kube.list(KINDS.Pod, { namespace: mic.namespace, labelSelector: selector })).filter((p) => !p.metadata?.deletionTimestamp);
+    if (pods.length) {
+      blockers.push({
+        code: 'mic-pods-running',
+        subject: `deploy ${mic.namespace}/${mic.name}`,
+        message: `${pods.length} MIC pod(s) still run (${pods.map((p) => p.metadata?.name).join(', ')}).`,
+        fix: 'Wait until they are gone (kubectl get pods -n ' + mic.namespace + '), then plan again.',
+      });
+    }
+  }
+  if (live) actions.push(deleteAction(KINDS.Deployment, mic.namespace, mic.name, 'MIC; full copy kept in the journal'));
+
+  // PodDisruptionBudget and exception selecting MIC's pods.
+  if (tpl) {
+    for (const pdb of await kube.list(KINDS.PodDisruptionBudget, { namespace: mic.namespace })) {
+      const sel = (pdb.spec as { selector?: { matchLabels?: Record<string, string> } } | undefined)?.selector?.matchLabels;
+      if (labelsMatch(sel, tpl.labels)) actions.push(deleteAction(KINDS.PodDisruptionBudget, mic.namespace, pdb.metadata!.name!, 'protects MIC pods'));
+    }
+    for (const ex of await kube.list(KINDS.AzurePodIdentityException, { namespace: mic.namespace })) {
+      const podLabels = (ex.spec as { podLabels?: Record<string, string> } | undefined)?.podLabels;
+      if (labelsMatch(podLabels, tpl.labels)) actions.push(deleteAction(KINDS.AzurePodIdentityException, mic.namespace, ex.metadata!.name!, 'lets MIC reach IMDS directly'));
+    }
+  }
+
+  // RBAC: bindings whose only subject is MIC's service account, and roles nothing else binds.
+  const sa = tpl?.serviceAccount;
+  if (sa && sa !== 'default') {
+    const crbs = await kube.list(KINDS.ClusterRoleBinding);
+    const isMicSa = (s: { kind?: string; name?: string; namespace?: string }) => s.kind === 'ServiceAccount' && s.name === sa && s.namespace === mic.namespace;
+    const micBindings = crbs.filter((b) => {
+      const subjects = (b.subjects as { kind?: string; name?: string; namespace?: string }[] | undefined) ?? [];
+      return subjects.length > 0 && subjects.every(isMicSa);
+    });
+    const roleOf = (b: KubeObject) => (b.roleRef as { kind?: string; name?: string } | undefined);
+    for (const b of micBindings) {
+      actions.push(deleteAction(KINDS.ClusterRoleBinding, undefined, b.metadata!.name!, `binds ${sa} to ${roleOf(b)?.name}`));
+    }
+    const roles = new Set(micBindings.map(roleOf).filter((r) => r?.kind === 'ClusterRole').map((r) => r!.name!));
+    for (const role of [...roles].sort()) {
+      const others = crbs.filter((b) => !micBindings.includes(b) && roleOf(b)?.kind === 'ClusterRole' && roleOf(b)?.name === role);
+      if (others.length) {
+        notes.push(`clusterrole ${role} is kept: also bound by ${others.map((b) => b.metadata?.name).join(', ')}`);
+        continue;
+      }
+      if (await kube.get(KINDS.ClusterRole, undefined, role)) actions.push(deleteAction(KINDS.ClusterRole, undefined, role, 'MIC\'s permissions'));
+    }
+    const users = [...(await kube.list(KINDS.Deployment)), ...(await kube.list(KINDS.DaemonSet))].filter(
+      (w) => !(w.kind === 'Deployment' && w.metadata?.namespace === mic.namespace && w.metadata?.name === mic.name) && w.metadata?.namespace === mic.namespace && templateOf(w).serviceAccount === sa,
+    );
+    if (users.length) notes.push(`serviceaccount ${mic.namespace}/${sa} is kept: also used by ${users.map((u) => `${u.kind} ${u.metadata?.name}`).join(', ')}`);
+    else if (await kube.get(KINDS.ServiceAccount, mic.namespace, sa)) actions.push(deleteAction(KINDS.ServiceAccount, mic.namespace, sa, 'MIC\'s identity in the cluster'));
+  }
+
+  // Leader election Endpoints (MIC's --leader-election-namespace/-name, default default/aad-pod-identity-mic) and the config map.
+  const le = {
+    namespace: (tpl && argValue(tpl.args, '--leader-election-namespace')) || LEADER_ELECTION_DEFAULT.namespace,
+    name: (tpl && argValue(tpl.args, '--leader-election-name')) || LEADER_ELECTION_DEFAULT.name,
+  };
+  if (await kube.get(KINDS.Endpoints, le.namespace, le.name)) actions.push(deleteAction(KINDS.Endpoints, le.namespace, le.name, 'MIC leader election record'));
+  if (await kube.get(KINDS.ConfigMap, mic.namespace, CONFIG_MAP)) actions.push(deleteAction(KINDS.ConfigMap, mic.namespace, CONFIG_MAP, 'MIC\'s one-time migration marker'));
+
+  // Every AzureAssignedIdentity (none is created once MIC is gone, so the list is stable).
+  const crd = await kube.get(KINDS.CustomResourceDefinition, undefined, AAI_CRD);
+  if (crd) {
+    const aais = await kube.list(KINDS.AzureAssignedIdentity);
+    if (aais.length) {
+      const objects = aais.map((a) => ({ namespace: a.metadata!.namespace!, name: a.metadata!.name! })).sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+      const withFinalizer = aais.filter((a) => a.metadata?.finalizers?.length).length;
+      const details: AaiDetails = { objects };
+      actions.push({
+        id: 'delete/azureassignedidentities',
+        op: '-',
+        target: `${aais.length} azureassignedidentities`,
+        summary: `${withFinalizer ? `finalizers cleared first on ${withFinalizer}, ` : ''}full copies kept in the journal`,
+        api: 'kube',
+        writes: aais.length + withFinalizer,
+        details,
+      });
+    }
+    if (ctx.options.deleteCrd === true) actions.push(deleteAction(KINDS.CustomResourceDefinition, undefined, AAI_CRD, 'requested with --delete-crd'));
+    else notes.push(`the ${AAI_CRD} CRD is kept (--delete-crd removes it)`);
+  }
+  notes.push('AzureIdentity and AzureIdentityBinding objects are kept: managed NMI reads them');
+  return { stepId: 'cleanup', actions, blockers, notes };
+}
+
+async function apply(ctx: Ctx, p: StepPlan): Promise<StepOutcome> {
+  const kube = ctx.kube;
+  let deleted = 0;
+  let aaiCount = 0;
+  for (const action of p.actions) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    if (action.id === 'delete/azureassignedidentities') {
+      aaiCount = await deleteAais(ctx, action);
+      continue;
+    }
+    const d = action.details as DeleteDetails;
+    const obj = await kube.get(d.ref, d.namespace, d.name);
+    if (!obj) continue;
+    ctx.progress(`delete ${action.target}`);
+    await ctx.journal.runAction(action, { object: obj } satisfies SavedObject, () => kube.delete(d.ref, d.namespace, d.name, { propagationPolicy: 'Background' }));
+    deleted++;
+  }
+  const dry = ctx.dryRun !== 'none' ? ' (dry run)' : '';
+  return { summary: `deleted ${deleted} MIC object${deleted === 1 ? '' : 's'} and ${aaiCount} AzureAssignedIdentit${aaiCount === 1 ? 'y' : 'ies'}${dry}; copies in the journal` };
+}
+
+/** Clears each AzureAssignedIdentity's finalizer and deletes it; waits until they are gone. */
+async function deleteAais(ctx: Ctx, action: PlannedAction): Promise<number> {
+  const kube = ctx.kube;
+  const wanted = new Set((action.details as AaiDetails).objects.map((o) => `${o.namespace}/${o.name}`));
+  const live = (await kube.list(KINDS.AzureAssignedIdentity)).filter((a) => wanted.has(`${a.metadata?.namespace}/${a.metadata?.name}`));
+  const limit = pLimit(PARALLEL_DELETES);
+  let done = 0;
+  await ctx.journal.runAction(action, { objects: live } satisfies SavedAais, async () => {
+    await Promise.all(
+      live.map((a) =>
+        limit(async () => {
+          const ns = a.metadata!.namespace!;
+          const name = a.metadata!.name!;
+          // With MIC gone nothing else removes the finalizer; the delete would hang forever.
+          if (a.metadata?.finalizers?.length) {
+            try {
+              await kube.patch(KINDS.AzureAssignedIdentity, ns, name, { metadata: { finalizers: null } }, 'merge');
+            } catch (e) {
+              if ((e as { status?: number }).status !== 404) throw e;
+            }
+          }
+          await kube.delete(KINDS.AzureAssignedIdentity, ns, name);
+          done++;
+          if (done % 25 === 0) ctx.progress(`deleted ${done}/${live.length} azureassignedidentities`);
+        }),
+      ),
+    );
+    return { deleted: live.length };
+  });
+  if (ctx.dryRun === 'none' && live.length) {
+    await kube.waitFor(
+      async (note) => {
+        const left = (await kube.list(KINDS.AzureAssignedIdentity)).filter((a) => wanted.has(`${a.metadata?.namespace}/${a.metadata?.name}`)).length;
+        note(`${left} left`);
+        return left === 0;
+      },
+      { describe: 'azureassignedidentities to be gone', timeoutMs: Math.max(ctx.deadline - Date.now(), 1), intervalMs: 300, signal: ctx.signal },
+    );
+  }
+  return live.length;
+}
+
+async function check(ctx: Ctx): Promise<CheckResult> {
+  const kube = ctx.kube;
+  const evidence: string[] = [];
+  const failures: string[] = [];
+  let objects = 0;
+  for (const r of ctx.journal.records()) {
+    if (r.rolledBack || r.status !== 'done' || r.actionId === 'delete/azureassignedidentities') continue;
+    const saved = (r.preState as SavedObject | undefined)?.object;
+    if (!saved?.apiVersion || !saved.kind || !saved.metadata?.name) continue;
+    const still = await kube.get({ apiVersion: saved.apiVersion, kind: saved.kind }, saved.metadata.namespace, saved.metadata.name);
+    if (still && !still.metadata?.deletionTimestamp) failures.push(`${r.target} still exists; run podid-migrate apply --step cleanup`);
+    else objects++;
+  }
+  evidence.push(`${objects} MIC object(s) deleted and gone`);
+  const crd = await kube.get(KINDS.CustomResourceDefinition, undefined, AAI_CRD);
+  if (crd) {
+    const left = await kube.list(KINDS.AzureAssignedIdentity);
+    if (left.length) failures.push(`${left.length} AzureAssignedIdentities remain (e.g. ${left[0].metadata?.namespace}/${left[0].metadata?.name}); run podid-migrate apply --step cleanup`);
+    else evidence.push('no AzureAssignedIdentity remains');
+  } else evidence.push(`CRD ${AAI_CRD} deleted; no AzureAssignedIdentity can remain`);
+  const mic = micRefOf(ctx);
+  if (await kube.get(KINDS.Deployment, mic.namespace, mic.name)) failures.push(`deploy ${mic.namespace}/${mic.name} still exists`);
+
+  // Token round trips on one node per pool still pass without MIC and its objects.
+  if (ctx.dryRun === 'none') {
+    const round = await roundTrips(ctx);
+    evidence.push(...round.evidence);
+    failures.push(...round.failures);
+  }
+  return { ok: failures.length === 0, evidence, failures };
+}
+
+/** One token probe per pool, on its fresh node (else any Ready schedulable node), for an identity that pool needs. */
+async function roundTrips(ctx: Ctx): Promise<{ evidence: string[]; failures: string[] }> {
+  const inv = inventoryOf(ctx);
+  const fresh = ctx.journal.of('drain').getData<Record<string, string>>('freshNodes') ?? {};
+  const nodes = await ctx.kube.list(KINDS.Node);
+  const evidence: string[] = [];
+  const failures: string[] = [];
+  for (const pool of [...inv.pools].sort((a, b) => a.name.localeCompare(b.name))) {
+    let subject: { service: string; namespace: string; selector: string; identity: InventoryDocument['identities'][number] } | undefined;
+    for (const identity of inv.identities) {
+      if (identity.type !== 0 || !identity.clientId || !identity.resourceId) continue;
+      for (const s of identity.services) {
+        const pools = s.pools ?? identity.pools ?? [];
+        if (!pools.includes(pool.name) || !s.selector) continue;
+        subject = { service: s.name, namespace: s.name.split('/')[0], selector: s.selector, identity };
+        break;
+      }
+      if (subject) break;
+    }
+    if (!subject) {
+      evidence.push(`pool ${pool.name}: no user-assigned identity used there, no round trip needed`);
+      continue;
+    }
+    const node =
+      (fresh[pool.name] && nodes.find((n) => n.metadata?.name === fresh[pool.name] && isReady(n))?.metadata?.name) ??
+      nodes.filter((n) => poolOf(n) === pool.name && isReady(n) && !isCordoned(n)).map((n) => n.metadata!.name!).sort()[0];
+    if (!node) {
+      failures.push(`pool ${pool.name}: no Ready node to run a token round trip on`);
+      continue;
+    }
+    const r = await runTokenProbe(ctx.kube, {
+      namespace: subject.namespace,
+      nodeName: node,
+      selector: subject.selector,
+      identity: { name: `${subject.identity.namespace}/${subject.identity.name}`, resourceId: subject.identity.resourceId!, clientId: subject.identity.clientId!, principalId: subject.identity.principalId },
+      timeoutMs: typeof ctx.options.testTimeoutMs === 'number' ? ctx.options.testTimeoutMs : undefined,
+      signal: ctx.signal,
+    });
+    if (r.ok) evidence.push(`pool ${pool.name}: ${r.message} (service ${subject.service})`);
+    else failures.push(`pool ${pool.name}: token round trip for service ${subject.service} failed: ${r.message}`);
+  }
+  return { evidence, failures };
+}
+
+async function rollback(ctx: Ctx): Promise<StepOutcome> {
+  const kube = ctx.kube;
+  await sweepProbePods(kube).catch(() => 0);
+  const records = ctx.journal.records().filter((r) => !r.rolledBack);
+  // Newest first: the CRD comes back before its objects, RBAC before the Deployment that uses it.
+  const seen = new Set<string>();
+  let restored = 0;
+  let aais = 0;
+  for (const r of [...records].reverse()) {
+    if (seen.has(r.actionId)) continue;
+    seen.add(r.actionId);
+    const pre = ctx.journal.firstPreState<SavedObject & SavedAais>(r.actionId);
+    if (!pre) continue;
+    if (r.actionId === 'delete/azureassignedidentities') {
+      await waitForCrd(ctx);
+      const limit = pLimit(PARALLEL_DELETES);
+      const counts = await Promise.all(pre.objects.map((o) => limit(() => recreate(kube, o))));
+      aais += counts.filter(Boolean).length;
+    } else if (pre.object) {
+      if (await recreate(kube, pre.object)) restored++;
+    }
+    ctx.progress(`restored ${r.target}`);
+  }
+  for (const r of records) await ctx.journal.markRolledBack(r.actionId);
+  return { summary: `re-created ${restored} MIC object(s) and ${aais} AzureAssignedIdentit${aais === 1 ? 'y' : 'ies'} from the journal; MIC's replica count comes back with the mic-scale rollback` };
+}
+
+/** A re-created CRD is usable once the API server has established it. */
+async function waitForCrd(ctx: Ctx): Promise<void> {
+  await ctx.kube.waitFor(
+    async () => {
+      const crd = await ctx.kube.get(KINDS.CustomResourceDefinition, undefined, AAI_CRD);
+      const conds = ((crd?.status as { conditions?: { type?: string; status?: string }[] } | undefined)?.conditions ?? []);
+      return Boolean(crd) && (conds.length === 0 || conds.some((c) => c.type === 'Established' && c.status === 'True'));
+    },
+    { describe: `CRD ${AAI_CRD} to be established`, timeoutMs: Math.max(Math.min(ctx.deadline - Date.now(), 60_000), 1), intervalMs: 300, signal: ctx.signal },
+  );
+}
+
+/** Creates the saved object unless it exists again; true when created. */
+async function recreate(kube: KubeGateway, saved: KubeObject): Promise<boolean> {
+  const ref = { apiVersion: saved.apiVersion!, kind: saved.kind! };
+  const existing = await kube.get(ref, saved.metadata?.namespace, saved.metadata!.name!);
+  if (existing && !existing.metadata?.deletionTimestamp) return false;
+  try {
+    await kube.create(stripServerFields(saved));
+    return true;
+  } catch (e) {
+    if ((e as { status?: number }).status === 409) return false;
+    throw e;
+  }
+}
+
+async function verifyRollback(ctx: Ctx): Promise<CheckResult> {
+  const evidence: string[] = [];
+  const failures: string[] = [];
+  const seen = new Set<string>();
+  for (const r of ctx.journal.records()) {
+    if (seen.has(r.actionId)) continue;
+    seen.add(r.actionId);
+    const pre = ctx.journal.firstPreState<SavedObject & SavedAais>(r.actionId);
+    if (!pre) continue;
+    const objects = r.actionId === 'delete/azureassignedidentities' ? pre.objects : pre.object ? [pre.object] : [];
+    let back = 0;
+    for (const o of objects) {
+      const live = await ctx.kube.get({ apiVersion: o.apiVersion!, kind: o.kind! }, o.metadata?.namespace, o.metadata!.name!);
+      if (live) back++;
+      else failures.push(`${o.kind} ${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name} was not re-created`);
+    }
+    evidence.push(`${r.target}: ${back}/${objects.length} back`);
+  }
+  return { ok: failures.length === 0, evidence, failures };
+}
+
+/** The `cleanup` step. */
+export const cleanupStep: Step<KubeGateway, AzureGateway> = {
+  id: 'cleanup',
+  title: 'Delete MIC and the AzureAssignedIdentities',
+  plan,
+  apply,
+  check,
+  rollback,
+  verifyRollback,
+};
+
+export default cleanupStep;
