@@ -9,6 +9,9 @@ import { inventoryStep } from './01-inventory.ts';
 import { assignStep } from './02-assign.ts';
 import { nmiManagedStep } from './03-nmi-managed.ts';
 import { micScaleStep } from './04-mic-scale.ts';
+import { drainStep } from './05-drain.ts';
+import { testStep } from './06-test.ts';
+import { cleanupStep } from './07-cleanup.ts';
 
 /** Every step, in runbook order. */
 export const STEPS: StepRegistry<KubeGateway, AzureGateway> = [
@@ -16,6 +19,9 @@ export const STEPS: StepRegistry<KubeGateway, AzureGateway> = [
   assignStep,
   nmiManagedStep,
   micScaleStep,
+  drainStep,
+  testStep,
+  cleanupStep,
 ];
 
 export default STEPS;
