@@ -91,6 +91,8 @@ export class FakeKube implements KubeGateway {
     if (!o) throw Object.assign(new Error('NotFound'), { status: 404 });
     const next = applyPatch(structuredClone(o), patch as Operation[], true, false).newDocument;
     if (JSON.stringify(next.spec) !== JSON.stringify(o.spec)) next.metadata!.generation = (o.metadata?.generation ?? 1) + 1;
+    // The fake controllers roll out at once: the new generation is observed and every replica updated.
+    if (next.status && (ref.kind === 'Deployment' || ref.kind === 'DaemonSet')) (next.status as { observedGeneration?: number }).observedGeneration = next.metadata!.generation;
     this.objects.set(key(ref.kind, ns, name), next);
     this.writes.push({ verb: 'patch', kind: ref.kind, key: key(ref.kind, ns, name), body: patch });
     return structuredClone(next) as T;

@@ -1,0 +1,159 @@
+import { describe, expect, it } from 'vitest';
+import { inventoryStep } from '../../src/steps/01-inventory.ts';
+import { assignStep, PROTECT_ACTION_ID } from '../../src/steps/02-assign.ts';
+import { nmiManagedStep } from '../../src/steps/03-nmi-managed.ts';
+import { micScaleStep } from '../../src/steps/04-mic-scale.ts';
+import { loadInventory } from '../../src/steps/inventory-model.ts';
+import { parseImmutableUserMsis } from '../../src/steps/pod-identity.ts';
+import type { StepId } from '../../src/engine/step.ts';
+import { contextFor, idOf, KUBELET_ID, standardCluster, tempDir, type FakeAzure, type FakeKube } from './fakes.ts';
+
+/** Runs the inventory step for real over the fakes and returns a context factory for later steps. */
+async function afterInventory(kube: FakeKube, azure: FakeAzure, options: Record<string, unknown> = {}) {
+  const dir = tempDir();
+  const inv = await contextFor('inventory', kube, azure, dir);
+  await inventoryStep.apply(inv, await inventoryStep.plan(inv));
+  const document = await loadInventory(inv.inventoryPath);
+  return (step: StepId) => contextFor(step, kube, azure, dir, { inventory: document, options });
+}
+
+function micArgs(kube: FakeKube): string[] {
+  return (kube.find('Deployment', 'default', 'mic')!.spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0].args;
+}
+
+describe('assign', () => {
+  it('protects every user-assigned identity first, then adds only the missing ids, one PATCH per scale set', async () => {
+    const { kube, azure } = standardCluster({ micArgs: ['--logtostderr', '--immutable-user-msis=hand-picked'] });
+    // api-id already on pay (MIC put it there); an add-on identity too.
+    azure.sets.get('aks-pay-12345678-vmss')!.userAssignedIdentities[idOf('api-id').toUpperCase()] = { clientId: 'x' };
+    azure.sets.get('aks-pay-12345678-vmss')!.userAssignedIdentities[idOf('omsagent')] = { clientId: 'y' };
+    const ctxFor = await afterInventory(kube, azure);
+    const ctx = await ctxFor('assign');
+    const plan = await assignStep.plan(ctx);
+    expect(plan.actions.map((a) => `${a.op} ${a.target}  ${a.summary}`)).toEqual([
+      '~ deployment default/mic  --immutable-user-msis: + api-id, + shared-storage-id (keeps 1 existing)',
+      '~ vmss aks-batch-12345678-vmss  identities: + shared-storage-id (keeps 1 existing)',
+      '~ vmss aks-pay-12345678-vmss  identities: + shared-storage-id (keeps 3 existing)',
+    ]);
+    expect(plan.actions.filter((a) => a.api === 'arm').reduce((n, a) => n + a.writes, 0)).toBe(2);
+
+    await assignStep.apply(ctx, plan);
+    expect(parseImmutableUserMsis(micArgs(kube))).toEqual(['hand-picked', 'client-api-id', 'client-shared-storage-id']);
+    expect(azure.patches).toEqual([
+      { vmss: 'aks-batch-12345678-vmss', add: [idOf('shared-storage-id')], remove: [] },
+      { vmss: 'aks-pay-12345678-vmss', add: [idOf('shared-storage-id')], remove: [] },
+    ]);
+    expect(azure.upgrades).toEqual([]);
+    expect((await assignStep.check(ctx)).failures).toEqual([]);
+    // Idempotent: nothing left to do.
+    expect((await assignStep.plan(await ctxFor('assign'))).actions).toEqual([]);
+
+    // Rollback removes only what this step added and restores MIC's args exactly.
+    const rb = await ctxFor('assign');
+    await assignStep.rollback(rb);
+    expect(micArgs(kube)).toEqual(['--logtostderr', '--immutable-user-msis=hand-picked']);
+    const pay = Object.keys(azure.sets.get('aks-pay-12345678-vmss')!.userAssignedIdentities).sort();
+    expect(pay).toEqual([KUBELET_ID, idOf('api-id').toUpperCase(), idOf('omsagent')].sort());
+    expect(Object.keys(azure.sets.get('aks-batch-12345678-vmss')!.userAssignedIdentities)).toEqual([KUBELET_ID]);
+    expect((await assignStep.verifyRollback!(rb)).failures).toEqual([]);
+  });
+
+  it('after a crash between the PATCH and its done record, re-planning adds nothing twice and rollback still removes the added id', async () => {
+    const { kube, azure } = standardCluster();
+    const ctxFor = await afterInventory(kube, azure);
+    const ctx = await ctxFor('assign');
+    const plan = await assignStep.plan(ctx);
+    // The ARM call succeeds but the process dies before the done record: simulated by a throw after the write.
+    const original = azure.assignIdentities.bind(azure);
+    azure.assignIdentities = async (...args) => {
+      await original(...args);
+      throw new Error('killed after the write');
+    };
+    await expect(assignStep.apply(ctx, plan)).rejects.toThrow(/killed/);
+    azure.assignIdentities = original;
+    const patchesBefore = azure.patches.length;
+    const resumed = await assignStep.plan(await ctxFor('assign'));
+    expect(resumed.actions.filter((a) => a.id.startsWith('vmss/'))).toEqual([]);
+    await assignStep.apply(await ctxFor('assign'), resumed);
+    expect(azure.patches.length).toBe(patchesBefore);
+    await assignStep.rollback(await ctxFor('assign'));
+    for (const set of azure.sets.values()) expect(Object.keys(set.userAssignedIdentities)).toEqual([KUBELET_ID]);
+  });
+
+  it('skips the protect action only under the test switch, and upgrades stale instances in small batches', async () => {
+    const { kube, azure } = standardCluster();
+    const ctxFor = await afterInventory(kube, azure, { skipProtect: true });
+    const instances = Array.from({ length: 12 }, (_, i) => ({ instanceId: String(i), name: `i${i}`, latestModelApplied: i % 2 === 0 ? false : true, identityIds: [] }));
+    azure.instances.set('aks-batch-12345678-vmss', instances);
+    const ctx = await ctxFor('assign');
+    const plan = await assignStep.plan(ctx);
+    expect(plan.actions.some((a) => a.id === PROTECT_ACTION_ID)).toBe(false);
+    expect(plan.notes.join()).toMatch(/protect skipped/);
+    await assignStep.apply(ctx, plan);
+    // 12 instances: batches of ceil(12 * 20%) = 3, only the 6 that report latestModelApplied=false.
+    expect(azure.upgrades).toEqual([
+      { vmss: 'aks-batch-12345678-vmss', instanceIds: ['0', '2', '4'] },
+      { vmss: 'aks-batch-12345678-vmss', instanceIds: ['6', '8', '10'] },
+    ]);
+    expect(parseImmutableUserMsis(micArgs(kube))).toEqual([]);
+  });
+});
+
+describe('nmi-managed', () => {
+  it('patches args and strategy in place and rollback restores the container exactly', async () => {
+    const { kube, azure } = standardCluster({ helm: true, nmiArgs: ['--node=$(NODE_NAME)', '--http-probe-port=8085', '--operation-mode=standard', '--kubelet-config=/etc/default/kubelet'] });
+    const ds = kube.find('DaemonSet', 'default', 'aad-pod-identity-nmi')!;
+    (ds.spec as { updateStrategy: unknown }).updateStrategy = { type: 'OnDelete' };
+    const original = structuredClone(ds.spec);
+    const ctxFor = await afterInventory(kube, azure);
+    const ctx = await ctxFor('nmi-managed');
+    const plan = await nmiManagedStep.plan(ctx);
+    expect(plan.actions.map((a) => `${a.op} ${a.target}  ${a.summary}`)).toEqual([
+      '~ daemonset default/aad-pod-identity-nmi  args: - --operation-mode=standard, + --operation-mode=managed, + --forceNamespaced; updateStrategy: RollingUpdate maxUnavailable 1 (NMI v1.8.17, one node at a time)',
+    ]);
+    expect(plan.notes.join('\n')).toContain('helm upgrade pi aad-pod-identity/aad-pod-identity -n default --reuse-values --set operationMode=managed');
+    kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'nmi-a', namespace: 'default', labels: { component: 'nmi' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', name: 'aad-pod-identity-nmi', uid: 'u', controller: true }] }, spec: { nodeName: 'aks-pay-12345678-vmss000000' } });
+    await nmiManagedStep.apply(ctx, plan);
+    const after = kube.find('DaemonSet', 'default', 'aad-pod-identity-nmi')!.spec as { updateStrategy: unknown; template: { spec: { containers: { args: string[]; image: string }[] } } };
+    expect(after.template.spec.containers[0].args).toEqual(['--node=$(NODE_NAME)', '--http-probe-port=8085', '--operation-mode=managed', '--forceNamespaced', '--kubelet-config=/etc/default/kubelet']);
+    expect(after.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+    expect((await nmiManagedStep.plan(await ctxFor('nmi-managed'))).actions).toEqual([]);
+
+    await nmiManagedStep.rollback(await ctxFor('nmi-managed'));
+    expect(kube.find('DaemonSet', 'default', 'aad-pod-identity-nmi')!.spec).toEqual(original);
+  });
+
+  it('waits for Active bodies, not status codes: a Not Active NMI fails the rollout wait', async () => {
+    const { kube, azure } = standardCluster();
+    const ctxFor = await afterInventory(kube, azure);
+    kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'nmi-a', namespace: 'default', labels: { component: 'nmi' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', name: 'nmi', uid: 'u', controller: true }] } });
+    kube.health.set('default/nmi-a:8085', 'Not Active');
+    const ctx = await ctxFor('nmi-managed');
+    await expect(nmiManagedStep.apply(ctx, await nmiManagedStep.plan(ctx))).rejects.toThrow(/every NMI pod of default\/nmi reporting Active/);
+  });
+});
+
+describe('mic-scale', () => {
+  it('records the count, scales to zero, waits for no pod, and rollback brings a leader back', async () => {
+    const { kube, azure } = standardCluster();
+    const ctxFor = await afterInventory(kube, azure);
+    const ctx = await ctxFor('mic-scale');
+    const plan = await micScaleStep.plan(ctx);
+    expect(plan.actions.map((a) => `${a.op} ${a.target}  ${a.summary}`)).toEqual(['~ deployment default/mic  replicas: 2 -> 0 (count recorded for rollback)']);
+    await micScaleStep.apply(ctx, plan);
+    expect(ctx.journal.getData('mic')).toEqual({ namespace: 'default', name: 'mic', replicas: 2 });
+    expect(await kube.list({ apiVersion: 'v1', kind: 'Pod' }, { namespace: 'default', labelSelector: 'app=mic' })).toEqual([]);
+    expect((await micScaleStep.check(ctx)).ok).toBe(true);
+    // A resumed plan at zero keeps the recorded count and does nothing.
+    const again = await ctxFor('mic-scale');
+    expect((await micScaleStep.plan(again)).actions).toEqual([]);
+    expect(again.journal.getData('mic')).toEqual({ namespace: 'default', name: 'mic', replicas: 2 });
+
+    kube.health.set('default/mic-0:8080', 'Not Active');
+    const rb = await ctxFor('mic-scale');
+    const out = await micScaleStep.rollback(rb);
+    expect(out.summary).toBe('MIC back at 2 replicas; leader default/mic-1 reports Active');
+    expect((kube.find('Deployment', 'default', 'mic')!.spec as { replicas: number }).replicas).toBe(2);
+    expect((await micScaleStep.verifyRollback!(rb)).failures).toEqual([]);
+  });
+});

@@ -1,0 +1,111 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { inventoryStep } from '../../src/steps/01-inventory.ts';
+import { loadInventory, validateInventory, type InventoryDocument } from '../../src/steps/inventory-model.ts';
+import { COPIED_FROM_LABEL } from '../../src/steps/pod-identity.ts';
+import { contextFor, idOf, standardCluster, tempDir } from './fakes.ts';
+
+describe('inventory plan', () => {
+  it('plans copies of a binding and identity used from another namespace, never a move, and the file write', async () => {
+    const { kube, azure } = standardCluster();
+    const ctx = await contextFor('inventory', kube, azure, tempDir());
+    const plan = await inventoryStep.plan(ctx);
+    expect(plan.blockers).toEqual([]);
+    expect(plan.actions.map((a) => `${a.op} ${a.target}`)).toEqual([
+      '+ copy azureidentity platform/shared-storage-id -> batch/shared-storage-id',
+      '+ copy azureidentitybinding platform/shared-storage-id-binding -> batch/shared-storage-id-binding',
+      `+ file ${ctx.inventoryPath}`,
+    ]);
+    const doc = (plan.actions[2].details as { document: InventoryDocument }).document;
+    expect(validateInventory(doc)).toEqual([]);
+    const shared = doc.identities.find((i) => i.name === 'shared-storage-id')!;
+    expect(shared).toMatchObject({ namespace: 'platform', pools: ['batch', 'pay'], namespaces: ['batch', 'platform'] });
+    expect(shared.services.map((s) => s.name)).toEqual(['batch/archiver', 'platform/backup']);
+    expect(shared.bindings).toEqual([
+      { name: 'shared-storage-id-binding', namespace: 'batch', selector: 'shared-storage' },
+      { name: 'shared-storage-id-binding', namespace: 'platform', selector: 'shared-storage' },
+    ]);
+    expect(doc.pools.map((p) => [p.name, p.scaleSet?.split('/').pop(), p.identitiesBefore?.length])).toEqual([
+      ['batch', 'aks-batch-12345678-vmss', 1],
+      ['pay', 'aks-pay-12345678-vmss', 1],
+    ]);
+    expect(doc.identities.find((i) => i.name === 'api-id')!.services[0]).toMatchObject({ name: 'payments/api', kind: 'Deployment', selector: 'api', pools: ['pay'], testCases: [{ kind: 'token' }] });
+    // Discovery is list calls only: no GET per pod.
+    expect(kube.reads.filter((r) => !r.startsWith('list'))).toEqual([]);
+  });
+
+  it('reports every blocker at once, each with a fix', async () => {
+    const { kube, azure } = standardCluster({ nmiImage: 'mcr.microsoft.com/k8s/aad-pod-identity/nmi:1.5.2' });
+    kube.add({ apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentity', metadata: { name: 'legacy-id', namespace: 'payments' }, spec: { Type: 0, ResourceID: idOf('legacy-id'), ClientID: 'c' } });
+    azure.denied.add(idOf('api-id').toLowerCase());
+    // A pool on an availability set that runs a pod with an identity.
+    kube.add({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'aks-legacy-0', labels: { agentpool: 'legacy' } }, spec: { providerID: 'azure:///subscriptions/s/resourceGroups/mc_rg/providers/Microsoft.Compute/virtualMachines/aks-legacy-0' } });
+    kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'old-api', namespace: 'payments', labels: { aadpodidbinding: 'api' } }, spec: { nodeName: 'aks-legacy-0' }, status: { phase: 'Running' } });
+    const ctx = await contextFor('inventory', kube, azure, tempDir());
+    const plan = await inventoryStep.plan(ctx);
+    expect(plan.blockers.map((b) => `${b.code} ${b.subject}`).sort()).toEqual([
+      'cannot-assign-identity azureidentity payments/api-id',
+      'legacy-field-names azureidentity payments/legacy-id',
+      'nmi-too-old daemonset default/nmi',
+      'pool-not-vmss pool legacy',
+    ]);
+    for (const b of plan.blockers) expect(b.fix.length).toBeGreaterThan(10);
+    expect(plan.blockers.find((b) => b.code === 'legacy-field-names')!.message).toContain('ClientID');
+  });
+});
+
+describe('inventory apply, re-run and rollback', () => {
+  it('copies with the label, writes the file, keeps operator test cases on re-run and reports what changed', async () => {
+    const dir = tempDir();
+    const { kube, azure } = standardCluster();
+    const ctx = await contextFor('inventory', kube, azure, dir);
+    await inventoryStep.apply(ctx, await inventoryStep.plan(ctx));
+    const copy = kube.find('AzureIdentity', 'batch', 'shared-storage-id')!;
+    expect(copy.metadata?.labels?.[COPIED_FROM_LABEL]).toBe('platform.shared-storage-id');
+    expect(copy.spec).toEqual(kube.find('AzureIdentity', 'platform', 'shared-storage-id')!.spec);
+    expect(kube.find('AzureIdentity', 'platform', 'shared-storage-id')).toBeDefined();
+    expect(kube.find('AzureIdentityBinding', 'batch', 'shared-storage-id-binding')!.metadata?.labels?.[COPIED_FROM_LABEL]).toBe('platform.shared-storage-id-binding');
+    expect(ctx.journal.getData('podIdentity')).toEqual({ nmi: { namespace: 'default', name: 'nmi', install: 'raw', version: 'v1.8.17' }, mic: { namespace: 'default', name: 'mic', replicas: 2 } });
+
+    const written = (await loadInventory(ctx.inventoryPath))!;
+    expect(written.generatedAt).toBeDefined();
+    expect((await inventoryStep.check(ctx)).failures).toEqual([]);
+
+    // Nothing changed: the re-plan has nothing to do.
+    expect((await inventoryStep.plan(ctx)).actions).toEqual([]);
+
+    // The operator edits a test case; the cluster gains a service.
+    const edited = parseYaml(readFileSync(ctx.inventoryPath, 'utf8')) as InventoryDocument;
+    edited.identities.find((i) => i.name === 'api-id')!.services[0].testCases = [{ kind: 'http', url: 'http://api.payments.svc/healthz', expectStatus: 200 }];
+    writeFileSync(ctx.inventoryPath, toYaml(edited));
+    const dep = kube.add({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'ledger', namespace: 'payments' } });
+    kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'ledger-x', namespace: 'payments', labels: { aadpodidbinding: 'api' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'ledger', uid: dep.metadata!.uid!, controller: true }] }, spec: { nodeName: 'aks-batch-12345678-vmss000000' }, status: { phase: 'Running' } });
+    const again = await inventoryStep.plan(ctx);
+    expect(again.notes.join('\n')).toMatch(/identity api-id: pools \+ batch.*services \+ payments\/ledger/);
+    expect(again.actions.map((a) => a.op + ' ' + a.id)).toEqual(['~ file/inventory']);
+    await inventoryStep.apply(ctx, again);
+    const rewritten = (await loadInventory(ctx.inventoryPath))!;
+    const api = rewritten.identities.find((i) => i.name === 'api-id')!;
+    expect(api.services.find((s) => s.name === 'payments/api')!.testCases).toEqual([{ kind: 'http', url: 'http://api.payments.svc/healthz', expectStatus: 200 }]);
+    expect(api.services.find((s) => s.name === 'payments/ledger')!.testCases).toEqual([{ kind: 'token' }]);
+
+    // Rollback removes only the copies, and leaves an object the operator took over.
+    kube.find('AzureIdentityBinding', 'batch', 'shared-storage-id-binding')!.metadata!.labels = {};
+    await inventoryStep.rollback(ctx);
+    expect(kube.find('AzureIdentity', 'batch', 'shared-storage-id')).toBeUndefined();
+    expect(kube.find('AzureIdentityBinding', 'batch', 'shared-storage-id-binding')).toBeDefined();
+    expect(kube.find('AzureIdentity', 'platform', 'shared-storage-id')).toBeDefined();
+    expect(kube.writes.filter((w) => w.verb === 'delete').map((w) => w.key)).toEqual(['AzureIdentity/batch/shared-storage-id']);
+  });
+
+  it('loadInventory names every bad field', async () => {
+    const dir = tempDir();
+    const path = `${dir}/bad.yaml`;
+    writeFileSync(path, toYaml({ apiVersion: 'podid-migrate/v1', kind: 'Inventory', cluster: { name: 'x', kubeSystemUid: 'u' }, identities: [{ name: 'a', namespace: 'n', type: 3, services: [{ name: 's', testCases: [{ kind: 'http' }] }], extra: 1 }], pools: [] }));
+    const error = (await loadInventory(path).catch((e: Error) => e)) as Error;
+    expect(error.message).toContain('identities[0].type: must be one of 0, 1, 2');
+    expect(error.message).toContain('identities[0].extra: unknown field');
+    expect(error.message).toContain('identities[0].services[0].testCases[0]: not a valid test case');
+  });
+});
