@@ -286,7 +286,7 @@ export interface ClusterOptions {
 export function standardCluster(opts: ClusterOptions = {}): { kube: FakeKube; azure: FakeAzure } {
   const kube = new FakeKube();
   const azure = new FakeAzure();
-  const helmLabels = opts.helm ? { 'app.kubernetes.io/managed-by': 'Helm', 'helm.sh/chart': 'aad-pod-identity-4.1.18', 'app.kubernetes.io/component': 'nmi' } : { component: 'nmi' };
+  const helmLabels: Record<string, string> = opts.helm ? { 'app.kubernetes.io/managed-by': 'Helm', 'helm.sh/chart': 'aad-pod-identity-4.1.18', 'app.kubernetes.io/component': 'nmi' } : { component: 'nmi' };
   kube.add({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kube-system' } });
   const nmiName = opts.helm ? 'aad-pod-identity-nmi' : 'nmi';
   kube.add({
