@@ -334,9 +334,6 @@ export class Kubelet {
         stopProbes: [],
       };
     };
-    if (pod.status?.initContainerStatuses || pod.status?.containerStatuses) {
-      // Restarted pod: the previous containers are gone for good.
-    }
     const run: PodRun = {
       uid: pod.metadata.uid!,
       key: objectKey(pod),
@@ -427,9 +424,7 @@ export class Kubelet {
     const delay = n === 0 ? 0 : Math.min(this.timing.backoffInitialSeconds * 2 ** (n - 1), this.timing.backoffMaxSeconds);
     c.lastState = c.state;
     if (delay > 0) {
-      const term = 'terminated' in c.state ? c.state.terminated : undefined;
       c.state = { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${Math.round(delay)}s restarting failed container=${c.name} pod=${run.name}_${run.namespace}(${run.uid})` } };
-      void term;
       this.markDirty(run);
       await this.clock.sleep(delay * 1000, run.abort.signal);
     }
@@ -525,7 +520,7 @@ export class Kubelet {
     c.state = {
       terminated: {
         exitCode: code,
-        reason: code === 0 ? 'Completed' : code === 137 && kill.signal.aborted ? 'Error' : 'Error',
+        reason: code === 0 ? 'Completed' : 'Error',
         startedAt,
         finishedAt: isoSeconds(this.clock.now()),
         containerID: c.containerID,
@@ -723,7 +718,6 @@ export class Kubelet {
       this.runOf.delete(c);
     }
     if (run.podIP && run.podIP !== run.hostIP) this.ipam.get(run.node)?.release(run.podIP);
-    run.podIP = run.podIP ?? undefined;
     run.finished = true;
   }
 
