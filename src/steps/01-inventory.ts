@@ -191,7 +191,8 @@ export async function discover(ctx: Ctx): Promise<Discovery> {
     try {
       return await kube.list(ref);
     } catch (e) {
-      if (/does not serve|404/.test((e as Error).message)) return undefined;
+      // A kind the API server does not serve (CRDs absent, an older cluster without CronJobs) has no objects.
+      if (/does not serve|Unrecognized API version and kind|404/.test((e as Error).message)) return undefined;
       throw e;
     }
   };
@@ -213,9 +214,9 @@ export async function discover(ctx: Ctx): Promise<Discovery> {
     kube.list(REF.Pod, { labelSelector: BINDING_LABEL }),
     kube.list(REF.ReplicaSet),
     kube.list(REF.Deployment),
-    kube.list(REF.Job),
-    kube.list(REF.CronJob),
-    kube.list(REF.StatefulSet),
+    crdList(REF.Job).then((x) => x ?? []),
+    crdList(REF.CronJob).then((x) => x ?? []),
+    crdList(REF.StatefulSet).then((x) => x ?? []),
     kube.list(REF.DaemonSet),
     kube.list(REF.Node),
   ]);
