@@ -9,6 +9,7 @@ import { forceUnlockCommand } from './force-unlock.ts';
 import { historyCommand } from './history.ts';
 import { planCommand } from './plan.ts';
 import { rollbackCommand } from './rollback.ts';
+import { sandboxCommand } from './sandbox.ts';
 import { statusCommand } from './status.ts';
 
 /** A sub-command: registers itself; its action sets `env.exitCode` or throws a typed error. */
@@ -21,4 +22,4 @@ export interface CommandModule {
 export const CORE_COMMANDS: CommandModule[] = [planCommand, applyCommand, rollbackCommand, statusCommand, historyCommand, forceUnlockCommand];
 
 /** Commands contributed by other parts of the package (e.g. `sandbox`, `demo`); registered after the core ones. */
-export const EXTRA_COMMANDS: CommandModule[] = [];
+export const EXTRA_COMMANDS: CommandModule[] = [sandboxCommand];
