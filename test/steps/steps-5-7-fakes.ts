@@ -95,13 +95,13 @@ export class MiniKube implements KubeGateway {
     this.objects.set(objKey(o.kind!, o.metadata.namespace, o.metadata.name), o);
     return o;
   }
-  find(kind: string, ns: string | undefined, name: string): KubeObject | undefined {
+  find(kind: string, ns: string | undefined, name: string | undefined): KubeObject | undefined {
     return this.objects.get(objKey(kind, ns, name));
   }
   all(kind: string): KubeObject[] {
     return [...this.objects.values()].filter((o) => o.kind === kind);
   }
-  remove(kind: string, ns: string | undefined, name: string): void {
+  remove(kind: string, ns: string | undefined, name: string | undefined): void {
     const o = this.find(kind, ns, name);
     this.objects.delete(objKey(kind, ns, name));
     if (o && kind === 'Pod') this.onPodGone(o);
@@ -288,7 +288,10 @@ export class MiniAzure implements AzureGateway {
   /** When set, a deleted instance is followed by a new node in the pool (the cluster autoscaler). */
   autoscale = false;
   private nextInstance = 100;
-  constructor(private readonly kube: MiniKube) {}
+  private readonly kube: MiniKube;
+  constructor(kube: MiniKube) {
+    this.kube = kube;
+  }
 
   async getManagedCluster(): Promise<never> {
     throw new Error('not used');
