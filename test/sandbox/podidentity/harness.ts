@@ -13,6 +13,7 @@ import { bootstrapNamespaces, registerBuiltinTypes } from '../../../src/sandbox/
 import { readManifest } from '../../../src/sandbox/install.ts';
 import type { ContainerProcess, ContainerProgram } from '../../../src/sandbox/runtime.ts';
 import type { PodIdentityOptions } from '../../../src/sandbox/podidentity/index.ts';
+import { addNode } from '../../../src/sandbox/controllers/index.ts';
 
 export { ManualClock };
 export const SUB = '8c9d1b4e-3f6a-4c2d-9e1b-5a7c3d2e1f00';
@@ -41,7 +42,7 @@ export interface World {
  * Builds the world. `kubeletIdentity: false` leaves the node pools without the kubelet
  * identity, so a single workload identity is alone on its VMSS.
  */
-export function buildWorld(o: { kubeletIdentity?: boolean; namespaces?: string[] } = {}): World {
+export function buildWorld(o: { kubeletIdentity?: boolean; namespaces?: string[]; realNodes?: boolean } = {}): World {
   const clock = new ManualClock();
   const store = new ObjectStore(clock);
   registerBuiltinTypes(store);
@@ -82,11 +83,16 @@ export function buildWorld(o: { kubeletIdentity?: boolean; namespaces?: string[]
       const ip = `10.224.0.${4 + idx++}`;
       ips.set(inst.computerName, ip);
       nodes[set.name].push(inst.computerName);
+      const providerID = `azure:///subscriptions/${SUB}/resourceGroups/${NODE_RG.toLowerCase()}/providers/Microsoft.Compute/virtualMachineScaleSets/${set.name}/virtualMachines/${inst.instanceId}`;
+      if (o.realNodes) {
+        addNode(store, { name: inst.computerName, pool: set.poolName, providerID, ip });
+        continue;
+      }
       store.create(nodeType, {
         apiVersion: 'v1',
         kind: 'Node',
         metadata: { name: inst.computerName, labels: { 'kubernetes.azure.com/agentpool': set.poolName, 'kubernetes.io/hostname': inst.computerName } },
-        spec: { providerID: `azure:///subscriptions/${SUB}/resourceGroups/${NODE_RG.toLowerCase()}/providers/Microsoft.Compute/virtualMachineScaleSets/${set.name}/virtualMachines/${inst.instanceId}` },
+        spec: { providerID },
         status: { addresses: [{ type: 'InternalIP', address: ip }], conditions: [{ type: 'Ready', status: 'True' }] },
       });
     }
