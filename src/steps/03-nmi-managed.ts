@@ -259,10 +259,10 @@ const nmiManaged: Step<KubeGateway, AzureGateway> = {
     const evidence: string[] = [];
     if (!ds) return { ok: false, evidence, failures: [`daemonset ${pre.namespace}/${pre.name} not found`] };
     const now = containerAt(ds, pre.containerIndex);
-    if (JSON.stringify(sortKeys(now)) !== JSON.stringify(sortKeys(pre.container))) failures.push(`daemonset ${pre.namespace}/${pre.name}: container differs from the original`);
+    if (JSON.stringify(sortKeys(withoutAddedDefaults(now, pre.container))) !== JSON.stringify(sortKeys(pre.container))) failures.push(`daemonset ${pre.namespace}/${pre.name}: container differs from the original`);
     else evidence.push(`daemonset ${pre.namespace}/${pre.name}: container spec is the original (args ${((now?.args as string[]) ?? []).join(' ')})`);
     const strategy = (ds.spec as { updateStrategy?: unknown }).updateStrategy ?? null;
-    if (pre.updateStrategy !== null && JSON.stringify(sortKeys(strategy)) !== JSON.stringify(sortKeys(pre.updateStrategy))) failures.push(`daemonset ${pre.namespace}/${pre.name}: updateStrategy differs from the original`);
+    if (pre.updateStrategy !== null && JSON.stringify(sortKeys(withoutAddedDefaults(strategy, pre.updateStrategy))) !== JSON.stringify(sortKeys(pre.updateStrategy))) failures.push(`daemonset ${pre.namespace}/${pre.name}: updateStrategy differs from the original`);
     const gap = daemonSetRolloutGap(ds);
     if (gap) failures.push(`rollout not complete: ${gap}`);
     const bodies = await healthBodies(ctx.kube, await nmiPods(ctx, ds), nmiProbePort((pre.container.args as string[] | undefined) ?? []));
@@ -272,6 +272,27 @@ const nmiManaged: Step<KubeGateway, AzureGateway> = {
     return { ok: failures.length === 0, evidence, failures };
   },
 };
+
+/** Fields the API server fills in when a container or update strategy is written without them. */
+const API_DEFAULTS: Record<string, unknown> = {
+  terminationMessagePath: '/dev/termination-log',
+  terminationMessagePolicy: 'File',
+  imagePullPolicy: 'IfNotPresent',
+  rollingUpdate: { maxUnavailable: 1, maxSurge: 0 },
+};
+
+/**
+ * `now` without the API server's defaults that `original` did not spell out, so an original
+ * stored before defaulting compares equal to the same spec written back through the API.
+ */
+export function withoutAddedDefaults(now: unknown, original: unknown): unknown {
+  if (!now || typeof now !== 'object' || !original || typeof original !== 'object') return now;
+  const out = { ...(now as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(API_DEFAULTS)) {
+    if (!(k in (original as object)) && JSON.stringify(sortKeys(out[k])) === JSON.stringify(sortKeys(v))) delete out[k];
+  }
+  return out;
+}
 
 function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);

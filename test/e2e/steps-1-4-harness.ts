@@ -1,0 +1,138 @@
+/**
+ * Shared set-up of the steps 1-4 end-to-end tests: an in-process sandbox, the real gateways
+ * over HTTPS (client-node and the Azure SDKs, nothing mocked), and a runner over steps 1-4.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAzureGateway, resolveAzureConnection } from '../../src/azure/index.ts';
+import type { AzureGateway } from '../../src/azure/gateway.ts';
+import { Runner } from '../../src/engine/runner.ts';
+import type { ClusterIdentity } from '../../src/engine/journal.ts';
+import { createKubeGateway } from '../../src/kube/index.ts';
+import type { KubeGateway, KubeObject } from '../../src/kube/gateway.ts';
+import { Sandbox } from '../../src/sandbox/sandbox.ts';
+import { loadScenarioFile, parseScenario } from '../../src/sandbox/scenario.ts';
+import { STEPS } from '../../src/steps/registry.ts';
+import { withoutAddedDefaults } from '../../src/steps/03-nmi-managed.ts';
+
+export const SCENARIO = join(import.meta.dirname, '..', '..', 'scenarios', 'default.yaml');
+
+export interface Env {
+  sandbox: Sandbox;
+  dir: string;
+  kubeconfig: string;
+  /** Environment for the CLI child process, as `source <dir>/env` would set it. */
+  cliEnv: Record<string, string>;
+  kube: KubeGateway;
+  azure: AzureGateway;
+  cluster: ClusterIdentity;
+  journalPath: string;
+  inventoryPath: string;
+  runner(options?: Record<string, unknown>): Runner<KubeGateway, AzureGateway>;
+  stop(): Promise<void>;
+}
+
+/** Starts the sandbox (default scenario unless `scenarioText` is given) and connects the real gateways. */
+export async function startEnv(opts: { timeScale?: number; scenarioText?: string; churn?: boolean } = {}): Promise<Env> {
+  const scenario = opts.scenarioText ? parseScenario(opts.scenarioText) : loadScenarioFile(SCENARIO);
+  const sandbox = await Sandbox.start({ scenario, timeScale: opts.timeScale ?? 25, churn: opts.churn });
+  try {
+    await sandbox.waitReady(60_000);
+  } catch (e) {
+    await sandbox.stop();
+    throw e;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'podid-e2e-'));
+  const files = sandbox.writeClientFiles(join(dir, 'sandbox'));
+  const kube = createKubeGateway({ kubeconfig: files.kubeconfig, rateLimit: { qps: 200, burst: 400 } });
+  const armEnv = { PODID_MIGRATE_ARM_ENDPOINT: sandbox.armUrl, PODID_MIGRATE_ARM_TOKEN_FILE: files.armTokenFile, PODID_MIGRATE_CA_FILE: files.caFile };
+  const azure = createAzureGateway({ subscriptionId: scenario.subscriptionId, connection: resolveAzureConnection(armEnv), pollIntervalMs: 100 });
+  const info = await kube.clusterInfo();
+  const cluster: ClusterIdentity = { name: scenario.cluster.name, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: scenario.subscriptionId, aksResourceId: sandbox.aksResourceId };
+  const journalPath = join(dir, 'journal.json');
+  const inventoryPath = join(dir, 'inventory.yaml');
+  return {
+    sandbox,
+    dir,
+    kubeconfig: files.kubeconfig,
+    cliEnv: {
+      ...armEnv,
+      KUBECONFIG: files.kubeconfig,
+      NODE_EXTRA_CA_CERTS: files.caFile,
+      PODID_MIGRATE_AKS_ID: sandbox.aksResourceId,
+      CI: 'true',
+    },
+    kube,
+    azure,
+    cluster,
+    journalPath,
+    inventoryPath,
+    runner: (options = {}) =>
+      new Runner<KubeGateway, AzureGateway>({
+        steps: STEPS.slice(0, 4),
+        kube,
+        azure,
+        cluster,
+        journalPath,
+        inventoryPath,
+        options: { aksId: sandbox.aksResourceId, ...options },
+        stepTimeoutMs: 90_000,
+      }),
+    stop: () => sandbox.stop(),
+  };
+}
+
+/** Values the API server fills in on write (apps/v1 workload and pod template defaults). */
+const SPEC_DEFAULTS: Record<string, unknown> = {
+  revisionHistoryLimit: 10,
+  progressDeadlineSeconds: 600,
+  strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } },
+};
+const POD_SPEC_DEFAULTS: Record<string, unknown> = { restartPolicy: 'Always', terminationGracePeriodSeconds: 30, dnsPolicy: 'ClusterFirst', schedulerName: 'default-scheduler', securityContext: {} };
+
+function dropDefaults(obj: unknown, defaults: Record<string, unknown>): void {
+  if (!obj || typeof obj !== 'object') return;
+  const o = obj as Record<string, unknown>;
+  for (const [k, v] of Object.entries(defaults)) if (JSON.stringify(o[k]) === JSON.stringify(v)) delete o[k];
+}
+
+const VOLATILE_META = ['resourceVersion', 'creationTimestamp', 'uid', 'managedFields', 'generation', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'annotations'];
+
+/**
+ * An object without server-set and volatile fields, for before/after comparison. Container and
+ * update-strategy defaults are dropped too: the sandbox stores its initial objects undefaulted,
+ * while anything written back through the API server is defaulted, as on a real cluster.
+ */
+export function comparable(o: KubeObject): unknown {
+  const c = structuredClone(o) as Record<string, unknown> & { metadata: Record<string, unknown> };
+  delete c.status;
+  for (const k of VOLATILE_META) delete c.metadata[k];
+  const spec = c.spec as { updateStrategy?: Record<string, unknown>; template?: { spec?: { containers?: Record<string, unknown>[] } } } | undefined;
+  dropDefaults(c.spec, SPEC_DEFAULTS);
+  dropDefaults((c.spec as { template?: { spec?: unknown } } | undefined)?.template?.spec, POD_SPEC_DEFAULTS);
+  if (spec?.updateStrategy) spec.updateStrategy = withoutAddedDefaults(spec.updateStrategy, {}) as Record<string, unknown>;
+  if (spec?.template?.spec?.containers) spec.template.spec.containers = spec.template.spec.containers.map((x) => withoutAddedDefaults(x, {}) as Record<string, unknown>);
+  return c;
+}
+
+/**
+ * The cluster state steps 1-4 may touch: Pod Identity objects, NMI/MIC workloads (spec), and
+ * every VMSS's identities. Pods and AzureAssignedIdentities churn by design and are left out.
+ */
+export async function stateDump(env: Env): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const ref of [
+    { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentity' },
+    { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentityBinding' },
+    { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzurePodIdentityException' },
+    { apiVersion: 'apps/v1', kind: 'DaemonSet' },
+    { apiVersion: 'apps/v1', kind: 'Deployment' },
+  ]) {
+    const items = await env.kube.list(ref);
+    for (const i of items) out[`${ref.kind}/${i.metadata?.namespace}/${i.metadata?.name}`] = comparable(i);
+  }
+  const rg = (await env.azure.getManagedCluster(env.sandbox.aksResourceId)).nodeResourceGroup;
+  for (const s of await env.azure.listScaleSets(rg)) out[`vmss/${s.name}`] = Object.keys(s.userAssignedIdentities).map((k) => k.toLowerCase()).sort();
+  return out;
+}
