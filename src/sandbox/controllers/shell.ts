@@ -3,7 +3,7 @@
  * quoting, `$VAR` / `${VAR}` / `${VAR:-default}` / `$?` / `$(...)` expansion, `&&`, `||`,
  * `;`, pipelines, `!`, `until` / `while` / `if` / `for`, `{ ...; }` and `( ... )` groups,
  * `set -e`, redirections to and from files and `/dev/null`, and builtins (`echo`, `printf`,
- * `sleep`, `exit`, `true`, `false`, `test`/`[`, `cat`, `head`, `grep`, `wc`, `printenv`,
+ * `sleep`, `exit`, `true`, `false`, `test`/`[`, `cat`, `head`, `grep`, `wc`, `cut`, `printenv`,
  * `export`, `set`) plus whatever external commands the caller provides (curl and wget).
  *
  * Anything it does not implement ends the script the way a shell lacking that command
@@ -845,6 +845,8 @@ export class Shell {
           return this.grep(args, io);
         case 'wc':
           return this.wc(args, io);
+        case 'cut':
+          return this.cut(args, io);
         case 'printenv':
           if (!args.length) {
             for (const [k, v] of Object.entries(this.vars)) io.out(`${k}=${v}\n`);
@@ -1053,6 +1055,58 @@ export class Shell {
       else for (const h of hits) io.out(h + '\n');
     }
     return hits.length ? 0 : 1;
+  }
+
+  /** `cut -d DELIM -f LIST [-s] [FILE...]` and `cut -c LIST`, as BusyBox and GNU cut behave. */
+  private cut(args: string[], io: Io): number {
+    let delim = '\t';
+    let fields: string | undefined;
+    let chars: string | undefined;
+    let onlyDelimited = false;
+    const files: string[] = [];
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      if (a === '-d') delim = args[++i] ?? '';
+      else if (a.startsWith('-d')) delim = a.slice(2);
+      else if (a === '-f') fields = args[++i];
+      else if (a.startsWith('-f')) fields = a.slice(2);
+      else if (a === '-c' || a === '-b') chars = args[++i];
+      else if (a.startsWith('-c') || a.startsWith('-b')) chars = a.slice(2);
+      else if (a === '-s') onlyDelimited = true;
+      else files.push(a);
+    }
+    const list = fields ?? chars;
+    if (list === undefined || (fields !== undefined && delim.length !== 1)) {
+      io.err(fields !== undefined ? 'cut: the delimiter must be a single character\n' : 'cut: you must specify a list of bytes, characters, or fields\n');
+      return 1;
+    }
+    const ranges: [number, number][] = [];
+    for (const part of list.split(',')) {
+      const m = /^(\d*)(-?)(\d*)$/.exec(part);
+      if (!m || (!m[1] && !m[3]) || m[1] === '0') {
+        io.err(`cut: invalid field value '${part}'\n`);
+        return 1;
+      }
+      const from = m[1] ? Number(m[1]) : 1;
+      const to = m[2] ? (m[3] ? Number(m[3]) : Infinity) : from;
+      ranges.push([from, to]);
+    }
+    const keep = (n: number) => ranges.some(([a, b]) => n >= a && n <= b);
+    const t = this.readInputs(files, io);
+    if (typeof t === 'number') return t;
+    const lines = t.endsWith('\n') ? t.slice(0, -1).split('\n') : t === '' ? [] : t.split('\n');
+    for (const line of lines) {
+      if (chars !== undefined) {
+        io.out([...line].filter((_, i) => keep(i + 1)).join('') + '\n');
+        continue;
+      }
+      if (!line.includes(delim)) {
+        if (!onlyDelimited) io.out(line + '\n');
+        continue;
+      }
+      io.out(line.split(delim).filter((_, i) => keep(i + 1)).join(delim) + '\n');
+    }
+    return 0;
   }
 
   private wc(args: string[], io: Io): number {
