@@ -11,6 +11,7 @@ import { planCommand } from './plan.ts';
 import { rollbackCommand } from './rollback.ts';
 import { sandboxCommand } from './sandbox.ts';
 import { statusCommand } from './status.ts';
+import { demoCommand } from './demo.ts';
 
 /** A sub-command: registers itself; its action sets `env.exitCode` or throws a typed error. */
 export interface CommandModule {
@@ -22,4 +23,4 @@ export interface CommandModule {
 export const CORE_COMMANDS: CommandModule[] = [planCommand, applyCommand, rollbackCommand, statusCommand, historyCommand, forceUnlockCommand];
 
 /** Commands contributed by other parts of the package (e.g. `sandbox`, `demo`); registered after the core ones. */
-export const EXTRA_COMMANDS: CommandModule[] = [sandboxCommand];
+export const EXTRA_COMMANDS: CommandModule[] = [sandboxCommand, demoCommand];
