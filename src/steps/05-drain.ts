@@ -473,9 +473,10 @@ async function evictOne(ctx: Ctx, pod: KubeObject, giveUpAt: number, timeoutMs: 
       }
       if (r.kind === 'not-found') return;
       lastRefusal = r;
-      const retryMs = retryIntervalOf(ctx.options);
-      if (Date.now() + retryMs > giveUpAt) throw await pdbTimeout(ctx, pod, lastRefusal, timeoutMs, d);
-      ctx.log.debug(`pod ${ns}/${name}: ${r.message}; retrying in ${retryMs / 1000} s`);
+      // Like kubectl: keep retrying until the timeout itself has passed, with a last attempt at it.
+      if (Date.now() >= giveUpAt) throw await pdbTimeout(ctx, pod, lastRefusal, timeoutMs, d);
+      const retryMs = Math.min(retryIntervalOf(ctx.options), giveUpAt - Date.now());
+      ctx.log.debug(`pod ${ns}/${name}: ${r.message}; retrying in ${(retryMs / 1000).toFixed(1)} s`);
       await sleep(retryMs, ctx.signal);
     }
   }
