@@ -20,6 +20,7 @@ import { addNode, ClusterControllers } from './controllers/index.ts';
 import { startChurn } from './controllers/churn.ts';
 import { FaultInjector, type FaultRule } from './faults.ts';
 import { identityObjects, podIdentityObjects, workloadObjects } from './install.ts';
+import { applyDefaults, validate } from './kube-api/defaults.ts';
 import { registerBuiltinTypes } from './kube-api/types.ts';
 import { startKubeApiServer } from './kube-api/server.ts';
 import { Metrics } from './metrics.ts';
@@ -225,7 +226,13 @@ export class Sandbox {
       const [group] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : [''];
       const t = this.store.typeForKind(o.apiVersion, o.kind) ?? this.store.types().find((x) => x.group === group && x.kind === o.kind);
       if (!t) throw new Error(`sandbox: no API type for ${o.apiVersion} ${o.kind}`);
-      this.store.create(t, o);
+      // Exactly what `kubectl apply` of the same manifest stores: server defaults, validation.
+      this.store.create(t, o, {
+        prepare: (x) => {
+          applyDefaults(t, x);
+          validate(this.store, t, x);
+        },
+      });
     }
   }
 
