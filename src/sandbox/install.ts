@@ -176,7 +176,9 @@ export function workloadObjects(s: Scenario): KObject[] {
         template: {
           metadata: { labels },
           spec: {
-            nodeSelector: { 'kubernetes.azure.com/agentpool': w.pool },
+            ...(w.pools.length === 1
+              ? { nodeSelector: { 'kubernetes.azure.com/agentpool': w.pools[0] } }
+              : { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.azure.com/agentpool', operator: 'In', values: w.pools }] }] } } } }),
             terminationGracePeriodSeconds: 10,
             containers: [
               {

@@ -46,7 +46,8 @@ export interface ScenarioIdentity {
 export interface ScenarioWorkload {
   name: string;
   namespace: string;
-  pool: string;
+  /** Pools the pods may run on: one (nodeSelector) or several (required node affinity). */
+  pools: string[];
   replicas: number;
   binding?: string;
   pdb?: { minAvailable?: number | string; maxUnavailable?: number | string };
@@ -262,10 +263,14 @@ function normalise(raw: any, source: string): Scenario {
   });
 
   const workloads: ScenarioWorkload[] = (raw.workloads ?? []).map((w: any, idx: number) => {
-    if (!poolNames.has(w.pool)) problems.push(`workloads[${idx}].pool: no pool named "${w.pool}" (pools: ${[...poolNames].join(', ')})`);
+    const wanted: string[] = w.pools ?? [w.pool];
+    wanted.forEach((pool, j) => {
+      const field = w.pools ? `workloads[${idx}].pools[${j}]` : `workloads[${idx}].pool`;
+      if (!poolNames.has(pool)) problems.push(`${field}: no pool named "${pool}" (pools: ${[...poolNames].join(', ')})`);
+    });
     if (w.binding && !selectors.has(w.binding)) problems.push(`workloads[${idx}].binding: no identity declares selector "${w.binding}"`);
     declaredNs.add(w.namespace);
-    return { name: w.name, namespace: w.namespace, pool: w.pool, replicas: w.replicas ?? 1, binding: w.binding, pdb: w.pdb, port: w.port };
+    return { name: w.name, namespace: w.namespace, pools: wanted, replicas: w.replicas ?? 1, binding: w.binding, pdb: w.pdb, port: w.port };
   });
   dupes(workloads.map((w) => `${w.namespace}/${w.name}`), 'workloads', problems);
   const churn: ScenarioChurn[] = (raw.churn ?? []).map((c: any, idx: number) => {

@@ -144,3 +144,15 @@ describe('initial objects', () => {
     expect(objs.filter((o) => o.kind === 'PodDisruptionBudget')).toHaveLength(1);
   });
 });
+
+describe('workloads on several pools', () => {
+  it('turn into required node affinity, and unknown pools are named', () => {
+    const s = parseScenario(MINIMAL.replace('pool: system, binding: app', 'pools: [system, extra], binding: app').replace("pools: [{ name: system, count: 1 }]", 'pools: [{ name: system, count: 1 }, { name: extra, count: 1 }]'));
+    const d = workloadObjects(s).find((o) => o.kind === 'Deployment')!;
+    expect(d.spec.template.spec.nodeSelector).toBeUndefined();
+    expect(d.spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions).toEqual([
+      { key: 'kubernetes.azure.com/agentpool', operator: 'In', values: ['system', 'extra'] },
+    ]);
+    expect(problemsOf(MINIMAL.replace('pool: system, binding: app', 'pools: [system, gpu], binding: app'))).toEqual(['workloads[0].pools[1]: no pool named "gpu" (pools: system)']);
+  });
+});
