@@ -120,7 +120,7 @@ async function startDetached(flags: DemoFlags, dir: string, progress: (m: string
     clusterName: st.aksResourceId.split('/').pop()!,
     timeScale: st.timeScale ?? 10,
     envFile: join(files.dir, 'env'),
-    outage: async () => ((await controlRequest(st, 'GET', '/status')) as { outage: OutageReport }).outage,
+    outage: async () => ((await controlRequest(st, 'GET', '/_sandbox/status')) as { outage: OutageReport }).outage,
     // --keep: the daemon outlives the demo on purpose.
     stop: async () => {},
   };
