@@ -96,7 +96,7 @@ export class TokenBucket {
       }
       this.schedule();
     }, Math.ceil(waitMs));
-    // An idle limiter must not keep the process alive.
-    this.timer.unref?.();
+    // Deliberately not unref'd: the timer exists only while a request waits for a slot, and
+    // that request is what the process is waiting for (an unref'd timer let the CLI exit).
   }
 }

@@ -186,8 +186,6 @@ export const demoCommand: CommandModule = {
         const say = (m: string) => env.err(`${m}\n`);
         const started = Date.now();
         const sb = flags.keep ? await startDetached(flags, dir, say) : await startInProcess(flags, dir, say);
-        // A waiting request must keep the process alive even when nothing else is pending.
-        const keepAlive = setInterval(() => {}, 1000);
         try {
           say(`Sandbox ready: ${sb.clusterName} at ${sb.timeScale}x (files in ${dir})`);
           const report = await migrate(env, globals, sb, dir, p, started);
@@ -207,7 +205,6 @@ export const demoCommand: CommandModule = {
             );
           }
         } finally {
-          clearInterval(keepAlive);
           await sb.stop();
         }
       });
