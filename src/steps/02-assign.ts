@@ -11,7 +11,7 @@ import type { KubeGateway } from '../kube/gateway.ts';
 import type { CheckResult, PlannedAction, Step, StepOutcome, StepPlan } from '../engine/step.ts';
 import { inventoryFor, podIdentityFor, withScopedGateways, type Ctx } from './01-inventory.ts';
 import type { InventoryDocument } from './inventory-model.ts';
-import { POLL_MS, REF, parseImmutableUserMsis, remainingMs, waitForDeploymentRollout, withImmutableUserMsis } from './pod-identity.ts';
+import { POLL_MS, REF, parseImmutableUserMsis, remainingMs, waitForMicLeader, withImmutableUserMsis } from './pod-identity.ts';
 
 /** Scale sets patched at the same time. */
 export const VMSS_CONCURRENCY = 4;
@@ -215,10 +215,13 @@ const assign: Step<KubeGateway, AzureGateway> = {
         const patched = await ctx.kube.patch(REF.Deployment, d.namespace, d.name, argsPatch(d.containerIndex, d.container, args), 'json');
         return { generation: patched.metadata?.generation };
       });
-      // MIC must run with the new args before any identity is added by hand, or its GC can still remove them.
+      // MIC must run with the new args before any identity is added by hand, or its GC can still remove them;
+      // and a leader must serve again, or pods started meanwhile wait for their identity.
       if (ctx.dryRun === 'none') {
-        ctx.progress(`waiting for MIC ${d.namespace}/${d.name} to roll out`);
-        await waitForDeploymentRollout(ctx.kube, d.namespace, d.name, ctx.deadline, ctx.signal);
+        ctx.progress(`waiting for MIC ${d.namespace}/${d.name} to roll out and elect a leader`);
+        const { leader, released } = await waitForMicLeader(ctx.kube, d, ctx.deadline, ctx.signal);
+        if (released.length) ctx.log.info(`MIC lease of replaced leader ${released.join(', ')} handed over at once`);
+        if (leader) ctx.log.info(`MIC leader ${leader} reports Active with the protected ids`);
       }
       parts.push(`${d.add.length} identities protected in MIC`);
     }
@@ -322,8 +325,7 @@ const assign: Step<KubeGateway, AzureGateway> = {
       const live = await ctx.kube.get(REF.Deployment, pre.namespace, pre.name);
       if (live) {
         await ctx.kube.patch(REF.Deployment, pre.namespace, pre.name, argsPatch(pre.containerIndex, pre.container, pre.args), 'json');
-        const replicas = (live.spec as { replicas?: number } | undefined)?.replicas ?? 1;
-        if (replicas > 0) await waitForDeploymentRollout(ctx.kube, pre.namespace, pre.name, ctx.deadline, ctx.signal);
+        if (ctx.dryRun === 'none') await waitForMicLeader(ctx.kube, pre, ctx.deadline, ctx.signal);
         restored = true;
       } else ctx.log.warn(`deployment ${pre.namespace}/${pre.name} no longer exists; its args cannot be restored`);
       await ctx.journal.markRolledBack(PROTECT_ACTION_ID);

@@ -8,7 +8,7 @@ import type { AzureGateway } from '../azure/gateway.ts';
 import type { KubeGateway, KubeObject } from '../kube/gateway.ts';
 import type { CheckResult, Step, StepOutcome, StepPlan } from '../engine/step.ts';
 import { inventoryFor, podIdentityFor, withScopedGateways, type Ctx } from './01-inventory.ts';
-import { POLL_MS, REF, healthBodies, podSelectorOf, remainingMs, waitForDeploymentRollout } from './pod-identity.ts';
+import { POLL_MS, REF, findMicDeployments, healthBodies, podSelectorOf, probePortOf, remainingMs, waitForMicLeader } from './pod-identity.ts';
 
 export const MIC_SCALE_ACTION_ID = 'mic/scale-to-zero';
 
@@ -20,13 +20,7 @@ export interface MicData {
 }
 
 /** MIC's health port: `--http-probe-port`, else MIC's default 8080. */
-export function micProbePort(args: readonly string[]): number {
-  for (const [i, a] of args.entries()) {
-    const m = /^--?http-probe-port(?:=(.*))?$/.exec(a);
-    if (m) return Number(m[1] ?? args[i + 1]) || 8080;
-  }
-  return 8080;
-}
+export const micProbePort = probePortOf;
 
 async function micPods(ctx: Ctx, dep: KubeObject): Promise<KubeObject[]> {
   return ctx.kube.list(REF.Pod, { namespace: dep.metadata?.namespace, labelSelector: podSelectorOf(dep) });
@@ -106,8 +100,10 @@ const micScale: Step<KubeGateway, AzureGateway> = {
     if (!pre || !data) return { summary: 'nothing recorded to undo' };
     ctx.progress(`scaling MIC ${data.namespace}/${data.name} back to ${pre.replicas}`);
     await ctx.kube.scale(data.namespace, data.name, pre.replicas);
-    const dep = await waitForDeploymentRollout(ctx.kube, data.namespace, data.name, ctx.deadline, ctx.signal);
-    const leader = await waitForMicLeader(ctx, dep);
+    const dep = await ctx.kube.get(REF.Deployment, data.namespace, data.name);
+    const mic = dep ? findMicDeployments([dep])[0] : undefined;
+    // The replicas scaled away still hold MIC's lease: it is handed over so a new leader need not wait it out.
+    const { leader } = await waitForMicLeader(ctx.kube, { namespace: data.namespace, name: data.name, container: mic?.container ?? 'mic' }, ctx.deadline, ctx.signal);
     await ctx.journal.markRolledBack(MIC_SCALE_ACTION_ID);
     return { summary: `MIC back at ${pre.replicas} replicas; leader ${leader} reports Active` };
   },
@@ -134,20 +130,6 @@ const micScale: Step<KubeGateway, AzureGateway> = {
 function micArgs(dep: KubeObject): string[] {
   const containers = (dep.spec as { template?: { spec?: { containers?: { name: string; image?: string; args?: string[] }[] } } }).template?.spec?.containers ?? [];
   return (containers.find((c) => c.name === 'mic') ?? containers[0])?.args ?? [];
-}
-
-/** Waits until one MIC pod (the leader) answers `Active` on its `/healthz`; returns its name. */
-async function waitForMicLeader(ctx: Ctx, dep: KubeObject): Promise<string> {
-  const port = micProbePort(micArgs(dep));
-  return ctx.kube.waitFor(
-    async (note) => {
-      const pods = (await micPods(ctx, dep)).filter((p) => (p.status as { phase?: string } | undefined)?.phase === 'Running' && !p.metadata?.deletionTimestamp);
-      const bodies = await healthBodies(ctx.kube, pods, port);
-      note(bodies.map((b) => `${b.pod}: ${b.body || b.status}`).join('; ') || 'no running MIC pods');
-      return bodies.find((b) => b.status === 200 && b.body === 'Active')?.pod;
-    },
-    { describe: `a MIC leader of ${dep.metadata?.namespace}/${dep.metadata?.name} reporting Active`, timeoutMs: remainingMs(ctx.deadline), intervalMs: POLL_MS },
-  );
 }
 
 /** Step 4 of the runbook. */

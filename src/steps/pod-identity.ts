@@ -25,6 +25,7 @@ export const REF = {
   AzureIdentityBinding: { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentityBinding' },
   AzureAssignedIdentity: { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureAssignedIdentity' },
   AzurePodIdentityException: { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzurePodIdentityException' },
+  Endpoints: { apiVersion: 'v1', kind: 'Endpoints' },
 } as const satisfies Record<string, ResourceRef>;
 
 /** How Pod Identity was installed: `kubectl apply` of the upstream manifests, or the Helm chart. */
@@ -198,6 +199,13 @@ function findFlag(args: readonly string[], name: string): FlagHit | undefined {
   return undefined;
 }
 
+/** The value of a flag (`--name=value` or `--name value`), undefined when absent or bare at the end. */
+export function flagValue(args: readonly string[], name: string): string | undefined {
+  const hit = findFlag(args, name);
+  if (!hit) return undefined;
+  return hit.value ?? args[hit.index + 1];
+}
+
 /** The client ids listed in MIC's `--immutable-user-msis` (comma-separated), in order. */
 export function parseImmutableUserMsis(args: readonly string[]): string[] {
   const hit = findFlag(args, 'immutable-user-msis');
@@ -359,4 +367,110 @@ export async function healthBodies(kube: KubeGateway, pods: readonly KubeObject[
     out.push({ pod: `${ns}/${name}`, node: (p.spec as { nodeName?: string } | undefined)?.nodeName, status: r.status, body: r.body.trim() });
   }
   return out;
+}
+
+/** A component's health port: `--http-probe-port`, else the upstream default 8080 (MIC; NMI's manifests set 8085). */
+export function probePortOf(args: readonly string[]): number {
+  return Number(flagValue(args, 'http-probe-port')) || 8080;
+}
+
+/** Annotation of client-go's Endpoints resource lock, holding the leader election record (JSON). */
+export const MIC_LEADER_ANNOTATION = 'control-plane.alpha.kubernetes.io/leader';
+
+/** MIC's leader-election lock: `--leader-election-namespace` / `--leader-election-name`, upstream defaults `default` / `aad-pod-identity-mic`. */
+export function micLeaseLock(args: readonly string[]): { namespace: string; name: string } {
+  return { namespace: flagValue(args, 'leader-election-namespace') || 'default', name: flagValue(args, 'leader-election-name') || 'aad-pod-identity-mic' };
+}
+
+function containerRunning(pod: KubeObject, container: string): boolean {
+  const statuses = ((pod.status ?? {}) as { containerStatuses?: { name: string; state?: { running?: unknown } }[] }).containerStatuses ?? [];
+  return statuses.some((c) => c.name === container && c.state?.running !== undefined);
+}
+
+/**
+ * Hands MIC's leader lease over when the pod holding it no longer runs. MIC installs no SIGTERM
+ * handler, so a replaced leader dies holding the lease, and client-go's candidates wait out the
+ * full lease (15 s) before taking it: meanwhile no MIC assigns identities, and every pod started
+ * in that gap waits for its token. This writes what client-go's `ReleaseOnCancel` writes on a
+ * clean exit (empty holder, 1 s lease), so the next candidate takes over at its next retry.
+ *
+ * Safe against races: the patch tests the exact record it read, so a lease renewed or taken
+ * meanwhile is left alone (the patch fails and nothing changes). A holder whose pod still exists
+ * with its MIC container running is never released. Returns the released holder, if any.
+ */
+export async function releaseOrphanedMicLease(kube: KubeGateway, mic: { args: readonly string[]; container: string }, pods: readonly KubeObject[]): Promise<string | undefined> {
+  if (kube.dryRunMode !== 'none') return undefined;
+  const lock = micLeaseLock(mic.args);
+  const ep = await kube.get(REF.Endpoints, lock.namespace, lock.name);
+  const raw = ep?.metadata?.annotations?.[MIC_LEADER_ANNOTATION];
+  if (!raw) return undefined;
+  let record: { holderIdentity?: string; leaderTransitions?: number };
+  try {
+    record = JSON.parse(raw) as typeof record;
+  } catch {
+    return undefined;
+  }
+  const holder = record.holderIdentity;
+  if (!holder) return undefined;
+  const pod = pods.find((p) => p.metadata?.name === holder);
+  // A pod that exists and is not terminating may still renew; a terminating one still counts while its container runs.
+  if (pod && (!pod.metadata?.deletionTimestamp || containerRunning(pod, mic.container))) return undefined;
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const released = JSON.stringify({ holderIdentity: '', leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaderTransitions: record.leaderTransitions ?? 0 });
+  const path = `/metadata/annotations/${MIC_LEADER_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+  try {
+    await kube.patch(REF.Endpoints, lock.namespace, lock.name, [{ op: 'test', path, value: raw }, { op: 'replace', path, value: released }], 'json');
+    return holder;
+  } catch (e) {
+    // The record changed under us (renewed or taken over): exactly the case to leave alone.
+    const status = (e as { status?: number; statusCode?: number }).status ?? (e as { statusCode?: number }).statusCode;
+    if (status === 400 || status === 404 || status === 409 || status === 422) return undefined;
+    throw e;
+  }
+}
+
+/** Running, non-terminating MIC pods of the Deployment and, for the lease, every pod it has. */
+async function micPodsOf(kube: KubeGateway, dep: KubeObject): Promise<KubeObject[]> {
+  return kube.list(REF.Pod, { namespace: dep.metadata?.namespace, labelSelector: podSelectorOf(dep) });
+}
+
+/**
+ * Waits until MIC's rollout is complete and, when it has replicas, one of its pods leads and
+ * answers `Active` on `/healthz`; meanwhile hands over the lease of a leader the rollout replaced
+ * (see {@link releaseOrphanedMicLease}). Polls at `intervalMs` (default 100 ms: the hand-over is
+ * only as quick as the poll). Returns the leader pod's name (undefined at 0 replicas) and the
+ * holders released.
+ */
+export async function waitForMicLeader(
+  kube: KubeGateway,
+  mic: { namespace: string; name: string; container: string },
+  deadline: number,
+  signal?: AbortSignal,
+  intervalMs = 100,
+): Promise<{ leader?: string; released: string[] }> {
+  const released: string[] = [];
+  return kube.waitFor(
+    async (note) => {
+      const dep = await kube.get(REF.Deployment, mic.namespace, mic.name);
+      if (!dep) throw new Error(`deployment ${mic.namespace}/${mic.name} disappeared during its rollout`);
+      const workload = findMicDeployments([dep])[0];
+      const args = workload?.args ?? [];
+      const container = workload?.container ?? mic.container;
+      const pods = await micPodsOf(kube, dep);
+      const gone = await releaseOrphanedMicLease(kube, { args, container }, pods);
+      if (gone) released.push(gone);
+      const gap = deploymentRolloutGap(dep);
+      if (gap) {
+        note(gap);
+        return undefined;
+      }
+      if (((dep.spec as { replicas?: number } | undefined)?.replicas ?? 1) === 0) return { released };
+      const running = pods.filter((p) => !p.metadata?.deletionTimestamp && (p.status as { phase?: string } | undefined)?.phase === 'Running');
+      const bodies = await healthBodies(kube, running, probePortOf(args));
+      const leader = bodies.find((b) => b.status === 200 && b.body === 'Active');
+      note(bodies.map((b) => `${b.pod}: ${b.body || b.status}`).join('; ') || 'no running MIC pods');
+      return leader ? { leader: leader.pod, released } : undefined;
+    },
+    { describe: `deployment ${mic.namespace}/${mic.name} rolled out with a MIC leader reporting Active`, timeoutMs: remainingMs(deadline), intervalMs, signal },
+  );
 }
