@@ -35,6 +35,7 @@ import {
   versionAtLeast,
   type PodIdentityWorkload,
 } from './pod-identity.ts';
+import { PROBE_LABEL } from './probe.ts';
 
 /** The context every step of this package runs with. */
 export type Ctx = StepContext<KubeGateway, AzureGateway>;
@@ -117,8 +118,12 @@ function stableName(o: KubeObject): string {
   return labels['app.kubernetes.io/name'] ?? labels.app ?? gen ?? o.metadata?.name ?? '';
 }
 
-/** Walks owner references up to the top controller using objects listed once (no GET per pod). */
-function topController(pod: KubeObject, byUid: Map<string, KubeObject>): ServiceRef {
+/**
+ * Walks owner references up to the top controller using objects listed once (no GET per pod).
+ * `object` is the top controller as listed (the pod itself for a bare pod; undefined when an
+ * owner is not listed).
+ */
+function topController(pod: KubeObject, byUid: Map<string, KubeObject>): { ref: ServiceRef; object?: KubeObject } {
   const ns = pod.metadata?.namespace ?? 'default';
   let current: KubeObject = pod;
   for (let depth = 0; depth < 5; depth++) {
@@ -127,13 +132,117 @@ function topController(pod: KubeObject, byUid: Map<string, KubeObject>): Service
     const next = byUid.get(owner.uid);
     if (!next) {
       // Owner not listed (a kind we do not list, or gone): it is still the best name we have.
-      return { kind: owner.kind, namespace: ns, name: owner.kind === 'Job' ? owner.name.replace(/-[a-z0-9]{5,}$/, '') : owner.name };
+      return { ref: { kind: owner.kind, namespace: ns, name: owner.kind === 'Job' ? owner.name.replace(/-[a-z0-9]{5,}$/, '') : owner.name } };
     }
     current = next;
   }
-  if (current === pod) return { kind: 'Pod', namespace: ns, name: stableName(pod) };
+  if (current === pod) return { ref: { kind: 'Pod', namespace: ns, name: stableName(pod) }, object: pod };
   const kind = current.kind ?? 'Unknown';
-  return { kind, namespace: ns, name: kind === 'Job' ? stableName(current) : (current.metadata?.name ?? '') };
+  return { ref: { kind, namespace: ns, name: kind === 'Job' ? stableName(current) : (current.metadata?.name ?? '') }, object: current };
+}
+
+// --- Where a pod template may be scheduled ---------------------------------------------------
+
+/** The scheduling-relevant part of a pod spec. */
+export interface PlacementSpec {
+  nodeSelector?: Record<string, string>;
+  affinity?: { nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: { nodeSelectorTerms?: NodeSelectorTerm[] } } };
+  tolerations?: Toleration[];
+}
+interface NodeSelectorRequirement {
+  key: string;
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist' | 'Gt' | 'Lt' | string;
+  values?: string[];
+}
+interface NodeSelectorTerm {
+  matchExpressions?: NodeSelectorRequirement[];
+  matchFields?: NodeSelectorRequirement[];
+}
+interface Toleration {
+  key?: string;
+  operator?: 'Equal' | 'Exists';
+  value?: string;
+  effect?: string;
+}
+interface Taint {
+  key: string;
+  value?: string;
+  effect: string;
+}
+
+function requirementHolds(r: NodeSelectorRequirement, values: Record<string, string>): boolean {
+  const has = Object.hasOwn(values, r.key);
+  const v = values[r.key];
+  switch (r.operator) {
+    case 'In':
+      return has && (r.values ?? []).includes(v);
+    case 'NotIn':
+      return !has || !(r.values ?? []).includes(v);
+    case 'Exists':
+      return has;
+    case 'DoesNotExist':
+      return !has;
+    case 'Gt':
+    case 'Lt': {
+      const n = Number(v);
+      const bound = Number(r.values?.[0]);
+      if (!has || !Number.isInteger(n) || !Number.isInteger(bound)) return false;
+      return r.operator === 'Gt' ? n > bound : n < bound;
+    }
+    default:
+      return false;
+  }
+}
+
+function tolerates(tolerations: readonly Toleration[], taint: Taint): boolean {
+  return tolerations.some((t) => {
+    if (t.effect && t.effect !== taint.effect) return false;
+    // An empty key with Exists tolerates every taint.
+    if (!t.key) return t.operator === 'Exists';
+    if (t.key !== taint.key) return false;
+    return t.operator === 'Exists' || (t.value ?? '') === (taint.value ?? '');
+  });
+}
+
+/**
+ * Whether the scheduler may place a pod with `spec` on `node`: every `nodeSelector` label,
+ * one of the required node-affinity terms (expressions `In`/`NotIn`/`Exists`/`DoesNotExist`/
+ * `Gt`/`Lt` on labels, `matchFields` on `metadata.name`), and every `NoSchedule`/`NoExecute`
+ * taint tolerated. A cordon is temporary and ignored.
+ */
+export function nodeAdmits(spec: PlacementSpec, node: KubeObject): boolean {
+  const labels = node.metadata?.labels ?? {};
+  for (const [k, v] of Object.entries(spec.nodeSelector ?? {})) if (labels[k] !== v) return false;
+  const terms = spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+  if (terms && terms.length) {
+    const fields = { 'metadata.name': node.metadata?.name ?? '' };
+    // Terms are ORed, requirements within a term ANDed; a term with no requirement matches nothing.
+    const ok = terms.some((t) => {
+      const reqs = [...(t.matchExpressions ?? []).map((r) => [r, labels] as const), ...(t.matchFields ?? []).map((r) => [r, fields] as const)];
+      return reqs.length > 0 && reqs.every(([r, values]) => requirementHolds(r, values));
+    });
+    if (!ok) return false;
+  }
+  const taints = ((node.spec as { taints?: Taint[] } | undefined)?.taints ?? []).filter((t) => t.effect === 'NoSchedule' || t.effect === 'NoExecute');
+  return taints.every((t) => tolerates(spec.tolerations ?? [], t));
+}
+
+/** True when the spec names no node at all (no `nodeSelector`, no required node affinity): only taints limit it. */
+export function placementUnconstrained(spec: PlacementSpec): boolean {
+  return Object.keys(spec.nodeSelector ?? {}).length === 0 && !(spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms?.length);
+}
+
+/** Pools (sorted) with at least one node that admits `spec`. Pools with no node cannot be judged and are left out. */
+export function poolsAdmitting(spec: PlacementSpec, poolNodes: ReadonlyMap<string, readonly KubeObject[]>): string[] {
+  return sorted([...poolNodes.entries()].filter(([, ns]) => ns.some((n) => nodeAdmits(spec, n))).map(([p]) => p));
+}
+
+/** The pod template of a controller (CronJob through its job template), or a bare pod's own spec. */
+export function podTemplateOf(obj: KubeObject): { metadata?: { labels?: Record<string, string> }; spec?: PlacementSpec } | undefined {
+  const spec = obj.spec as { template?: unknown; jobTemplate?: { spec?: { template?: unknown } } } | undefined;
+  if (obj.kind === 'Pod') return { metadata: obj.metadata, spec: obj.spec as PlacementSpec };
+  if (obj.kind === 'CronJob') return spec?.jobTemplate?.spec?.template as ReturnType<typeof podTemplateOf>;
+  return spec?.template as ReturnType<typeof podTemplateOf>;
 }
 
 const LEGACY_SPEC_KEYS = /^[A-Z]/;
@@ -279,26 +388,57 @@ export async function discover(ctx: Ctx): Promise<Discovery> {
   interface Usage {
     service: ServiceRef;
     selector: string;
+    /** Pools its pods run on now, united with every pool its pod template may be scheduled on. */
     pools: Set<string>;
     pods: number;
   }
   const usages = new Map<string, Usage>();
+  const unconstrained = new Map<string, string[]>();
+  // Placement is judged once per controller (uid), not once per pod.
+  const placed = new Set<string>();
+  const addTemplatePools = (u: Usage, controller: KubeObject | undefined): void => {
+    const uid = controller?.metadata?.uid;
+    if (!controller || (uid && placed.has(`${uid}\u0000${u.selector}`))) return;
+    if (uid) placed.add(`${uid}\u0000${u.selector}`);
+    const spec = podTemplateOf(controller)?.spec ?? {};
+    const admitting = poolsAdmitting(spec, poolNodes);
+    for (const pool of admitting) u.pools.add(pool);
+    if (placementUnconstrained(spec) && admitting.length > 1) unconstrained.set(`${u.service.namespace}/${u.service.name}`, admitting);
+  };
+  const usageOf = (service: ServiceRef, selector: string): Usage => {
+    const key = `${service.namespace}\u0000${service.kind}\u0000${service.name}\u0000${selector}`;
+    let u = usages.get(key);
+    if (!u) usages.set(key, (u = { service, selector, pools: new Set<string>(), pods: 0 }));
+    return u;
+  };
   let livePods = 0;
   for (const p of pods) {
     if (p.metadata?.deletionTimestamp) continue;
     const phase = (p.status as { phase?: string } | undefined)?.phase;
     if (phase === 'Succeeded' || phase === 'Failed') continue;
     const selector = p.metadata?.labels?.[BINDING_LABEL];
-    if (!selector) continue;
+    // The migration's own probe pods carry a service's label but are no service.
+    if (!selector || p.metadata?.labels?.[PROBE_LABEL] === 'true') continue;
     livePods++;
-    const service = topController(p, byUid);
-    const key = `${service.namespace}\u0000${service.kind}\u0000${service.name}\u0000${selector}`;
-    const u = usages.get(key) ?? { service, selector, pools: new Set<string>(), pods: 0 };
+    const top = topController(p, byUid);
+    const u = usageOf(top.ref, selector);
     u.pods++;
-    const spec = (p.spec ?? {}) as { nodeName?: string; nodeSelector?: Record<string, string> };
-    const pool = spec.nodeName ? nodePool.get(spec.nodeName) : (spec.nodeSelector?.['kubernetes.azure.com/agentpool'] ?? spec.nodeSelector?.agentpool);
+    const spec = (p.spec ?? {}) as { nodeName?: string };
+    const pool = spec.nodeName ? nodePool.get(spec.nodeName) : undefined;
     if (pool) u.pools.add(pool);
-    usages.set(key, u);
+    addTemplatePools(u, top.object ?? p);
+  }
+  // Services with no pod right now (a CronJob between runs, a Deployment scaled to 0) still need their identity where they may run.
+  for (const c of [...deployments, ...statefulSets, ...daemonSets, ...cronJobs, ...jobs]) {
+    if (controllerOf(c)) continue;
+    const selector = podTemplateOf(c)?.metadata?.labels?.[BINDING_LABEL];
+    if (!selector) continue;
+    const kind = c.kind ?? 'Unknown';
+    const u = usageOf({ kind, namespace: c.metadata?.namespace ?? 'default', name: kind === 'Job' ? stableName(c) : (c.metadata?.name ?? '') }, selector);
+    addTemplatePools(u, c);
+  }
+  for (const [svc, ps] of sorted(unconstrained.entries(), ([k]) => k)) {
+    notes.push(`service ${svc} has no nodeSelector or required node affinity: it may run on every pool whose taints it tolerates (${ps.join(', ')}), so its identity is planned for all of them`);
   }
 
   // --- Identity resolution as standard mode does it, and what managed mode will need ---------

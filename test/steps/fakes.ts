@@ -329,14 +329,16 @@ export function standardCluster(opts: ClusterOptions = {}): { kube: FakeKube; az
   binding('shared-storage-id-binding', 'platform', 'shared-storage-id', 'shared-storage');
 
   const workload = (ns: string, name: string, pool: string, selector: string, replicas: number) => {
-    const dep = kube.add({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: ns }, spec: { replicas } });
+    // Pinned to its pool as real workloads are: the inventory plans identities for every pool a template may run on.
+    const placement = { nodeSelector: { 'kubernetes.azure.com/agentpool': pool } };
+    const dep = kube.add({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: ns }, spec: { replicas, template: { metadata: { labels: { aadpodidbinding: selector } }, spec: placement } } });
     const rs = kube.add({ apiVersion: 'apps/v1', kind: 'ReplicaSet', metadata: { name: `${name}-7d9f`, namespace: ns, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name, uid: dep.metadata!.uid!, controller: true }] } });
     for (let i = 0; i < replicas; i++) {
       kube.add({
         apiVersion: 'v1',
         kind: 'Pod',
         metadata: { name: `${name}-7d9f-${i}`, namespace: ns, labels: { aadpodidbinding: selector }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs.metadata!.name!, uid: rs.metadata!.uid!, controller: true }] },
-        spec: { nodeName: `aks-${pool}-12345678-vmss000000` },
+        spec: { nodeName: `aks-${pool}-12345678-vmss000000`, ...placement },
         status: { phase: 'Running' },
       });
     }

@@ -1,7 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { inventoryStep } from '../../src/steps/01-inventory.ts';
+import { inventoryStep, nodeAdmits, placementUnconstrained, poolsAdmitting } from '../../src/steps/01-inventory.ts';
+import type { KubeObject } from '../../src/kube/gateway.ts';
 import { loadInventory, validateInventory, type InventoryDocument } from '../../src/steps/inventory-model.ts';
 import { COPIED_FROM_LABEL } from '../../src/steps/pod-identity.ts';
 import { contextFor, idOf, standardCluster, tempDir } from './fakes.ts';
@@ -107,5 +108,67 @@ describe('inventory apply, re-run and rollback', () => {
     expect(error.message).toContain('identities[0].type: must be one of 0, 1, 2');
     expect(error.message).toContain('identities[0].extra: unknown field');
     expect(error.message).toContain('identities[0].services[0].testCases[0]: not a valid test case');
+  });
+});
+
+describe('pools a service may run on', () => {
+  const node = (name: string, labels: Record<string, string>, taints: { key: string; value?: string; effect: string }[] = []): KubeObject => ({ apiVersion: 'v1', kind: 'Node', metadata: { name, labels }, spec: { taints } });
+  const pay = node('aks-pay-0', { 'kubernetes.azure.com/agentpool': 'pay', tier: 'front' });
+  const gpu = node('aks-gpu-0', { 'kubernetes.azure.com/agentpool': 'gpu', 'nvidia.com/gpu': 'present' }, [{ key: 'sku', value: 'gpu', effect: 'NoSchedule' }]);
+  const sys = node('aks-system-0', { 'kubernetes.azure.com/agentpool': 'system' }, [{ key: 'CriticalAddonsOnly', value: 'true', effect: 'NoSchedule' }]);
+  const affinity = (...exprs: { key: string; operator: string; values?: string[] }[][]) => ({ nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: exprs.map((matchExpressions) => ({ matchExpressions })) } } });
+  const pools = new Map([['pay', [pay]], ['gpu', [gpu]], ['system', [sys]], ['empty', []]]);
+
+  it('nodeSelector, required affinity In/NotIn/Exists/DoesNotExist (terms ORed, expressions ANDed), and taints vs tolerations', () => {
+    expect(nodeAdmits({ nodeSelector: { 'kubernetes.azure.com/agentpool': 'pay' } }, pay)).toBe(true);
+    expect(nodeAdmits({ nodeSelector: { 'kubernetes.azure.com/agentpool': 'pay', tier: 'back' } }, pay)).toBe(false);
+    expect(nodeAdmits({ affinity: affinity([{ key: 'kubernetes.azure.com/agentpool', operator: 'In', values: ['gpu', 'pay'] }]) }, pay)).toBe(true);
+    expect(nodeAdmits({ affinity: affinity([{ key: 'kubernetes.azure.com/agentpool', operator: 'NotIn', values: ['pay'] }]) }, pay)).toBe(false);
+    expect(nodeAdmits({ affinity: affinity([{ key: 'tier', operator: 'Exists' }, { key: 'kubernetes.azure.com/agentpool', operator: 'In', values: ['gpu'] }]) }, pay)).toBe(false);
+    expect(nodeAdmits({ affinity: affinity([{ key: 'tier', operator: 'DoesNotExist' }], [{ key: 'tier', operator: 'In', values: ['front'] }]) }, pay)).toBe(true);
+    // A NotIn on a label the node lacks holds; an empty term matches nothing.
+    expect(nodeAdmits({ affinity: affinity([{ key: 'zone', operator: 'NotIn', values: ['1'] }]) }, pay)).toBe(true);
+    expect(nodeAdmits({ affinity: affinity([]) }, pay)).toBe(false);
+    // Taints: the selector alone is not enough on a tainted pool.
+    expect(nodeAdmits({ nodeSelector: { 'nvidia.com/gpu': 'present' } }, gpu)).toBe(false);
+    expect(nodeAdmits({ nodeSelector: { 'nvidia.com/gpu': 'present' }, tolerations: [{ key: 'sku', operator: 'Equal', value: 'gpu', effect: 'NoSchedule' }] }, gpu)).toBe(true);
+    expect(nodeAdmits({ tolerations: [{ key: 'sku', operator: 'Equal', value: 'cpu' }] }, gpu)).toBe(false);
+    expect(nodeAdmits({ tolerations: [{ operator: 'Exists' }] }, gpu)).toBe(true);
+    expect(nodeAdmits({ tolerations: [{ key: 'CriticalAddonsOnly', operator: 'Exists' }] }, sys)).toBe(true);
+  });
+
+  it('poolsAdmitting lists every pool with a node that admits the template; an unconstrained one gets every tolerated pool', () => {
+    expect(poolsAdmitting({ affinity: affinity([{ key: 'kubernetes.azure.com/agentpool', operator: 'In', values: ['pay', 'gpu', 'empty'] }]) }, pools)).toEqual(['pay']);
+    expect(poolsAdmitting({}, pools)).toEqual(['pay']);
+    expect(placementUnconstrained({})).toBe(true);
+    expect(placementUnconstrained({ tolerations: [{ operator: 'Exists' }] })).toBe(true);
+    expect(placementUnconstrained({ nodeSelector: { tier: 'front' } })).toBe(false);
+    expect(poolsAdmitting({ tolerations: [{ operator: 'Exists' }] }, pools)).toEqual(['gpu', 'pay', 'system']);
+  });
+
+  it('the inventory unites where pods run with where their template may run, and covers services without pods', async () => {
+    const { kube, azure } = standardCluster();
+    const poolAffinity = affinity([{ key: 'kubernetes.azure.com/agentpool', operator: 'In', values: ['pay', 'batch'] }]);
+    // Runs on pay today, may be rescheduled to batch: MIC only ever assigned it to pay.
+    const dep = kube.add({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'exporter', namespace: 'payments' }, spec: { replicas: 1, template: { metadata: { labels: { aadpodidbinding: 'api' } }, spec: { affinity: poolAffinity } } } });
+    kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'exporter-1', namespace: 'payments', labels: { aadpodidbinding: 'api' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'exporter', uid: dep.metadata!.uid!, controller: true }] }, spec: { nodeName: 'aks-pay-12345678-vmss000000', affinity: poolAffinity }, status: { phase: 'Running' } });
+    // A CronJob between runs: no pod at all, still needs its identity on batch.
+    kube.add({ apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'nightly', namespace: 'payments', uid: 'cj-1' }, spec: { jobTemplate: { spec: { template: { metadata: { labels: { aadpodidbinding: 'api' } }, spec: { nodeSelector: { 'kubernetes.azure.com/agentpool': 'batch' } } } } } } });
+    const ctx = await contextFor('inventory', kube, azure, tempDir());
+    const plan = await inventoryStep.plan(ctx);
+    const doc = (plan.actions.find((a) => a.id === 'file/inventory')!.details as { document: InventoryDocument }).document;
+    const api = doc.identities.find((i) => i.name === 'api-id')!;
+    expect(api.pools).toEqual(['batch', 'pay']);
+    expect(api.services.map((s) => [s.name, s.kind, s.pools])).toEqual([
+      ['payments/api', 'Deployment', ['pay']],
+      ['payments/exporter', 'Deployment', ['batch', 'pay']],
+      ['payments/nightly', 'CronJob', ['batch']],
+    ]);
+    expect(plan.notes.join('\n')).not.toMatch(/no nodeSelector/);
+
+    // A template without any constraint: every pool it tolerates, said in a note.
+    kube.add({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'anywhere', namespace: 'payments' }, spec: { replicas: 0, template: { metadata: { labels: { aadpodidbinding: 'api' } }, spec: {} } } });
+    const again = await inventoryStep.plan(ctx);
+    expect(again.notes.join('\n')).toContain('service payments/anywhere has no nodeSelector or required node affinity: it may run on every pool whose taints it tolerates (batch, pay)');
   });
 });
