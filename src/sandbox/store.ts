@@ -18,6 +18,7 @@ import {
   type FieldRequirement,
   type LabelRequirement,
   matchFields,
+  fieldValue,
   matchLabels,
   parseFieldSelector,
   parseLabelSelector,
@@ -169,6 +170,18 @@ type Listener = (ev: WatchEvent) => void;
 interface Bucket {
   type: ResourceType;
   objects: Map<string, KObject>;
+  /** Keys in scan order; rebuilt lazily after a key is added or removed (not on updates). */
+  sorted?: string[];
+  /** Equality indexes built on first use: label key (or `field:<path>`) -> value -> object keys. */
+  indexes: Map<string, Map<string, Set<string>>>;
+}
+
+function indexValue(o: KObject, index: string): string | undefined {
+  if (index.startsWith('field:')) {
+    const v = fieldValue(o, index.slice(6));
+    return v;
+  }
+  return o.metadata.labels?.[index];
 }
 
 export class ObjectStore {
@@ -189,7 +202,7 @@ export class ObjectStore {
 
   registerType(t: ResourceType): void {
     const k = `${t.group}/${t.resource}`;
-    if (!this.buckets.has(k)) this.buckets.set(k, { type: t, objects: new Map() });
+    if (!this.buckets.has(k)) this.buckets.set(k, { type: t, objects: new Map(), indexes: new Map() });
     else this.buckets.get(k)!.type = t;
     this.byKind.set(`${apiVersionOf(t)}|${t.kind}`, t);
   }
@@ -248,7 +261,18 @@ export class ObjectStore {
     const labels = typeof opts.labelSelector === 'string' ? parseLabelSelector(opts.labelSelector) : (opts.labelSelector ?? []);
     const fields = typeof opts.fieldSelector === 'string' ? parseFieldSelector(opts.fieldSelector) : (opts.fieldSelector ?? []);
     const b = this.bucket(t);
-    const keys = [...b.objects.keys()].sort();
+    // Equality requirements are answered from an index, so "pods on node X" or "objects
+    // labelled nodename=X" cost what they return, not the size of the bucket.
+    let keys: string[] | undefined;
+    const consider = (index: string, value: string) => {
+      const set = this.index(b, index).get(value);
+      if (!keys || (set?.size ?? 0) < keys.length) keys = set ? [...set] : [];
+    };
+    if (t.namespaced && opts.namespace) consider('field:metadata.namespace', opts.namespace);
+    for (const r of labels) if (r.op === 'eq') consider(r.key, r.value);
+    for (const r of fields) if (r.op === 'eq' && r.value !== '') consider(`field:${r.path}`, r.value);
+    if (keys) keys.sort();
+    else keys = b.sorted ??= [...b.objects.keys()].sort();
     for (const k of keys) {
       const o = b.objects.get(k);
       if (!o) continue;
@@ -256,6 +280,52 @@ export class ObjectStore {
       if (labels.length && !matchLabels(labels, o.metadata.labels)) continue;
       if (fields.length && !matchFields(fields, o)) continue;
       yield o;
+    }
+  }
+
+  /** The equality index `index` of a bucket, built on first use and kept up to date by writes. */
+  private index(b: Bucket, index: string): Map<string, Set<string>> {
+    let idx = b.indexes.get(index);
+    if (!idx) {
+      idx = new Map();
+      for (const [k, o] of b.objects) {
+        const v = indexValue(o, index);
+        if (v === undefined) continue;
+        let set = idx.get(v);
+        if (!set) idx.set(v, (set = new Set()));
+        set.add(k);
+      }
+      b.indexes.set(index, idx);
+    }
+    return idx;
+  }
+
+  /** Stores `obj` under `key`, keeping the sort cache and indexes right. */
+  private put(b: Bucket, key: string, obj: KObject): void {
+    const old = b.objects.get(key);
+    if (!old) b.sorted = undefined;
+    b.objects.set(key, obj);
+    for (const [index, idx] of b.indexes) {
+      const before = old ? indexValue(old, index) : undefined;
+      const after = indexValue(obj, index);
+      if (before === after) continue;
+      if (before !== undefined) idx.get(before)?.delete(key);
+      if (after !== undefined) {
+        let set = idx.get(after);
+        if (!set) idx.set(after, (set = new Set()));
+        set.add(key);
+      }
+    }
+  }
+
+  private drop(b: Bucket, key: string): void {
+    const old = b.objects.get(key);
+    if (!old) return;
+    b.objects.delete(key);
+    b.sorted = undefined;
+    for (const [index, idx] of b.indexes) {
+      const v = indexValue(old, index);
+      if (v !== undefined) idx.get(v)?.delete(key);
     }
   }
 
@@ -311,7 +381,7 @@ export class ObjectStore {
       return obj;
     }
     md.resourceVersion = String(++this.rv);
-    b.objects.set(key, obj);
+    this.put(b, key, obj);
     this.emit('ADDED', t, obj);
     if (t.group === 'apiextensions.k8s.io' && t.resource === 'customresourcedefinitions') this.syncCrd(obj, true);
     return structuredClone(obj);
@@ -374,7 +444,7 @@ export class ObjectStore {
       return structuredClone(cur);
     }
     next.metadata.resourceVersion = String(++this.rv);
-    b.objects.set(key, next);
+    this.put(b, key, next);
     this.emit('MODIFIED', t, next);
     return structuredClone(next);
   }
@@ -438,7 +508,7 @@ export class ObjectStore {
       return { object: next, removed: true };
     }
     next.metadata.resourceVersion = String(++this.rv);
-    b.objects.set(key, next);
+    this.put(b, key, next);
     this.emit('MODIFIED', t, next);
     return { object: structuredClone(next), removed: false };
   }
@@ -456,7 +526,7 @@ export class ObjectStore {
       const next = structuredClone(cur);
       next.metadata.deletionGracePeriodSeconds = 0;
       next.metadata.resourceVersion = String(++this.rv);
-      b.objects.set(key, next);
+      this.put(b, key, next);
       this.emit('MODIFIED', t, next);
       return false;
     }
@@ -498,7 +568,7 @@ export class ObjectStore {
   private removeNow(b: Bucket, obj: KObject): void {
     const key = keyOf(obj.metadata.namespace, obj.metadata.name!);
     if (!b.objects.has(key)) return;
-    b.objects.delete(key);
+    this.drop(b, key);
     const gone = structuredClone(obj);
     gone.metadata.resourceVersion = String(++this.rv);
     this.emit('DELETED', b.type, gone);
