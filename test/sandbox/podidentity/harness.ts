@@ -204,6 +204,9 @@ export async function advanceUntil(clock: ManualClock, cond: () => boolean, maxM
   while (!cond()) {
     if (clock.now() - start >= maxMs) throw new Error(`condition not met within ${maxMs} simulated ms`);
     await clock.advance(stepMs);
+    // Token signing runs on libuv's thread pool in real time, not on the simulated clock:
+    // give it a real moment so a loaded machine cannot make the wait run out.
+    await new Promise((r) => setTimeout(r, 5));
   }
   return clock.now() - start;
 }
