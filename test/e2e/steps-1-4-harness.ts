@@ -2,12 +2,13 @@
  * Shared set-up of the steps 1-4 end-to-end tests: an in-process sandbox, the real gateways
  * over HTTPS (client-node and the Azure SDKs, nothing mocked), and a runner over steps 1-4.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAzureGateway, resolveAzureConnection } from '../../src/azure/index.ts';
 import type { AzureGateway } from '../../src/azure/gateway.ts';
-import { Runner } from '../../src/engine/runner.ts';
+import { execa, type ResultPromise } from 'execa';
+import { Runner, type RunnerEvents } from '../../src/engine/runner.ts';
 import type { ClusterIdentity } from '../../src/engine/journal.ts';
 import { createKubeGateway } from '../../src/kube/index.ts';
 import type { KubeGateway, KubeObject } from '../../src/kube/gateway.ts';
@@ -15,6 +16,9 @@ import { Sandbox } from '../../src/sandbox/sandbox.ts';
 import { loadScenarioFile, parseScenario } from '../../src/sandbox/scenario.ts';
 import { STEPS } from '../../src/steps/registry.ts';
 import { withoutAddedDefaults } from '../../src/steps/03-nmi-managed.ts';
+import type { InventoryDocument } from '../../src/steps/inventory-model.ts';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import type { OutageReport } from '../../src/sandbox/podidentity/outage-meter.ts';
 
 export const SCENARIO = join(import.meta.dirname, '..', '..', 'scenarios', 'default.yaml');
 
@@ -29,7 +33,9 @@ export interface Env {
   cluster: ClusterIdentity;
   journalPath: string;
   inventoryPath: string;
-  runner(options?: Record<string, unknown>): Runner<KubeGateway, AzureGateway>;
+  runner(options?: Record<string, unknown>, events?: RunnerEvents): Runner<KubeGateway, AzureGateway>;
+  /** Simulated time now (epoch ms): the outage meter's windows are in simulated time. */
+  simNow(): number;
   stop(): Promise<void>;
 }
 
@@ -68,8 +74,10 @@ export async function startEnv(opts: { timeScale?: number; scenarioText?: string
     cluster,
     journalPath,
     inventoryPath,
-    runner: (options = {}) =>
+    simNow: () => sandbox.clock.now(),
+    runner: (options = {}, events) =>
       new Runner<KubeGateway, AzureGateway>({
+        events,
         steps: STEPS.slice(0, 4),
         kube,
         azure,
@@ -136,3 +144,78 @@ export async function stateDump(env: Env): Promise<Record<string, unknown>> {
   for (const s of await env.azure.listScaleSets(rg)) out[`vmss/${s.name}`] = Object.keys(s.userAssignedIdentities).map((k) => k.toLowerCase()).sort();
   return out;
 }
+
+/** The real entry point, run by this Node (24) as an operator would run it. */
+export const BIN = join(import.meta.dirname, '..', '..', 'bin', 'podid-migrate');
+
+/** Starts `podid-migrate <args>` as a child process against the sandbox, with the env of `source <dir>/env` and the test's journal/inventory. */
+export function spawnCli(env: Env, args: string[], opts: { timeoutMs?: number } = {}): ResultPromise<{ reject: false; all: true }> {
+  return execa(process.execPath, [BIN, '--journal', env.journalPath, '--inventory', env.inventoryPath, ...args], {
+    cwd: env.dir,
+    env: env.cliEnv,
+    extendEnv: false,
+    reject: false,
+    all: true,
+    timeout: opts.timeoutMs ?? 90_000,
+  }) as ResultPromise<{ reject: false; all: true }>;
+}
+
+/** Runs the CLI to completion; `all` is stdout and stderr interleaved (for failure messages). */
+export async function runCli(env: Env, args: string[], opts: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string; all: string }> {
+  const r = await spawnCli(env, args, opts);
+  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), all: String(r.all) };
+}
+
+/**
+ * How many scale sets the inventory says must gain identities: a pool's user-assigned
+ * identities not all among the ones its VMSS carried before (`identitiesBefore`).
+ */
+export function scaleSetsToGrow(inventoryPath: string): string[] {
+  const doc = parseYaml(readFileSync(inventoryPath, 'utf8')) as InventoryDocument;
+  const out: string[] = [];
+  for (const p of doc.pools) {
+    if (!p.scaleSet) continue;
+    const before = new Set((p.identitiesBefore ?? []).map((i) => i.toLowerCase()));
+    const wanted = doc.identities.filter((i) => i.type === 0 && i.resourceId && (i.pools ?? []).includes(p.name)).map((i) => i.resourceId!.toLowerCase());
+    if (wanted.some((id) => !before.has(id))) out.push(p.scaleSet.split('/').pop()!);
+  }
+  return out.sort();
+}
+
+const MANAGED_MANIFEST = join(import.meta.dirname, '..', '..', 'src', 'sandbox', 'manifests', 'managed-v1.8.17.yaml');
+
+/** NMI's args in the upstream managed-mode manifest (`deploy/infra/managed-mode-deployment.yaml`, v1.8.17). */
+export function upstreamManagedArgs(path = MANAGED_MANIFEST): string[] {
+  const ds = parseAllDocuments(readFileSync(path, 'utf8'))
+    .map((d) => d.toJS() as KubeObject)
+    .find((d) => d?.kind === 'DaemonSet')!;
+  return (ds.spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0].args;
+}
+
+/** Simulated epoch ms of a meter timestamp (whole seconds, RFC 3339). */
+const at = (iso: string) => Date.parse(iso);
+
+/**
+ * The outage rule of the cutover: a token request fails only while a node's NMI restarts, each
+ * window at most NMI's 10 s termination gap plus its start-up (plus 3 s of sampling tolerance).
+ *
+ * One other cause is tolerated, bounded and only in one place: protecting the identities
+ * restarts MIC (a flag change), and standard-mode pods started while MIC changes leader wait
+ * for their AzureAssignedIdentity longer than the meter's grace (MIC's assignment time + 5 s).
+ * The step hands the dead leader's lease over at once, so such a wait stays under `micWaitLimit`
+ * seconds instead of the 15 s lease plus retry. NMI holds those requests (standard mode waits up
+ * to 80 s), so clients see a slower first token, not an error.
+ */
+export function outageViolations(report: OutageReport, rules: { nmiLimit: number; micWindow?: { from: number; to: number }; micWaitLimit: number }): string[] {
+  const out: string[] = [];
+  for (const w of report.windows) {
+    const line = `${w.start} +${w.seconds}s ${w.pod} on ${w.node}: ${w.cause}`;
+    if (w.cause.startsWith('nmi-restart:')) {
+      if (w.seconds > rules.nmiLimit) out.push(`${line} (longer than ${rules.nmiLimit} s)`);
+    } else if (w.cause === 'waiting-for-mic-assignment' && rules.micWindow && at(w.start) >= rules.micWindow.from && at(w.start) <= rules.micWindow.to) {
+      if (w.seconds > rules.micWaitLimit) out.push(`${line} (MIC hand-over wait longer than ${rules.micWaitLimit} s)`);
+    } else out.push(line);
+  }
+  return out;
+}
+
