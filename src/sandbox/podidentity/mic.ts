@@ -434,13 +434,25 @@ class MicProcess {
     const current = [...this.store.scan(aaiType)];
     const nodes = coreType(this.store, 'nodes');
 
+    // Objects and wishes meet by namespace/name (`matches` needs equal names), so index both
+    // instead of comparing every object with every wish: 10,000 pods made that quadratic.
+    const byName = new Map<string, Readonly<KObject>>();
+    for (const a of current) byName.set(`${a.metadata.namespace}/${a.metadata.name}`, a);
+    const wanted = new Map<string, Desired[]>();
+    for (const d of desired) {
+      const k = `${d.namespace}/${d.name}`;
+      const list = wanted.get(k);
+      if (list) list.push(d);
+      else wanted.set(k, [d]);
+    }
     // An object being deleted by someone else is let go (and recreated next cycle if still wanted).
-    const toDelete = current.filter((a) => a.metadata.deletionTimestamp || !desired.some((d) => this.matches(a, d)));
+    const toDelete = current.filter((a) => a.metadata.deletionTimestamp || !(wanted.get(`${a.metadata.namespace}/${a.metadata.name}`) ?? []).some((d) => this.matches(a, d)));
     const toCreate: { d: Desired; existing?: Readonly<KObject> }[] = [];
     for (const d of desired) {
-      const existing = current.find((a) => this.matches(a, d) && !a.metadata.deletionTimestamp);
+      const same = byName.get(`${d.namespace}/${d.name}`);
+      const existing = same && this.matches(same, d) && !same.metadata.deletionTimestamp ? same : undefined;
       if (!existing) {
-        if (!current.some((a) => a.metadata.name === d.name && a.metadata.namespace === d.namespace)) toCreate.push({ d });
+        if (!same) toCreate.push({ d });
       } else if (existing.status?.status === 'Created' || existing.status?.status === undefined) toCreate.push({ d, existing });
     }
     if (!toDelete.length && !toCreate.length) return;
