@@ -224,6 +224,13 @@ const assign: Step<KubeGateway, AzureGateway> = {
         if (leader) ctx.log.info(`MIC leader ${leader} reports Active with the protected ids`);
       }
       parts.push(`${d.add.length} identities protected in MIC`);
+    } else if (ctx.dryRun === 'none' && ctx.options.skipProtect !== true) {
+      // Protected already, perhaps by an attempt that stopped during MIC's rollout: an old MIC must be gone before identities are added.
+      const { mic } = await podIdentityFor(ctx);
+      if (mic && (mic.replicas ?? 1) > 0) {
+        ctx.progress(`waiting for MIC ${mic.namespace}/${mic.name} to run with the protected ids`);
+        await waitForMicLeader(ctx.kube, mic, ctx.deadline, ctx.signal);
+      }
     }
 
     const vmssActions = plan.actions.filter((a) => a.id.startsWith('vmss/'));

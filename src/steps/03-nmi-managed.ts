@@ -167,7 +167,15 @@ const nmiManaged: Step<KubeGateway, AzureGateway> = {
 
   async apply(ctx, plan): Promise<StepOutcome> {
     const action = plan.actions.find((a) => a.id === NMI_ACTION_ID);
-    if (!action) return { summary: 'NMI already in managed mode' };
+    if (!action) {
+      if (ctx.dryRun !== 'none') return { summary: 'NMI already in managed mode' };
+      // Already patched, possibly by an attempt that stopped before its rollout finished: finish waiting for it.
+      const nmi = await liveNmi(ctx);
+      ctx.progress(`waiting for the NMI rollout of ${nmi.namespace}/${nmi.name} (one node at a time)`);
+      const ds = await waitForDaemonSetRollout(ctx.kube, nmi.namespace, nmi.name, ctx.deadline, ctx.signal);
+      const bodies = await waitAllActive(ctx, ds, nmiProbePort(nmi.args));
+      return { summary: `NMI ${nmi.namespace}/${nmi.name} already in managed mode; ${bodies.length} pods Active` };
+    }
     const d = action.details as NmiDetails;
     const live = await ctx.kube.get(REF.DaemonSet, d.namespace, d.name);
     if (!live) throw new Error(`daemonset ${d.namespace}/${d.name} disappeared; re-run the inventory step`);

@@ -58,14 +58,23 @@ const micScale: Step<KubeGateway, AzureGateway> = {
 
   async apply(ctx, plan): Promise<StepOutcome> {
     const action = plan.actions.find((a) => a.id === MIC_SCALE_ACTION_ID);
-    if (!action) return { summary: 'MIC already at 0 replicas' };
-    const d = action.details as { namespace: string; name: string; from: number };
-    // The first recorded count wins: a resumed run sees a MIC that may already be at zero.
-    const recorded = ctx.journal.getData<MicData>('mic') ?? { namespace: d.namespace, name: d.name, replicas: d.from };
-    await ctx.journal.setData('mic', recorded);
-    ctx.progress(`scaling MIC ${d.namespace}/${d.name} from ${d.from} to 0`);
-    await ctx.journal.runAction(action, { replicas: recorded.replicas }, () => ctx.kube.scale(d.namespace, d.name, 0));
-    if (ctx.dryRun !== 'none') return { summary: `MIC would be scaled from ${d.from} to 0` };
+    let d: { namespace: string; name: string; from: number };
+    let recorded: MicData;
+    if (action) {
+      d = action.details as { namespace: string; name: string; from: number };
+      // The first recorded count wins: a resumed run sees a MIC that may already be at zero.
+      recorded = ctx.journal.getData<MicData>('mic') ?? { namespace: d.namespace, name: d.name, replicas: d.from };
+      await ctx.journal.setData('mic', recorded);
+      ctx.progress(`scaling MIC ${d.namespace}/${d.name} from ${d.from} to 0`);
+      await ctx.journal.runAction(action, { replicas: recorded.replicas }, () => ctx.kube.scale(d.namespace, d.name, 0));
+      if (ctx.dryRun !== 'none') return { summary: `MIC would be scaled from ${d.from} to 0` };
+    } else {
+      const { mic } = await podIdentityFor(ctx);
+      if (!mic || ctx.dryRun !== 'none') return { summary: 'MIC already at 0 replicas' };
+      // Already at zero, possibly scaled by an attempt that stopped before its pods were gone: finish waiting.
+      d = { namespace: mic.namespace, name: mic.name, from: 0 };
+      recorded = ctx.journal.getData<MicData>('mic') ?? { namespace: mic.namespace, name: mic.name, replicas: 0 };
+    }
     const dep = await ctx.kube.get(REF.Deployment, d.namespace, d.name);
     if (dep) {
       await ctx.kube.waitFor(
