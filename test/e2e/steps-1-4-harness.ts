@@ -251,3 +251,61 @@ export async function rollbackRoundTrip(step: 'inventory' | 'assign' | 'nmi-mana
     await env.stop();
   }
 }
+
+/** A write the sandbox holds: it is applied, then never answered, so the CLI never records it. */
+export interface HeldWrite {
+  api: 'kube' | 'arm';
+  method: string;
+  /** Regular expression on the request path. */
+  path: string;
+}
+
+/**
+ * Runs `podid-migrate apply --to <step> --yes` as a child process, lets the sandbox apply
+ * `held` and swallow its answer, SIGKILLs the CLI while it waits for that answer (the write is
+ * done, the journal has only its intent), removes the rule, clears the stale lock as the CLI
+ * tells the operator to (`force-unlock <id>`), and runs `apply --to <step>` again to the end.
+ * Returns the journal records of the step after the kill and the second run's output.
+ */
+export async function crashAndResume(env: Env, step: string, held: HeldWrite): Promise<{ afterKill: { actionId: string; status: string }[]; resumed: { code: number; all: string } }> {
+  const ruleId = env.sandbox.faults.add({ api: held.api, method: held.method, path: held.path, times: 1, action: { kind: 'hold-response' } });
+  // `held` is emitted once the write is applied and its answer swallowed.
+  let swallowed = false;
+  const onHeld = (e: { ruleId: string }) => {
+    if (e.ruleId === ruleId) swallowed = true;
+  };
+  env.sandbox.faults.on('held', onHeld);
+  const child = spawnCli(env, ['apply', '--to', step, '--yes']);
+  let exited = false;
+  void child.then(() => (exited = true));
+  try {
+    await waitUntil(`the sandbox to hold ${held.method} ${held.path}`, () => {
+      if (exited) throw new Error(`the CLI exited before the held write: ${String((child as unknown as { all?: string }).all ?? '')}`);
+      return swallowed && (env.sandbox.faults.list().find((r) => r.id === ruleId)?.fired ?? 0) >= 1;
+    });
+  } finally {
+    env.sandbox.faults.off('held', onHeld);
+    child.kill('SIGKILL');
+    const r = await child;
+    env.sandbox.faults.remove(ruleId);
+    if (r.signal !== 'SIGKILL' && !exited) throw new Error(`the CLI was not killed: ${r.all}`);
+  }
+  const journal = JSON.parse(readFileSync(env.journalPath, 'utf8')) as { steps: Record<string, { actions: { actionId: string; status: string }[] }> };
+  const afterKill = journal.steps[step].actions.map((a) => ({ actionId: a.actionId, status: a.status }));
+  const blocked = await runCli(env, ['apply', '--to', step, '--yes']);
+  const lockId = /force-unlock (\S+)/.exec(blocked.all)?.[1];
+  if (blocked.code === 0 || !lockId) throw new Error(`a run after SIGKILL should meet the stale lock, got exit ${blocked.code}:\n${blocked.all}`);
+  const unlocked = await runCli(env, ['force-unlock', lockId]);
+  if (unlocked.code !== 0) throw new Error(`force-unlock failed:\n${unlocked.all}`);
+  const resumed = await runCli(env, ['apply', '--to', step, '--yes']);
+  return { afterKill, resumed: { code: resumed.code, all: resumed.all } };
+}
+
+/** Polls every 20 ms until `probe` is truthy (a throw ends the wait), or fails naming `what` after `timeoutMs`. */
+export async function waitUntil(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 45_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
