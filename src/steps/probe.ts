@@ -317,8 +317,8 @@ async function runProbePod(kube: KubeGateway, spec: ProbePodSpec): Promise<Probe
     try {
       const final = await kube.waitFor(
         async (note) => {
-          // A name-scoped list, not a GET: the migration's Kubernetes reads stay list calls (a figure its tests assert).
-          const [pod] = await kube.list(KINDS.Pod, { namespace: spec.namespace, fieldSelector: `metadata.name=${name}` });
+          // A list of the probe pods, not a GET: the migration's Kubernetes reads stay list calls (a figure its tests assert).
+          const pod = (await kube.list(KINDS.Pod, { namespace: spec.namespace, labelSelector: `${PROBE_LABEL}=true` })).find((p) => p.metadata?.name === name);
           if (!pod) throw new Error(`probe pod ${spec.namespace}/${name} disappeared before it finished`);
           const status = (pod.status ?? {}) as { phase?: string; containerStatuses?: { state?: { terminated?: { exitCode?: number } } }[] };
           lastPhase = status.phase ?? 'Pending';
