@@ -172,6 +172,8 @@ export class Runner<K = unknown, A = unknown> {
   async plan(): Promise<RunbookPlan> {
     const journal = await Journal.open(this.config.journalPath, this.config.cluster, { inMemory: true });
     const inventory = await this.inventory();
+    // What later plans see: the file, or the document an earlier pending step would write.
+    let planInventory = inventory;
     const steps: PlannedStep[] = [];
     let pendingSeen = false;
     for (const step of this.config.steps) {
@@ -183,7 +185,9 @@ export class Runner<K = unknown, A = unknown> {
       const firm = !pendingSeen;
       pendingSeen = true;
       try {
-        const plan = await this.planStep(step, journal, inventory);
+        const plan = await this.planStep(step, journal, planInventory, (document) => {
+          planInventory = { document, sha256: '' };
+        });
         steps.push({ stepId: step.id, title: step.title, state: entry.state, status: firm ? 'planned' : 'tentative', plan, fingerprint: fingerprintStepPlan(plan) });
       } catch (error) {
         // An error planning the first unchecked step is real; later steps may just need its result.
@@ -512,10 +516,13 @@ export class Runner<K = unknown, A = unknown> {
     return this.config.steps.find((s) => journal.step(s.id).state !== 'checked')?.id;
   }
 
-  private async planStep(step: Step<K, A>, journal: Journal, inventory: LoadedInventory | undefined): Promise<StepPlan> {
+  /** Plans one step; its `inventoryPreview`, if any, goes to `onPreview` and never into the returned plan (output, fingerprint). */
+  private async planStep(step: Step<K, A>, journal: Journal, inventory: LoadedInventory | undefined, onPreview?: (document: unknown) => void): Promise<StepPlan> {
     const plan = await this.call(step, journal, inventory, 'plan', (ctx) => step.plan(ctx));
     if (plan.stepId !== step.id) throw new TypeError(`step ${step.id} returned a plan for ${plan.stepId}`);
-    return plan;
+    const { inventoryPreview, ...rest } = plan;
+    if (inventoryPreview !== undefined) onPreview?.(inventoryPreview);
+    return rest;
   }
 
   /** Runs one step call with its own deadline, racing the abort so a step that ignores the signal still stops the run. */

@@ -73,6 +73,13 @@ export interface StepPlan {
   blockers: Blocker[];
   /** Context lines shown under the step (e.g. "12 test cases on 5 fresh nodes"). */
   notes: string[];
+  /**
+   * Only from a step whose apply writes the inventory: the document it would write. Within one
+   * `plan` run the runner hands it to the later steps' plans as `ctx.inventory` (so a fresh
+   * cluster shows the whole runbook before anything is applied). It is never given to `apply`,
+   * and it is left out of plan output and fingerprints.
+   */
+  inventoryPreview?: unknown;
 }
 
 /** The result of a step's `check`: `ok` only when every failure list is empty. */

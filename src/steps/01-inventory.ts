@@ -805,7 +805,9 @@ const inventory: Step<KubeGateway, AzureGateway> = {
       });
     }
     notes.unshift(`${d.counts.pods} pods with ${BINDING_LABEL} in ${d.counts.services} services on ${d.counts.nodes} nodes; ${d.counts.assigned} AzureAssignedIdentities`);
-    return { stepId: 'inventory', actions, blockers: d.blockers, notes };
+    const writesFile = actions.some((a) => a.id === 'file/inventory');
+    // The later steps of the same plan run are planned against the document this apply would write.
+    return { stepId: 'inventory', actions, blockers: d.blockers, notes, ...(writesFile && !d.blockers.length ? { inventoryPreview: stableDocument(doc) } : {}) };
   },
 
   async apply(ctx, plan): Promise<StepOutcome> {

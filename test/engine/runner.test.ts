@@ -199,6 +199,34 @@ describe('runner: saved plans and dry-run', () => {
   });
 });
 
+describe('runner: inventory preview within one plan run', () => {
+  it("hands the inventory step's preview to later plans, never to apply, and keeps it out of the plan output", async () => {
+    const steps = fakeSteps(cluster);
+    const seen: Record<string, unknown> = {};
+    const basePlan = steps[0].plan;
+    steps[0].plan = async (ctx) => ({ ...(await basePlan(ctx)), inventoryPreview: { identities: ['api-id'] } });
+    for (const i of [1, 2]) {
+      const inner = steps[i].plan;
+      steps[i].plan = async (ctx) => {
+        seen[`${steps[i].id}:${ctx.dryRun}`] = ctx.inventory;
+        if (ctx.inventory === undefined) throw new PreconditionError('there is no inventory yet', '');
+        return inner(ctx);
+      };
+    }
+    const plan = await runner({ steps }).plan();
+    expect(plan.steps.slice(0, 3).map((s) => s.status)).toEqual(['planned', 'tentative', 'tentative']);
+    expect(seen).toEqual({ 'assign:none': { identities: ['api-id'] }, 'nmi-managed:none': { identities: ['api-id'] } });
+    expect(JSON.stringify(plan)).not.toContain('inventoryPreview');
+    expect(plan.inventory).toBeUndefined();
+
+    // apply plans each step against the file only: without one, assign still depends on inventory.
+    for (const k of Object.keys(seen)) delete seen[k];
+    await runner({ steps }).apply({ step: 'inventory' });
+    await expect(runner({ steps }).apply({ step: 'assign' })).rejects.toThrow(/no inventory yet/);
+    expect(seen['assign:none']).toBeUndefined();
+  });
+});
+
 describe('runner: registry', () => {
   it('rejects a registry out of runbook order', () => {
     const steps = fakeSteps(cluster, ['assign', 'inventory'] as StepId[]);
