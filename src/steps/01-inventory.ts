@@ -854,7 +854,8 @@ const inventory: Step<KubeGateway, AzureGateway> = {
       };
       await ctx.journal.setData('podIdentity', data);
     }
-    const parts = [`${copied} object(s) copied`, wrote ? `inventory written to ${ctx.inventoryPath}` : 'inventory unchanged'];
+    const dry = ctx.dryRun !== 'none';
+    const parts = [`${copied} object(s) ${dry ? 'would be ' : ''}copied`, wrote ? `inventory ${dry ? 'would be ' : ''}written to ${ctx.inventoryPath}` : 'inventory unchanged'];
     return { summary: parts.join(', ') };
   },
 

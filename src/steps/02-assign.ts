@@ -223,7 +223,7 @@ const assign: Step<KubeGateway, AzureGateway> = {
         if (released.length) ctx.log.info(`MIC lease of replaced leader ${released.join(', ')} handed over at once`);
         if (leader) ctx.log.info(`MIC leader ${leader} reports Active with the protected ids`);
       }
-      parts.push(`${d.add.length} identities protected in MIC`);
+      parts.push(`${d.add.length} identities ${ctx.dryRun !== 'none' ? 'would be ' : ''}protected in MIC`);
     } else if (ctx.dryRun === 'none' && ctx.options.skipProtect !== true) {
       // Protected already, perhaps by an attempt that stopped during MIC's rollout: an old MIC must be gone before identities are added.
       const { mic } = await podIdentityFor(ctx);
@@ -265,6 +265,12 @@ const assign: Step<KubeGateway, AzureGateway> = {
       ),
     );
     const added = results.reduce((n, r) => n + r.added.length, 0);
+    if (ctx.dryRun !== 'none') {
+      // Azure writes are not sent in a dry run: say exactly which PATCHes would be.
+      const lines = vmssActions.map((a) => `vmss ${(a.details as VmssDetails).vmss}: ${(a.details as VmssDetails).add.map((id) => `+ ${id.split('/').pop()}`).join(', ')}`);
+      parts.push(lines.length ? `would PATCH ${lines.join('; ')}` : 'no scale set to patch');
+      return { summary: parts.join('; ') };
+    }
     parts.push(`${results.length} scale set(s) patched, ${added} identit${added === 1 ? 'y' : 'ies'} added${upgraded ? `, ${upgraded} instance(s) upgraded` : ''}`);
     return { summary: parts.join('; ') || 'nothing to change' };
   },

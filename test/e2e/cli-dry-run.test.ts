@@ -1,0 +1,77 @@
+/**
+ * The CLI surface end to end through the real entry point (`bin/podid-migrate`, a child
+ * process with the env of `source <dir>/env`) against a fresh default sandbox with churn:
+ * `plan -o json` shows the runbook with every step's actions and no blocker,
+ * `apply --dry-run=server` sends every write as a dry run (zero persisted mutations in the
+ * sandbox's metrics, Kubernetes dry-run requests seen), and after a real `apply --step
+ * inventory`, `status -o json` shows the journal.
+ */
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunbookPlan } from '../../src/engine/plan.ts';
+import { runCli, startEnv, type Env } from './steps-1-4-harness.ts';
+
+describe('CLI plan, apply --dry-run=server and status against the sandbox', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await startEnv({ timeScale: 25 });
+    env.sandbox.metrics.reset();
+  }, 60_000);
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  it('plan -o json lists the actions of every step it can plan before anything is applied, with no blocker', async () => {
+    const r = await runCli(env, ['plan', '-o', 'json']);
+    expect(r.code, r.all).toBe(0);
+    const plan = JSON.parse(r.stdout) as RunbookPlan;
+    const byStep = Object.fromEntries(plan.steps.map((s) => [s.stepId, s]));
+    // Steps 2-5 are planned against the inventory step 1 would write (no file exists yet).
+    expect(existsSync(env.inventoryPath)).toBe(false);
+    for (const id of ['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain'] as const) {
+      expect(byStep[id].status, `${id}: ${byStep[id].reason ?? ''}`).toBe(id === 'inventory' ? 'planned' : 'tentative');
+      expect(byStep[id].plan!.blockers, id).toEqual([]);
+      expect(byStep[id].plan!.actions.length, id).toBeGreaterThan(0);
+    }
+    expect(byStep.inventory.plan!.actions.map((a) => `${a.op} ${a.target}`)).toEqual([
+      '+ copy azureidentity platform/shared-storage-id -> batch/shared-storage-id',
+      '+ copy azureidentitybinding platform/shared-storage-id-binding -> batch/shared-storage-id-binding',
+      `+ file ${env.inventoryPath}`,
+    ]);
+    expect(byStep.assign.plan!.actions.map((a) => a.target)).toEqual(['deployment default/mic', expect.stringMatching(/^vmss aks-(platform|reports)-12345678-vmss$/)]);
+    expect(byStep['nmi-managed'].plan!.actions.map((a) => a.summary)).toEqual([expect.stringContaining('+ --operation-mode=managed, + --forceNamespaced')]);
+    expect(byStep['mic-scale'].plan!.actions.map((a) => a.summary)).toEqual(['replicas: 2 -> 0 (count recorded for rollback)']);
+    // test and cleanup work from what drain and test record when they run.
+    expect(byStep.test.status).toBe('unavailable');
+    expect(byStep.test.reason).toMatch(/^depends on step drain/);
+    expect(byStep.cleanup.status).toBe('unavailable');
+    expect(plan.totals.blockers).toBe(0);
+    expect(JSON.stringify(plan)).not.toContain('inventoryPreview');
+    expect(env.sandbox.status().metrics.mutations).toEqual({ kube: 0, arm: 0 });
+  }, 60_000);
+
+  it('apply --dry-run=server makes every read, sends Kubernetes writes as dry runs, and persists nothing', async () => {
+    const r = await runCli(env, ['apply', '--dry-run=server', '--to', 'mic-scale']);
+    expect(r.code, r.all).toBe(0);
+    const status = env.sandbox.status();
+    expect(status.metrics.mutations).toEqual({ kube: 0, arm: 0 });
+    // The writes reached the API server as dryRun=All (the copies, MIC's args, NMI's args, MIC's scale).
+    expect(status.metrics.dryRunRequests).toBeGreaterThanOrEqual(4);
+    expect(existsSync(env.journalPath)).toBe(false);
+    expect(existsSync(env.inventoryPath)).toBe(false);
+    // The Azure write is printed, not sent.
+    expect(r.all).toMatch(/aks-(platform|reports)-12345678-vmss/);
+  }, 60_000);
+
+  it('apply --step inventory then status -o json shows the journal', async () => {
+    const applied = await runCli(env, ['apply', '--step', 'inventory', '--yes']);
+    expect(applied.code, applied.all).toBe(0);
+    expect(env.sandbox.status().metrics.mutations).toEqual({ kube: 2, arm: 0 });
+    const r = await runCli(env, ['status', '-o', 'json']);
+    expect(r.code, r.all).toBe(0);
+    const status = JSON.parse(r.stdout) as { cluster: { aksResourceId: string }; steps: { stepId?: string; id?: string; state: string }[] | Record<string, { state: string }> };
+    const states = Array.isArray(status.steps) ? Object.fromEntries(status.steps.map((s) => [s.stepId ?? s.id, s.state])) : Object.fromEntries(Object.entries(status.steps).map(([k, v]) => [k, v.state]));
+    expect(states).toMatchObject({ inventory: 'checked', assign: 'pending' });
+    expect(status.cluster.aksResourceId).toBe(env.sandbox.aksResourceId);
+  }, 60_000);
+});
