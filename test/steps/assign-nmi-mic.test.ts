@@ -4,7 +4,8 @@ import { assignStep, PROTECT_ACTION_ID } from '../../src/steps/02-assign.ts';
 import { nmiManagedStep } from '../../src/steps/03-nmi-managed.ts';
 import { micScaleStep } from '../../src/steps/04-mic-scale.ts';
 import { loadInventory } from '../../src/steps/inventory-model.ts';
-import { parseImmutableUserMsis } from '../../src/steps/pod-identity.ts';
+import { MIC_LEADER_ANNOTATION, micLeaseLock, parseImmutableUserMsis, releaseOrphanedMicLease } from '../../src/steps/pod-identity.ts';
+import type { KubeObject } from '../../src/kube/gateway.ts';
 import type { StepId } from '../../src/engine/step.ts';
 import { contextFor, idOf, KUBELET_ID, standardCluster, tempDir, type FakeAzure, type FakeKube } from './fakes.ts';
 
@@ -155,5 +156,49 @@ describe('mic-scale', () => {
     expect(out.summary).toBe('MIC back at 2 replicas; leader default/mic-1 reports Active');
     expect((kube.find('Deployment', 'default', 'mic')!.spec as { replicas: number }).replicas).toBe(2);
     expect((await micScaleStep.verifyRollback!(rb)).failures).toEqual([]);
+  });
+});
+
+describe('MIC lease hand-over', () => {
+  const lease = (holder: string) => JSON.stringify({ holderIdentity: holder, leaseDurationSeconds: 15, acquireTime: '2026-01-01T00:00:00Z', renewTime: '2026-01-01T00:00:10Z', leaderTransitions: 3 });
+  const withLease = (holder: string) => {
+    const { kube } = standardCluster();
+    kube.add({ apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'aad-pod-identity-mic', namespace: 'default', annotations: { [MIC_LEADER_ANNOTATION]: lease(holder) } } });
+    return kube;
+  };
+  const mic = { args: ['--logtostderr'], container: 'mic' };
+  const pod = (name: string, extra: Record<string, unknown> = {}): KubeObject => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default', ...extra }, status: { phase: 'Running', containerStatuses: [{ name: 'mic', state: { running: {} } }] } });
+  const record = (kube: FakeKube) => JSON.parse(kube.find('Endpoints', 'default', 'aad-pod-identity-mic')!.metadata!.annotations![MIC_LEADER_ANNOTATION]);
+
+  it('releases the lease of a leader whose pod is gone, as client-go does on a clean exit, guarded by a test of the record', async () => {
+    const kube = withLease('mic-old-1');
+    expect(await releaseOrphanedMicLease(kube, mic, [pod('mic-new-1')])).toBe('mic-old-1');
+    expect(record(kube)).toMatchObject({ holderIdentity: '', leaseDurationSeconds: 1, leaderTransitions: 3 });
+    const patch = kube.writes.find((w) => w.kind === 'Endpoints')!.body as { op: string; value: string }[];
+    expect(patch[0]).toEqual({ op: 'test', path: '/metadata/annotations/control-plane.alpha.kubernetes.io~1leader', value: lease('mic-old-1') });
+    // Released already: nothing more to do.
+    expect(await releaseOrphanedMicLease(kube, mic, [pod('mic-new-1')])).toBeUndefined();
+  });
+
+  it('never releases a live leader, even one being deleted while its container still runs; a dead one being deleted is released', async () => {
+    const kube = withLease('mic-old-1');
+    expect(await releaseOrphanedMicLease(kube, mic, [pod('mic-old-1')])).toBeUndefined();
+    expect(await releaseOrphanedMicLease(kube, mic, [pod('mic-old-1', { deletionTimestamp: '2026-01-01T00:00:11Z' })])).toBeUndefined();
+    expect(kube.writes.filter((w) => w.kind === 'Endpoints')).toEqual([]);
+    const dead = { ...pod('mic-old-1', { deletionTimestamp: '2026-01-01T00:00:11Z' }), status: { phase: 'Running', containerStatuses: [{ name: 'mic', state: { terminated: { exitCode: 2 } } }] } };
+    expect(await releaseOrphanedMicLease(kube, mic, [dead])).toBe('mic-old-1');
+  });
+
+  it('leaves a record that changed under it alone (the test op fails with 422) and reads the lock from --leader-election-* flags', async () => {
+    const kube = withLease('mic-old-1');
+    const racing = Object.assign(Object.create(kube) as FakeKube, {
+      patch: async () => {
+        throw Object.assign(new Error('the test operation failed'), { status: 422 });
+      },
+    });
+    expect(await releaseOrphanedMicLease(racing, mic, [])).toBeUndefined();
+    expect(micLeaseLock(['--leader-election-namespace=kube-system', '--leader-election-name', 'mic-lock'])).toEqual({ namespace: 'kube-system', name: 'mic-lock' });
+    // No lock where the flags say: nothing to release.
+    expect(await releaseOrphanedMicLease(kube, { ...mic, args: ['--leader-election-namespace=kube-system'] }, [])).toBeUndefined();
   });
 });
