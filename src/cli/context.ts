@@ -6,6 +6,7 @@ import { PreconditionError } from '../engine/errors.ts';
 import type { ClusterIdentity } from '../engine/journal.ts';
 import { Runner, type RunnerEvents } from '../engine/runner.ts';
 import type { DryRunMode, StepRegistry } from '../engine/step.ts';
+import type { DryRunEntry } from '../kube/dry-run.ts';
 import { inventoryPathFor, journalPathFor, parseAksId, type GlobalOptions } from './options.ts';
 
 /** What a command works with once connected. `close` releases clients (idempotent). */
@@ -15,6 +16,8 @@ export interface Runtime<K = unknown, A = unknown> {
   azure: A;
   /** The cluster the kubeconfig context and `--aks-id` point at. */
   cluster: ClusterIdentity;
+  /** In a dry run: the writes the gateways held back (client) or sent with dryRun=All (server). */
+  recordedWrites?(): DryRunEntry[];
   close(): Promise<void>;
 }
 
@@ -22,12 +25,8 @@ export interface Runtime<K = unknown, A = unknown> {
 export type RuntimeFactory = (options: GlobalOptions, mode: { dryRun: DryRunMode; signal: AbortSignal }) => Promise<Runtime>;
 
 /**
- * The production factory. It loads, by convention:
- * - `src/steps/registry.ts`, exporting the ordered steps as `STEPS` (or `steps` / default);
- * - `src/kube/index.ts` exporting `createKubeGateway({ kubeconfig, context, dryRun, signal })`,
- *   whose result has `clusterInfo(): Promise<{ apiServer, kubeSystemUid, name? }>`;
- * - `src/azure/index.ts` exporting `createAzureGateway({ subscriptionId, dryRun, signal })`.
- * Each gateway may have `close()`. A missing module is reported as a precondition error.
+ * The production factory: the ordered steps, and the Kubernetes and Azure gateways (already in
+ * the requested dry-run mode) for the kubeconfig context and `--aks-id`.
  */
 export const createRuntime: RuntimeFactory = async (options, mode) => {
   const aks = options.aksId ? parseAksId(options.aksId) : undefined;
@@ -37,48 +36,23 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
       'Give the managed cluster resource id: --aks-id "$(az aks show -g <group> -n <name> --query id -o tsv)", or `source .sandbox/env` for the sandbox.',
     );
   }
-  const steps = await loadModule('../steps/registry.ts', 'the step registry (src/steps/registry.ts)');
-  const registry = (steps.STEPS ?? steps.steps ?? steps.default) as StepRegistry | undefined;
-  if (!Array.isArray(registry)) throw new PreconditionError('src/steps/registry.ts exports no STEPS list.', 'This build is incomplete; use a released version.');
-  const kubeModule = await loadModule('../kube/index.ts', 'the Kubernetes adapter (src/kube/index.ts)');
-  const azureModule = await loadModule('../azure/index.ts', 'the Azure adapter (src/azure/index.ts)');
-  const createKube = kubeModule.createKubeGateway as ((o: unknown) => Promise<KubeLike>) | undefined;
-  const createAzure = azureModule.createAzureGateway as ((o: unknown) => Promise<ClosableLike>) | undefined;
-  if (typeof createKube !== 'function' || typeof createAzure !== 'function') {
-    throw new PreconditionError('the Kubernetes or Azure adapter does not export its gateway factory.', 'This build is incomplete; use a released version.');
-  }
-  const kube = await createKube({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal });
-  const azure = await createAzure({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal });
+  // Loaded on demand: the SDKs behind them take a noticeable time to import, and commands such
+  // as --help, status or sandbox never need them.
+  const [{ createKubeGateway }, { createAzureGateway }, { STEPS }] = await Promise.all([import('../kube/index.ts'), import('../azure/index.ts'), import('../steps/registry.ts')]);
+  const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal });
+  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal });
   const info = await kube.clusterInfo();
   return {
-    steps: registry,
+    steps: STEPS as unknown as StepRegistry,
     kube,
     azure,
     cluster: { name: aks.name, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: aks.subscriptionId, aksResourceId: options.aksId },
+    recordedWrites: () => [...kube.dryRunLog(), ...azure.dryRunLog()],
     close: async () => {
-      await kube.close?.();
-      await azure.close?.();
+      await kube.close();
     },
   };
 };
-
-interface ClosableLike {
-  close?(): Promise<void> | void;
-}
-interface KubeLike extends ClosableLike {
-  clusterInfo(): Promise<{ apiServer: string; kubeSystemUid: string }>;
-}
-
-async function loadModule(specifier: string, what: string): Promise<Record<string, unknown>> {
-  try {
-    return (await import(specifier)) as Record<string, unknown>;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes(specifier.replace('../', ''))) {
-      throw new PreconditionError(`this build of podid-migrate does not include ${what}.`, 'Use a complete checkout or release.');
-    }
-    throw error;
-  }
-}
 
 /** Paths derived for a connected cluster. */
 export interface RunPaths {

@@ -59,8 +59,20 @@ describe('CLI plan, apply --dry-run=server and status against the sandbox', () =
     expect(status.metrics.dryRunRequests).toBeGreaterThanOrEqual(4);
     expect(existsSync(env.journalPath)).toBe(false);
     expect(existsSync(env.inventoryPath)).toBe(false);
-    // The Azure write is printed, not sent.
-    expect(r.all).toMatch(/aks-(platform|reports)-12345678-vmss/);
+    // The Azure write is printed on stdout (for CI to review), not sent; Kubernetes ones as sent with dryRun=All.
+    expect(r.stdout).toMatch(/^Dry run \(server\): \d+ Kubernetes and 1 Azure write\(s\)\.$/m);
+    expect(r.stdout).toMatch(/^ {2}azure {7}add 1 identity to vmss aks-(platform|reports)-12345678-vmss: would PATCH https:\/\/127\.0\.0\.1:\d+\/subscriptions\/.*"userAssignedIdentities":\{"[^"]+exporter-id":\{\}\}/m);
+    expect(r.stdout).toMatch(/^ {2}kubernetes {2}json patch DaemonSet default\/nmi: sent with dryRun=All: PATCH /m);
+  }, 60_000);
+
+  it('apply --dry-run=client sends no write at all, not even as a dry run', async () => {
+    const before = { kube: env.sandbox.metrics.count({ api: 'kube', caller: 'client', mutating: true }), arm: env.sandbox.metrics.count({ api: 'arm', caller: 'client', mutating: true }) };
+    const r = await runCli(env, ['apply', '--dry-run=client', '--to', 'mic-scale']);
+    expect(r.code, r.all).toBe(0);
+    expect(env.sandbox.metrics.count({ api: 'kube', caller: 'client', mutating: true })).toBe(before.kube);
+    expect(env.sandbox.metrics.count({ api: 'arm', caller: 'client', mutating: true })).toBe(before.arm);
+    expect(r.stdout).toMatch(/^Dry run \(client\): [1-9]\d* Kubernetes and 1 Azure write\(s\)\.$/m);
+    expect(existsSync(env.journalPath)).toBe(false);
   }, 60_000);
 
   it('apply --step inventory then status -o json shows the journal', async () => {

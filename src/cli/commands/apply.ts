@@ -7,6 +7,7 @@ import { pathsFor } from '../context.ts';
 import { durationFlag, stepFlag } from '../options.ts';
 import { runWithProgress } from '../progress.ts';
 import { renderData, renderRunSummary } from '../render.ts';
+import { formatDryRunEntry, type DryRunEntry } from '../../kube/dry-run.ts';
 import type { CommandModule } from './index.ts';
 
 interface ApplyFlags {
@@ -79,8 +80,12 @@ export const applyCommand: CommandModule = {
           const result = await runWithProgress(range, { stderr: env.deps.stderr, animated: env.animated, verbose: globals.verbose, verb: 'apply' }, (events) =>
             env.runner(runtime, globals, { dryRun, signal, stepOptions, events }).apply({ step: step as StepId | undefined, to: to as StepId | undefined, savedPlan }),
           );
-          if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, { dryRun, ...result, journal: dryRun === 'none' ? result.journal : undefined }));
-          else env.err(renderRunSummary(result, env.paint(globals), 'apply', dryRun));
+          const writes = dryRun === 'none' ? undefined : (runtime.recordedWrites?.() ?? []);
+          if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, { dryRun, ...result, journal: dryRun === 'none' ? result.journal : undefined, ...(writes ? { writes } : {}) }));
+          else {
+            env.err(renderRunSummary(result, env.paint(globals), 'apply', dryRun));
+            if (writes) env.out(renderDryRunWrites(writes, dryRun));
+          }
         });
       });
   },
@@ -102,4 +107,17 @@ async function readSavedPlan(path: string, flagValue: string): Promise<RunbookPl
   const problem = invalidSavedPlan(value);
   if (problem) throw new UsageError(`--plan: ${flagValue} is not a saved plan: ${problem}.`, 'Give a file written by `podid-migrate plan --out <file>`.');
   return value as RunbookPlan;
+}
+
+/**
+ * The writes a dry run held back or sent with `dryRun=All`, one per line, on stdout: what CI
+ * reviews. Bodies are JSON and never carry credentials (the gateways record no headers).
+ */
+export function renderDryRunWrites(writes: readonly DryRunEntry[], mode: DryRunMode): string {
+  if (writes.length === 0) return `Dry run (${mode}): no write would be made.\n`;
+  const kube = writes.filter((w) => w.api === 'kube');
+  const arm = writes.filter((w) => w.api === 'arm');
+  const lines = [`Dry run (${mode}): ${kube.length} Kubernetes and ${arm.length} Azure write(s).`];
+  for (const w of [...kube, ...arm]) lines.push(`  ${w.api === 'kube' ? 'kubernetes' : 'azure     '}  ${w.description ? `${w.description}: ` : ''}${formatDryRunEntry(w)}`);
+  return lines.join('\n') + '\n';
 }
