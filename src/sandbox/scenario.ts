@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { describeSchemaError } from '../util/schema-errors.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Folder of the scenario files shipped with the tool. */
@@ -117,45 +118,6 @@ function schemaValidator(): ReturnType<Ajv['compile']> {
   return validator;
 }
 
-/** `/pools/1/count` -> `pools[1].count` */
-function fieldPath(instancePath: string): string {
-  return instancePath
-    .split('/')
-    .filter(Boolean)
-    .map((seg) => (/^\d+$/.test(seg) ? `[${seg}]` : `.${seg}`))
-    .join('')
-    .replace(/^\./, '');
-}
-
-function describeAjvError(e: ErrorObject, doc: unknown): string {
-  const field = fieldPath(e.instancePath) || '(top level)';
-  const got = e.instancePath ? valueAt(doc, e.instancePath) : undefined;
-  const shown = got === undefined ? '' : ` (got ${JSON.stringify(got)})`;
-  switch (e.keyword) {
-    case 'additionalProperties':
-      return `${field === '(top level)' ? '' : field + '.'}${(e.params as any).additionalProperty}: unknown field; remove it or check its spelling`;
-    case 'required':
-      return `${field === '(top level)' ? '' : field + '.'}${(e.params as any).missingProperty}: required field is missing`;
-    case 'enum':
-      return `${field}: must be one of ${(e.params as any).allowedValues.map((v: unknown) => JSON.stringify(v)).join(', ')}${shown}`;
-    case 'const':
-      return `${field}: must be ${JSON.stringify((e.params as any).allowedValue)}${shown}`;
-    case 'pattern':
-      return `${field}: ${JSON.stringify(got)} does not have the expected form (${(e.params as any).pattern})`;
-    default:
-      return `${field}: ${e.message}${shown}`;
-  }
-}
-
-function valueAt(doc: unknown, pointer: string): unknown {
-  let cur: any = doc;
-  for (const seg of pointer.split('/').filter(Boolean)) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    cur = cur[seg];
-  }
-  return cur;
-}
-
 /** Reads, validates and normalises a scenario file. Throws {@link ScenarioError} on any problem. */
 export function loadScenarioFile(path: string): Scenario {
   let text: string;
@@ -188,7 +150,7 @@ export function parseScenario(text: string, source = '<scenario>'): Scenario {
     const seen = new Set<string>();
     const problems: string[] = [];
     for (const e of validate.errors ?? []) {
-      const msg = describeAjvError(e, doc);
+      const msg = describeSchemaError(e, doc);
       if (!seen.has(msg)) problems.push(msg);
       seen.add(msg);
     }

@@ -28,7 +28,6 @@ import {
 import {
   COPIED_FROM_LABEL,
   MIN_MANAGED_VERSION,
-  REF,
   findMicDeployments,
   findNmiDaemonSets,
   formatVersion,
@@ -36,6 +35,7 @@ import {
   type PodIdentityWorkload,
 } from './pod-identity.ts';
 import { PROBE_LABEL } from './probe.ts';
+import { KINDS } from '../kube/kinds.ts';
 
 /** The context every step of this package runs with. */
 export type Ctx = StepContext<KubeGateway, AzureGateway>;
@@ -296,7 +296,7 @@ export async function discover(ctx: Ctx): Promise<Discovery> {
   const notes: string[] = [];
   ctx.progress('listing pod identity objects, pods, controllers and nodes');
 
-  const crdList = async (ref: (typeof REF)[keyof typeof REF]): Promise<KubeObject[] | undefined> => {
+  const crdList = async (ref: (typeof KINDS)[keyof typeof KINDS]): Promise<KubeObject[] | undefined> => {
     try {
       return await kube.list(ref);
     } catch (e) {
@@ -306,10 +306,10 @@ export async function discover(ctx: Ctx): Promise<Discovery> {
     }
   };
   const [identities, bindings, assigned, exceptions] = await Promise.all([
-    crdList(REF.AzureIdentity),
-    crdList(REF.AzureIdentityBinding),
-    crdList(REF.AzureAssignedIdentity),
-    crdList(REF.AzurePodIdentityException),
+    crdList(KINDS.AzureIdentity),
+    crdList(KINDS.AzureIdentityBinding),
+    crdList(KINDS.AzureAssignedIdentity),
+    crdList(KINDS.AzurePodIdentityException),
   ]);
   if (!identities || !bindings) {
     blockers.push({
@@ -320,14 +320,14 @@ export async function discover(ctx: Ctx): Promise<Discovery> {
     });
   }
   const [pods, replicaSets, deployments, jobs, cronJobs, statefulSets, daemonSets, nodes] = await Promise.all([
-    kube.list(REF.Pod, { labelSelector: BINDING_LABEL }),
-    kube.list(REF.ReplicaSet),
-    kube.list(REF.Deployment),
-    crdList(REF.Job).then((x) => x ?? []),
-    crdList(REF.CronJob).then((x) => x ?? []),
-    crdList(REF.StatefulSet).then((x) => x ?? []),
-    kube.list(REF.DaemonSet),
-    kube.list(REF.Node),
+    kube.list(KINDS.Pod, { labelSelector: BINDING_LABEL }),
+    kube.list(KINDS.ReplicaSet),
+    kube.list(KINDS.Deployment),
+    crdList(KINDS.Job).then((x) => x ?? []),
+    crdList(KINDS.CronJob).then((x) => x ?? []),
+    crdList(KINDS.StatefulSet).then((x) => x ?? []),
+    kube.list(KINDS.DaemonSet),
+    kube.list(KINDS.Node),
   ]);
   const cluster = await kube.clusterIdentity();
 
@@ -716,8 +716,8 @@ export async function podIdentityFor(ctx: Ctx): Promise<{ nmi?: PodIdentityWorkl
   const data = ctx.journal.of('inventory').getData<PodIdentityData>('podIdentity');
   if (data) {
     const [ds, dep] = await Promise.all([
-      ctx.kube.get(REF.DaemonSet, data.nmi.namespace, data.nmi.name),
-      data.mic ? ctx.kube.get(REF.Deployment, data.mic.namespace, data.mic.name) : Promise.resolve(undefined),
+      ctx.kube.get(KINDS.DaemonSet, data.nmi.namespace, data.nmi.name),
+      data.mic ? ctx.kube.get(KINDS.Deployment, data.mic.namespace, data.mic.name) : Promise.resolve(undefined),
     ]);
     return { nmi: ds ? findNmiDaemonSets([ds])[0] : undefined, mic: dep ? findMicDeployments([dep])[0] : undefined };
   }
@@ -729,7 +729,7 @@ export async function podIdentityFor(ctx: Ctx): Promise<{ nmi?: PodIdentityWorkl
 
 /** NMI and MIC found by listing DaemonSets and Deployments (two list calls). */
 export async function findPodIdentityLive(kube: KubeGateway): Promise<{ nmi?: PodIdentityWorkload; mic?: PodIdentityWorkload }> {
-  const [daemonSets, deployments] = await Promise.all([kube.list(REF.DaemonSet), kube.list(REF.Deployment)]);
+  const [daemonSets, deployments] = await Promise.all([kube.list(KINDS.DaemonSet), kube.list(KINDS.Deployment)]);
   return { nmi: findNmiDaemonSets(daemonSets)[0], mic: findMicDeployments(deployments)[0] };
 }
 
@@ -905,7 +905,7 @@ const inventory: Step<KubeGateway, AzureGateway> = {
       seen.add(r.actionId);
       const pre = ctx.journal.firstPreState<CopyPreState>(r.actionId);
       if (!pre) continue;
-      const ref = pre.kind === 'AzureIdentity' ? REF.AzureIdentity : REF.AzureIdentityBinding;
+      const ref = pre.kind === 'AzureIdentity' ? KINDS.AzureIdentity : KINDS.AzureIdentityBinding;
       const live = await ctx.kube.get(ref, pre.namespace, pre.name);
       // Only an object that still says it is our copy is removed; anything else is the operator's.
       if (live && live.metadata?.labels?.[COPIED_FROM_LABEL] === pre.copiedFrom) {
@@ -925,7 +925,7 @@ const inventory: Step<KubeGateway, AzureGateway> = {
     for (const id of ids) {
       const pre = ctx.journal.firstPreState<CopyPreState>(id);
       if (!pre) continue;
-      const live = await ctx.kube.get(pre.kind === 'AzureIdentity' ? REF.AzureIdentity : REF.AzureIdentityBinding, pre.namespace, pre.name);
+      const live = await ctx.kube.get(pre.kind === 'AzureIdentity' ? KINDS.AzureIdentity : KINDS.AzureIdentityBinding, pre.namespace, pre.name);
       if (live && live.metadata?.labels?.[COPIED_FROM_LABEL] === pre.copiedFrom && !live.metadata?.deletionTimestamp) failures.push(`${pre.kind} ${pre.namespace}/${pre.name} (our copy) still exists`);
       else evidence.push(`${pre.kind.toLowerCase()} ${pre.namespace}/${pre.name} (copy) is gone`);
     }

@@ -11,7 +11,8 @@ import type { KubeGateway } from '../kube/gateway.ts';
 import type { CheckResult, PlannedAction, Step, StepOutcome, StepPlan } from '../engine/step.ts';
 import { inventoryFor, podIdentityFor, withScopedGateways, type Ctx } from './01-inventory.ts';
 import type { InventoryDocument } from './inventory-model.ts';
-import { POLL_MS, REF, parseImmutableUserMsis, remainingMs, waitForMicLeader, withImmutableUserMsis } from './pod-identity.ts';
+import { POLL_MS, parseImmutableUserMsis, remainingMs, waitForMicLeader, withImmutableUserMsis } from './pod-identity.ts';
+import { KINDS } from '../kube/kinds.ts';
 
 /** Scale sets patched at the same time. */
 export const VMSS_CONCURRENCY = 4;
@@ -204,7 +205,7 @@ const assign: Step<KubeGateway, AzureGateway> = {
     const protect = plan.actions.find((a) => a.id === PROTECT_ACTION_ID);
     if (protect) {
       const d = protect.details as ProtectDetails;
-      const live = await ctx.kube.get(REF.Deployment, d.namespace, d.name);
+      const live = await ctx.kube.get(KINDS.Deployment, d.namespace, d.name);
       if (!live) throw new Error(`deployment ${d.namespace}/${d.name} (MIC) disappeared; re-run the inventory step`);
       const container = (live.spec as { template: { spec: { containers: { name: string; args?: string[] }[] } } }).template.spec.containers[d.containerIndex];
       if (container?.name !== d.container) throw new Error(`deployment ${d.namespace}/${d.name} changed: container ${d.containerIndex} is no longer ${d.container}; plan again`);
@@ -212,7 +213,7 @@ const assign: Step<KubeGateway, AzureGateway> = {
       const args = withImmutableUserMsis(container.args ?? [], d.add);
       ctx.progress(`protecting ${d.add.length} identities in MIC (${d.namespace}/${d.name})`);
       await ctx.journal.runAction(protect, pre, async () => {
-        const patched = await ctx.kube.patch(REF.Deployment, d.namespace, d.name, argsPatch(d.containerIndex, d.container, args), 'json');
+        const patched = await ctx.kube.patch(KINDS.Deployment, d.namespace, d.name, argsPatch(d.containerIndex, d.container, args), 'json');
         return { generation: patched.metadata?.generation };
       });
       // MIC must run with the new args before any identity is added by hand, or its GC can still remove them;
@@ -335,9 +336,9 @@ const assign: Step<KubeGateway, AzureGateway> = {
     const pre = ctx.journal.firstPreState<ProtectPreState>(PROTECT_ACTION_ID);
     if (protectRecord && pre) {
       ctx.progress(`restoring MIC ${pre.namespace}/${pre.name} args`);
-      const live = await ctx.kube.get(REF.Deployment, pre.namespace, pre.name);
+      const live = await ctx.kube.get(KINDS.Deployment, pre.namespace, pre.name);
       if (live) {
-        await ctx.kube.patch(REF.Deployment, pre.namespace, pre.name, argsPatch(pre.containerIndex, pre.container, pre.args), 'json');
+        await ctx.kube.patch(KINDS.Deployment, pre.namespace, pre.name, argsPatch(pre.containerIndex, pre.container, pre.args), 'json');
         if (ctx.dryRun === 'none') await waitForMicLeader(ctx.kube, pre, ctx.deadline, ctx.signal);
         restored = true;
       } else ctx.log.warn(`deployment ${pre.namespace}/${pre.name} no longer exists; its args cannot be restored`);
@@ -368,7 +369,7 @@ const assign: Step<KubeGateway, AzureGateway> = {
     }
     const pre = ctx.journal.firstPreState<ProtectPreState>(PROTECT_ACTION_ID);
     if (pre) {
-      const live = await ctx.kube.get(REF.Deployment, pre.namespace, pre.name);
+      const live = await ctx.kube.get(KINDS.Deployment, pre.namespace, pre.name);
       const container = (live?.spec as { template?: { spec?: { containers?: { name: string; args?: string[] }[] } } } | undefined)?.template?.spec?.containers?.[pre.containerIndex];
       if (!live) failures.push(`deployment ${pre.namespace}/${pre.name} not found`);
       else if (JSON.stringify(container?.args ?? null) !== JSON.stringify(pre.args)) failures.push(`deployment ${pre.namespace}/${pre.name}: args differ from before (${JSON.stringify(container?.args)})`);

@@ -11,7 +11,6 @@ import { inventoryFor, podIdentityFor, withScopedGateways, type Ctx } from './01
 import type { InventoryDocument } from './inventory-model.ts';
 import {
   POLL_MS,
-  REF,
   daemonSetRolloutGap,
   healthBodies,
   helmManagedValues,
@@ -22,6 +21,7 @@ import {
   type PodIdentityWorkload,
 } from './pod-identity.ts';
 import { runTokenProbe } from './probe.ts';
+import { KINDS } from '../kube/kinds.ts';
 
 export const NMI_ACTION_ID = 'nmi/managed-mode';
 
@@ -76,7 +76,7 @@ function strategyIsWanted(s: unknown): boolean {
 
 /** Running NMI pods of the DaemonSet (one list call). */
 async function nmiPods(ctx: Ctx, ds: KubeObject): Promise<KubeObject[]> {
-  const pods = await ctx.kube.list(REF.Pod, { namespace: ds.metadata?.namespace, labelSelector: podSelectorOf(ds) });
+  const pods = await ctx.kube.list(KINDS.Pod, { namespace: ds.metadata?.namespace, labelSelector: podSelectorOf(ds) });
   return pods.filter((p) => !p.metadata?.deletionTimestamp && p.metadata?.ownerReferences?.some((o) => o.kind === 'DaemonSet' && o.name === ds.metadata?.name));
 }
 
@@ -112,7 +112,7 @@ export function probeTargets(inv: InventoryDocument, nodesByPool: Map<string, st
 }
 
 async function readyNodesByPool(ctx: Ctx): Promise<Map<string, string[]>> {
-  const nodes = await ctx.kube.list(REF.Node);
+  const nodes = await ctx.kube.list(KINDS.Node);
   const out = new Map<string, string[]>();
   for (const n of nodes.sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''))) {
     const l = n.metadata?.labels ?? {};
@@ -177,7 +177,7 @@ const nmiManaged: Step<KubeGateway, AzureGateway> = {
       return { summary: `NMI ${nmi.namespace}/${nmi.name} already in managed mode; ${bodies.length} pods Active` };
     }
     const d = action.details as NmiDetails;
-    const live = await ctx.kube.get(REF.DaemonSet, d.namespace, d.name);
+    const live = await ctx.kube.get(KINDS.DaemonSet, d.namespace, d.name);
     if (!live) throw new Error(`daemonset ${d.namespace}/${d.name} disappeared; re-run the inventory step`);
     const container = containerAt(live, d.containerIndex);
     if (container?.name !== d.container) throw new Error(`daemonset ${d.namespace}/${d.name} changed: container ${d.containerIndex} is no longer ${d.container}; plan again`);
@@ -196,7 +196,7 @@ const nmiManaged: Step<KubeGateway, AzureGateway> = {
     ];
     ctx.progress(`patching daemonset ${d.namespace}/${d.name} to managed mode`);
     await ctx.journal.runAction(action, pre, async () => {
-      const r = await ctx.kube.patch(REF.DaemonSet, d.namespace, d.name, patch, 'json');
+      const r = await ctx.kube.patch(KINDS.DaemonSet, d.namespace, d.name, patch, 'json');
       return { generation: r.metadata?.generation };
     });
     if (ctx.dryRun !== 'none') return { summary: `daemonset ${d.namespace}/${d.name} would switch to managed mode` };
@@ -252,7 +252,7 @@ const nmiManaged: Step<KubeGateway, AzureGateway> = {
     ];
     patch.push(pre.updateStrategy === null ? { op: 'remove', path: '/spec/updateStrategy' } : { op: 'add', path: '/spec/updateStrategy', value: pre.updateStrategy });
     ctx.progress(`restoring daemonset ${pre.namespace}/${pre.name}`);
-    await ctx.kube.patch(REF.DaemonSet, pre.namespace, pre.name, patch, 'json');
+    await ctx.kube.patch(KINDS.DaemonSet, pre.namespace, pre.name, patch, 'json');
     const ds = await waitForDaemonSetRollout(ctx.kube, pre.namespace, pre.name, ctx.deadline, ctx.signal);
     const bodies = await waitAllActive(ctx, ds, nmiProbePort((pre.container.args as string[] | undefined) ?? []));
     await ctx.journal.markRolledBack(NMI_ACTION_ID);
@@ -262,7 +262,7 @@ const nmiManaged: Step<KubeGateway, AzureGateway> = {
   async verifyRollback(ctx): Promise<CheckResult> {
     const pre = ctx.journal.firstPreState<NmiPreState>(NMI_ACTION_ID);
     if (!pre) return { ok: true, evidence: ['nothing was changed'], failures: [] };
-    const ds = await ctx.kube.get(REF.DaemonSet, pre.namespace, pre.name);
+    const ds = await ctx.kube.get(KINDS.DaemonSet, pre.namespace, pre.name);
     const failures: string[] = [];
     const evidence: string[] = [];
     if (!ds) return { ok: false, evidence, failures: [`daemonset ${pre.namespace}/${pre.name} not found`] };

@@ -8,7 +8,8 @@ import type { AzureGateway } from '../azure/gateway.ts';
 import type { KubeGateway, KubeObject } from '../kube/gateway.ts';
 import type { CheckResult, Step, StepOutcome, StepPlan } from '../engine/step.ts';
 import { inventoryFor, podIdentityFor, withScopedGateways, type Ctx } from './01-inventory.ts';
-import { POLL_MS, REF, findMicDeployments, healthBodies, podSelectorOf, probePortOf, remainingMs, waitForMicLeader } from './pod-identity.ts';
+import { POLL_MS, findMicDeployments, healthBodies, podSelectorOf, probePortOf, remainingMs, waitForMicLeader } from './pod-identity.ts';
+import { KINDS } from '../kube/kinds.ts';
 
 export const MIC_SCALE_ACTION_ID = 'mic/scale-to-zero';
 
@@ -23,7 +24,7 @@ export interface MicData {
 export const micProbePort = probePortOf;
 
 async function micPods(ctx: Ctx, dep: KubeObject): Promise<KubeObject[]> {
-  return ctx.kube.list(REF.Pod, { namespace: dep.metadata?.namespace, labelSelector: podSelectorOf(dep) });
+  return ctx.kube.list(KINDS.Pod, { namespace: dep.metadata?.namespace, labelSelector: podSelectorOf(dep) });
 }
 
 const micScale: Step<KubeGateway, AzureGateway> = {
@@ -75,7 +76,7 @@ const micScale: Step<KubeGateway, AzureGateway> = {
       d = { namespace: mic.namespace, name: mic.name, from: 0 };
       recorded = ctx.journal.getData<MicData>('mic') ?? { namespace: mic.namespace, name: mic.name, replicas: 0 };
     }
-    const dep = await ctx.kube.get(REF.Deployment, d.namespace, d.name);
+    const dep = await ctx.kube.get(KINDS.Deployment, d.namespace, d.name);
     if (dep) {
       await ctx.kube.waitFor(
         async (note) => {
@@ -109,7 +110,7 @@ const micScale: Step<KubeGateway, AzureGateway> = {
     if (!pre || !data) return { summary: 'nothing recorded to undo' };
     ctx.progress(`scaling MIC ${data.namespace}/${data.name} back to ${pre.replicas}`);
     await ctx.kube.scale(data.namespace, data.name, pre.replicas);
-    const dep = await ctx.kube.get(REF.Deployment, data.namespace, data.name);
+    const dep = await ctx.kube.get(KINDS.Deployment, data.namespace, data.name);
     const mic = dep ? findMicDeployments([dep])[0] : undefined;
     // The replicas scaled away still hold MIC's lease: it is handed over so a new leader need not wait it out.
     const { leader } = await waitForMicLeader(ctx.kube, { namespace: data.namespace, name: data.name, container: mic?.container ?? 'mic' }, ctx.deadline, ctx.signal);
@@ -121,7 +122,7 @@ const micScale: Step<KubeGateway, AzureGateway> = {
     const pre = ctx.journal.firstPreState<{ replicas: number }>(MIC_SCALE_ACTION_ID);
     const data = ctx.journal.getData<MicData>('mic');
     if (!pre || !data) return { ok: true, evidence: ['nothing was changed'], failures: [] };
-    const dep = await ctx.kube.get(REF.Deployment, data.namespace, data.name);
+    const dep = await ctx.kube.get(KINDS.Deployment, data.namespace, data.name);
     if (!dep) return { ok: false, evidence: [], failures: [`deployment ${data.namespace}/${data.name} not found`] };
     const replicas = (dep.spec as { replicas?: number }).replicas ?? 1;
     const failures: string[] = [];

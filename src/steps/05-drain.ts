@@ -24,7 +24,8 @@ import type { ActionRecord, CheckResult, PlannedAction, Step, StepContext, StepO
 import type { AzureGateway } from '../azure/gateway.ts';
 import type { KubeGateway, KubeObject } from '../kube/gateway.ts';
 import { asInventory, type InventoryDocument } from './inventory-model.ts';
-import { KINDS, checkNmiHealth, findNmiPod } from './probe.ts';
+import { checkNmiHealth, findNmiPod } from './probe.ts';
+import { KINDS } from '../kube/kinds.ts';
 
 type Ctx = StepContext<KubeGateway, AzureGateway>;
 

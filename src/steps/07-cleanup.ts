@@ -24,9 +24,10 @@ import type { CheckResult, PlannedAction, Step, StepContext, StepOutcome, StepPl
 import type { AzureGateway } from '../azure/gateway.ts';
 import type { KubeGateway, KubeObject, ResourceRef } from '../kube/gateway.ts';
 import { asInventory, type InventoryDocument } from './inventory-model.ts';
-import { KINDS, runTokenProbe, sweepProbePods } from './probe.ts';
+import { runTokenProbe, sweepProbePods } from './probe.ts';
 import type { TestResult } from './junit.ts';
 import { isCordoned, isReady, poolOf } from './05-drain.ts';
+import { KINDS } from '../kube/kinds.ts';
 
 type Ctx = StepContext<KubeGateway, AzureGateway>;
 

@@ -8,11 +8,12 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { writeFileAtomic } from '../engine/atomic-file.ts';
 import { PreconditionError } from '../engine/errors.ts';
+import { describeSchemaError, fieldPath } from '../util/schema-errors.ts';
 
 /** Where the schema lives in the package. */
 export const INVENTORY_SCHEMA_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'inventory', 'inventory.schema.json');
@@ -111,34 +112,6 @@ function schemaValidator(): Validator {
   return validator;
 }
 
-/** `/identities/1/services/0/testCases/2` -> `identities[1].services[0].testCases[2]` */
-function fieldPath(instancePath: string): string {
-  return instancePath
-    .split('/')
-    .filter(Boolean)
-    .map((seg) => (/^\d+$/.test(seg) ? `[${seg}]` : `.${seg}`))
-    .join('')
-    .replace(/^\./, '');
-}
-
-function describe(e: ErrorObject): string {
-  const field = fieldPath(e.instancePath);
-  const prefix = field ? `${field}` : '(top level)';
-  const params = e.params as Record<string, unknown>;
-  switch (e.keyword) {
-    case 'additionalProperties':
-      return `${field ? field + '.' : ''}${String(params.additionalProperty)}: unknown field; remove it or check its spelling`;
-    case 'required':
-      return `${field ? field + '.' : ''}${String(params.missingProperty)}: required field is missing`;
-    case 'enum':
-      return `${prefix}: must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
-    case 'const':
-      return `${prefix}: must be ${JSON.stringify(params.allowedValue)}`;
-    default:
-      return `${prefix}: ${e.message ?? e.keyword}`;
-  }
-}
-
 /**
  * Validates a parsed inventory against the schema. Returns every problem (empty when valid),
  * each naming the field, e.g. `identities[2].type: must be one of 0, 1, 2`. A test case that
@@ -156,7 +129,7 @@ export function validateInventory(doc: unknown): string[] {
     const msg =
       e.keyword === 'oneOf'
         ? `${fieldPath(e.instancePath)}: not a valid test case (kind must be nmi-health, token, http with url, or command with command; no other fields)`
-        : describe(e);
+        : describeSchemaError(e);
     if (!out.includes(msg)) out.push(msg);
   }
   return out;

@@ -6,27 +6,9 @@
  * The argument rules are pure functions over plain Kubernetes JSON, so each is unit-testable; the
  * waits at the end read through the gateway.
  */
-import type { KubeGateway, KubeObject, ResourceRef } from '../kube/gateway.ts';
+import type { KubeGateway, KubeObject } from '../kube/gateway.ts';
+import { KINDS } from '../kube/kinds.ts';
 
-/**
- * The resource types the steps use. Kept here (same values as the gateway's `KINDS`) so that
- * the steps import only types from the gateway module, never the SDK behind it.
- */
-export const REF = {
-  Node: { apiVersion: 'v1', kind: 'Node' },
-  Pod: { apiVersion: 'v1', kind: 'Pod' },
-  Deployment: { apiVersion: 'apps/v1', kind: 'Deployment' },
-  ReplicaSet: { apiVersion: 'apps/v1', kind: 'ReplicaSet' },
-  DaemonSet: { apiVersion: 'apps/v1', kind: 'DaemonSet' },
-  StatefulSet: { apiVersion: 'apps/v1', kind: 'StatefulSet' },
-  Job: { apiVersion: 'batch/v1', kind: 'Job' },
-  CronJob: { apiVersion: 'batch/v1', kind: 'CronJob' },
-  AzureIdentity: { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentity' },
-  AzureIdentityBinding: { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentityBinding' },
-  AzureAssignedIdentity: { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureAssignedIdentity' },
-  AzurePodIdentityException: { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzurePodIdentityException' },
-  Endpoints: { apiVersion: 'v1', kind: 'Endpoints' },
-} as const satisfies Record<string, ResourceRef>;
 
 /** How Pod Identity was installed: `kubectl apply` of the upstream manifests, or the Helm chart. */
 export type InstallKind = 'raw' | 'helm';
@@ -333,7 +315,7 @@ export function remainingMs(deadline: number): number {
 export async function waitForDaemonSetRollout(kube: KubeGateway, namespace: string, name: string, deadline: number, signal?: AbortSignal): Promise<KubeObject> {
   return kube.waitFor(
     async (note) => {
-      const ds = await kube.get(REF.DaemonSet, namespace, name);
+      const ds = await kube.get(KINDS.DaemonSet, namespace, name);
       if (!ds) throw new Error(`daemonset ${namespace}/${name} disappeared during its rollout`);
       const gap = daemonSetRolloutGap(ds);
       if (gap) note(gap);
@@ -347,7 +329,7 @@ export async function waitForDaemonSetRollout(kube: KubeGateway, namespace: stri
 export async function waitForDeploymentRollout(kube: KubeGateway, namespace: string, name: string, deadline: number, signal?: AbortSignal): Promise<KubeObject> {
   return kube.waitFor(
     async (note) => {
-      const d = await kube.get(REF.Deployment, namespace, name);
+      const d = await kube.get(KINDS.Deployment, namespace, name);
       if (!d) throw new Error(`deployment ${namespace}/${name} disappeared during its rollout`);
       const gap = deploymentRolloutGap(d);
       if (gap) note(gap);
@@ -401,7 +383,7 @@ function containerRunning(pod: KubeObject, container: string): boolean {
 export async function releaseOrphanedMicLease(kube: KubeGateway, mic: { args: readonly string[]; container: string }, pods: readonly KubeObject[]): Promise<string | undefined> {
   if (kube.dryRunMode !== 'none') return undefined;
   const lock = micLeaseLock(mic.args);
-  const ep = await kube.get(REF.Endpoints, lock.namespace, lock.name);
+  const ep = await kube.get(KINDS.Endpoints, lock.namespace, lock.name);
   const raw = ep?.metadata?.annotations?.[MIC_LEADER_ANNOTATION];
   if (!raw) return undefined;
   let record: { holderIdentity?: string; leaderTransitions?: number };
@@ -419,7 +401,7 @@ export async function releaseOrphanedMicLease(kube: KubeGateway, mic: { args: re
   const released = JSON.stringify({ holderIdentity: '', leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaderTransitions: record.leaderTransitions ?? 0 });
   const path = `/metadata/annotations/${MIC_LEADER_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`;
   try {
-    await kube.patch(REF.Endpoints, lock.namespace, lock.name, [{ op: 'test', path, value: raw }, { op: 'replace', path, value: released }], 'json');
+    await kube.patch(KINDS.Endpoints, lock.namespace, lock.name, [{ op: 'test', path, value: raw }, { op: 'replace', path, value: released }], 'json');
     return holder;
   } catch (e) {
     // The record changed under us (renewed or taken over): exactly the case to leave alone.
@@ -431,7 +413,7 @@ export async function releaseOrphanedMicLease(kube: KubeGateway, mic: { args: re
 
 /** Running, non-terminating MIC pods of the Deployment and, for the lease, every pod it has. */
 async function micPodsOf(kube: KubeGateway, dep: KubeObject): Promise<KubeObject[]> {
-  return kube.list(REF.Pod, { namespace: dep.metadata?.namespace, labelSelector: podSelectorOf(dep) });
+  return kube.list(KINDS.Pod, { namespace: dep.metadata?.namespace, labelSelector: podSelectorOf(dep) });
 }
 
 /**
@@ -451,7 +433,7 @@ export async function waitForMicLeader(
   const released: string[] = [];
   return kube.waitFor(
     async (note) => {
-      const dep = await kube.get(REF.Deployment, mic.namespace, mic.name);
+      const dep = await kube.get(KINDS.Deployment, mic.namespace, mic.name);
       if (!dep) throw new Error(`deployment ${mic.namespace}/${mic.name} disappeared during its rollout`);
       const workload = findMicDeployments([dep])[0];
       const args = workload?.args ?? [];

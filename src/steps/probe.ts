@@ -17,30 +17,9 @@
  * any left behind by an interrupted run.
  */
 import { randomBytes } from 'node:crypto';
-import type { KubeGateway, KubeObject, ResourceRef } from '../kube/gateway.ts';
+import type { KubeGateway, KubeObject } from '../kube/gateway.ts';
+import { KINDS } from '../kube/kinds.ts';
 
-/**
- * Resource types steps 5-7 use (same values as the gateway's `KINDS`, kept here so the steps
- * import only types from the gateway module, never the SDK behind it).
- */
-export const KINDS = {
-  Node: { apiVersion: 'v1', kind: 'Node' },
-  Pod: { apiVersion: 'v1', kind: 'Pod' },
-  ServiceAccount: { apiVersion: 'v1', kind: 'ServiceAccount' },
-  ConfigMap: { apiVersion: 'v1', kind: 'ConfigMap' },
-  Secret: { apiVersion: 'v1', kind: 'Secret' },
-  Endpoints: { apiVersion: 'v1', kind: 'Endpoints' },
-  Deployment: { apiVersion: 'apps/v1', kind: 'Deployment' },
-  ReplicaSet: { apiVersion: 'apps/v1', kind: 'ReplicaSet' },
-  StatefulSet: { apiVersion: 'apps/v1', kind: 'StatefulSet' },
-  DaemonSet: { apiVersion: 'apps/v1', kind: 'DaemonSet' },
-  PodDisruptionBudget: { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget' },
-  ClusterRole: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole' },
-  ClusterRoleBinding: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding' },
-  CustomResourceDefinition: { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition' },
-  AzureAssignedIdentity: { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureAssignedIdentity' },
-  AzurePodIdentityException: { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzurePodIdentityException' },
-} as const satisfies Record<string, ResourceRef>;
 
 /** Label every probe pod carries (value `true`), for clean-up sweeps and for operators. */
 export const PROBE_LABEL = 'podid-migrate.io/probe';
