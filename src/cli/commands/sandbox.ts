@@ -64,7 +64,7 @@ export const sandboxCommand: CommandModule = {
       .description('start a sandbox in the background and wait until it is ready')
       .option('--dir <dir>', 'where to write kubeconfig, ca.crt, env, sandbox.json and sandbox.log', DEFAULT_SANDBOX_DIR)
       .option('--scenario <file>', 'scenario YAML (default: the bundled scenarios/default.yaml)')
-      .option('--time-scale <x>', 'simulated seconds per real second (default: the scenario's, 15 for the default one)')
+      .option('--time-scale <x>', 'simulated seconds per real second (default: from the scenario; 15 for the default one)')
       .option('--no-churn', 'do not start the scenario batch churn')
       .option('--timeout <seconds>', 'how long to wait for the sandbox to become ready', '120')
       .action(async (opts: { dir: string; scenario?: string; timeScale?: string; churn: boolean; timeout: string }) => {
