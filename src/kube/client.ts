@@ -25,6 +25,7 @@ import type { RetryOptions, CallScope } from './retry.ts';
 import { CallCounter } from './call-counter.ts';
 import type { DryRunRecorder } from './dry-run.ts';
 import { DryRunViolationError, KubeApiError } from './errors.ts';
+import { PreconditionError } from '../engine/errors.ts';
 
 /** How to reach the cluster and how politely. */
 export interface KubeClientOptions {
@@ -110,12 +111,22 @@ export class KubeClient {
    */
   static load(opts: KubeClientOptions = {}): KubeClient {
     const kc = new KubeConfig();
-    if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-    else kc.loadFromDefault();
+    const source = opts.kubeconfig ? `--kubeconfig ${opts.kubeconfig}` : process.env.KUBECONFIG ? `KUBECONFIG=${process.env.KUBECONFIG}` : '~/.kube/config';
+    try {
+      if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+      else kc.loadFromDefault();
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const why = err.code === 'ENOENT' ? 'the file does not exist' : err.code === 'EACCES' ? 'the file is not readable' : `it is not a valid kubeconfig (${err.message.split('\n')[0].trim()})`;
+      throw new PreconditionError(`cannot load the kubeconfig (${source}): ${why}.`, 'Point --kubeconfig or KUBECONFIG at the cluster\'s kubeconfig (az aks get-credentials writes one), or `source .sandbox/env` for the sandbox.');
+    }
+    if (!kc.getCurrentCluster()) {
+      throw new PreconditionError(`the kubeconfig (${source}) has no current context with a cluster.`, 'Choose one with --context <name> (kubectl config get-contexts lists them).');
+    }
     if (opts.context) {
       if (!kc.getContextObject(opts.context)) {
         const known = kc.getContexts().map((c) => c.name).join(', ') || 'none';
-        throw new Error(`context ${opts.context} is not in ${opts.kubeconfig ?? 'the default kubeconfig'} (contexts: ${known})`);
+        throw new PreconditionError(`--context ${opts.context} is not in the kubeconfig (${source}; contexts: ${known}).`, 'Pass one of those contexts (kubectl config get-contexts lists them).');
       }
       kc.setCurrentContext(opts.context);
     }
