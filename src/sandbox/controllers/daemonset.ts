@@ -12,6 +12,7 @@ import type { CacheEvent, ClusterCache } from './cache.ts';
 import { effectiveTaints, matchesNodeSelection, TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE, type Toleration, toleratesTaints } from './scheduling.ts';
 import { controllerRef, deletePod, ignoreNotFound, isPodReady, isTerminal, objectKey, ownerRefTo, podAvailability, scaledValue, templateHash, writeStatus } from './util.ts';
 import { WorkQueue } from './work-queue.ts';
+import { defaultPodSpec } from '../kube-api/defaults.ts';
 
 const REVISION_HASH = 'controller-revision-hash';
 const TEMPLATE_GENERATION = 'pod-template-generation';
@@ -220,11 +221,8 @@ export class DaemonSetController {
         },
       },
     };
-    spec.restartPolicy = spec.restartPolicy ?? 'Always';
-    spec.terminationGracePeriodSeconds = spec.terminationGracePeriodSeconds ?? 30;
-    spec.schedulerName = spec.schedulerName ?? 'default-scheduler';
-    spec.serviceAccountName = spec.serviceAccountName ?? spec.serviceAccount ?? 'default';
-    spec.dnsPolicy = spec.dnsPolicy ?? 'ClusterFirst';
+    // The same defaults the API server gives a pod created through it.
+    defaultPodSpec(spec);
     const pod: KObject = {
       apiVersion: 'v1',
       kind: 'Pod',

@@ -13,6 +13,7 @@ import type { KObject, ObjectStore, ResourceType } from '../store.ts';
 import type { CacheEvent, ClusterCache } from './cache.ts';
 import { controllerRef, deletePod, ignoreNotFound, isPodReady, objectKey, ownerRefTo, setCondition, splitKey, writeStatus } from './util.ts';
 import { WorkQueue } from './work-queue.ts';
+import { defaultPodSpec } from '../kube-api/defaults.ts';
 
 export const JOB_TRACKING_FINALIZER = 'batch.kubernetes.io/job-tracking';
 
@@ -185,10 +186,8 @@ export class JobController {
     const uid = job.metadata.uid!;
     const spec = structuredClone(tpl.spec ?? {});
     spec.restartPolicy = spec.restartPolicy ?? 'Never';
-    spec.terminationGracePeriodSeconds = spec.terminationGracePeriodSeconds ?? 30;
-    spec.schedulerName = spec.schedulerName ?? 'default-scheduler';
-    spec.serviceAccountName = spec.serviceAccountName ?? spec.serviceAccount ?? 'default';
-    spec.dnsPolicy = spec.dnsPolicy ?? 'ClusterFirst';
+    // The same defaults the API server gives a pod created through it.
+    defaultPodSpec(spec);
     const pod: KObject = {
       apiVersion: 'v1',
       kind: 'Pod',
