@@ -83,7 +83,9 @@ export async function runWithProgress<T>(steps: ReadonlyArray<{ id: StepId; titl
       fallbackRenderer: 'verbose',
       rendererOptions: options.animated
         ? { logger, collapseSubtasks: false, showErrorMessage: false, persistentOutput: false }
-        : { logger, timestamp: PRESET_TIMESTAMP, logTitleChange: true },
+        : // Title changes are not logged: the final title (with the summary) is the [COMPLETED] line,
+          // and phases show as output lines, so CI logs carry each fact once.
+          { logger, timestamp: PRESET_TIMESTAMP, logTitleChange: false },
     } as never,
   );
   const events: RunnerEvents = {
@@ -92,6 +94,12 @@ export async function runWithProgress<T>(steps: ReadonlyArray<{ id: StepId; titl
       const label = phase === 'apply' ? id : `${id} (${phase})`;
       // A task not yet shown picks its title up when it starts.
       if (set) set(label);
+      if (!options.animated && phase !== 'apply') {
+        const out = outputs.get(id);
+        const line = phase === 'check' ? 'checking the outcome…' : `${phase}…`;
+        if (out) out(line);
+        else pending.set(id, line);
+      }
     },
     stepProgress: (id, message) => {
       const set = outputs.get(id);
