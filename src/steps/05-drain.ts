@@ -328,7 +328,7 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
         code: 'unreplicated-pods',
         subject: `node ${nodeName}`,
         message: `pods not managed by a ReplicaSet, StatefulSet, Job or DaemonSet would be lost by the drain: ${unreplicated.map(podKey).sort().join(', ')}.`,
-        fix: 'Move them to a controller, delete them yourself, or allow the drain to delete them (drainForce), then plan again.',
+        fix: 'Move them to a controller, delete them yourself, or allow the drain to delete them (apply --drain-force), then plan again.',
       });
       continue;
     }

@@ -131,6 +131,7 @@ describe('flag validation', () => {
     [['apply', '--step', 'drainn'], /--step: "drainn" is not a step/],
     [['apply', '--dry-run=maybe'], /--dry-run: "maybe" is not a mode/],
     [['apply', '--drain-timeout', 'soon'], /--drain-timeout: "soon" is not a duration/],
+    [['apply', '--test-timeout', 'soon'], /--test-timeout: "soon" is not a duration/],
     [['apply', '--step', 'assign', '--to', 'drain'], /--step and --to cannot be combined/],
     [['rollback'], /exactly one of --step ID, --to ID or --all/],
     [['plan', '--aks-id', '/subscriptions/x/clusters/y'], /--aks-id: "\/subscriptions\/x\/clusters\/y" is not an AKS resource id/],

@@ -18,6 +18,8 @@ interface ApplyFlags {
   dryRun?: string;
   drainTimeout?: string;
   drainStrategy?: string;
+  drainForce?: boolean;
+  testTimeout?: string;
   deleteCrd?: boolean;
   junit?: string;
 }
@@ -38,6 +40,8 @@ export const applyCommand: CommandModule = {
       .option('--dry-run <mode>', 'client: no write call at all; server: Kubernetes writes with dryRun=All, Azure writes printed. No journal, no lock')
       .option('--drain-timeout <duration>', 'drain: how long evictions may be retried per node (e.g. 15m)')
       .option('--drain-strategy <strategy>', 'drain: how the drained node is replaced: reimage, delete or none')
+      .option('--drain-force', 'drain: also delete pods no controller will re-create (like kubectl drain --force)')
+      .option('--test-timeout <duration>', 'test: how long each test case may retry (default 80s, NMI\'s own wait)')
       .option('--delete-crd', 'cleanup: also delete the AzureAssignedIdentity CRD')
       .option('--junit <file>', 'test: write the test case results as JUnit XML')
       .action(async (flags: ApplyFlags, cmd) => {
@@ -58,6 +62,9 @@ export const applyCommand: CommandModule = {
         const drainTimeoutMs = durationFlag('--drain-timeout', flags.drainTimeout);
         if (drainTimeoutMs !== undefined) stepOptions.drainTimeoutMs = drainTimeoutMs;
         if (flags.drainStrategy) stepOptions.drainStrategy = flags.drainStrategy;
+        if (flags.drainForce) stepOptions.drainForce = true;
+        const testTimeoutMs = durationFlag('--test-timeout', flags.testTimeout);
+        if (testTimeoutMs !== undefined) stepOptions.testTimeoutMs = testTimeoutMs;
         if (flags.deleteCrd) stepOptions.deleteCrd = true;
         if (flags.junit) stepOptions.junitPath = resolve(globals.cwd, flags.junit);
         let savedPlan: RunbookPlan | undefined;
