@@ -1,7 +1,7 @@
 /**
  * `podid-migrate demo` through the real entry point (`bin/podid-migrate` under Node 24, as a
  * child process): starts the embedded sandbox, runs every step and prints the report; exit 0.
- * It runs at 40x here to keep the suite fast; at the default 10x it takes about 85 s.
+ * It runs at 40x here to keep the suite fast; at the default 15x it takes about 65 s.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
