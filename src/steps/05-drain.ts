@@ -118,6 +118,24 @@ export function isCordoned(node: KubeObject): boolean {
   return Boolean((node.spec as { unschedulable?: boolean } | undefined)?.unschedulable);
 }
 
+/**
+ * After a crash between sending a reimage and recording it: whether that reimage was sent.
+ * The instance is read before the node, so a reimage that finishes between the two reads still
+ * shows on the node (rebooting, or a new boot id) instead of looking as if it never started;
+ * a node that was Ready when drained and is NotReady now is taken to be rebooting from it (if
+ * it comes back with its old boot id, the wait fails and the next run reimages it then).
+ * Never true for a reimage that was not sent, so a resumed drain never reimages twice.
+ */
+async function reimageAlreadySent(ctx: Ctx, d: ReplaceDetails, first: ReplacePreState): Promise<boolean> {
+  const instances = await ctx.azure.listInstances(d.vmss!.resourceGroup, d.vmss!.name);
+  const inst = instances.find((i) => i.instanceId === d.vmss!.instanceId);
+  if (inst?.provisioningState === 'Updating') return true;
+  const node = await ctx.kube.get(KINDS.Node, undefined, d.node);
+  if (!node) return false;
+  if (first.bootId && bootIdOf(node) && bootIdOf(node) !== first.bootId) return true;
+  return !isReady(node);
+}
+
 function bootIdOf(node: KubeObject): string | undefined {
   return (node.status as { nodeInfo?: { bootID?: string } } | undefined)?.nodeInfo?.bootID;
 }
@@ -551,16 +569,10 @@ async function replaceNode(ctx: Ctx, action: PlannedAction, d: ReplaceDetails): 
       return d.node;
     }
     if (d.strategy === 'reimage') {
-      const current = await kube.get(KINDS.Node, undefined, d.node);
-      const alreadyFresh = current && first.bootId && bootIdOf(current) && bootIdOf(current) !== first.bootId;
-      if (!alreadyFresh) {
-        const instances = dry ? [] : await ctx.azure.listInstances(d.vmss!.resourceGroup, d.vmss!.name);
-        const inst = instances.find((i) => i.instanceId === d.vmss!.instanceId);
-        // An instance still "Updating" is the reimage a previous run already started.
-        if (!inst || inst.provisioningState !== 'Updating') {
-          ctx.progress(`pool ${d.pool}: reimaging ${d.node} (vmss ${d.vmss!.name} instance ${d.vmss!.instanceId})`);
-          await ctx.azure.reimageInstances(d.vmss!.resourceGroup, d.vmss!.name, [d.vmss!.instanceId]);
-        }
+      const resumed = ctx.journal.records().filter((r) => r.actionId === action.id).length > 1;
+      if (dry || !(resumed && (await reimageAlreadySent(ctx, d, first)))) {
+        ctx.progress(`pool ${d.pool}: reimaging ${d.node} (vmss ${d.vmss!.name} instance ${d.vmss!.instanceId})`);
+        await ctx.azure.reimageInstances(d.vmss!.resourceGroup, d.vmss!.name, [d.vmss!.instanceId]);
       }
       if (dry) return d.node;
       ctx.progress(`pool ${d.pool}: waiting for ${d.node} to rejoin Ready`);
