@@ -133,6 +133,27 @@ describe('drain: apply, check, rollback', () => {
     expect((await drainStep.plan(ctx)).actions).toEqual([]);
   });
 
+  it('resumed after a crash that followed the reimage, never reimages again while the node reboots', async () => {
+    const { kube, azure, nodes } = payCluster();
+    azure.reimageMs = 400;
+    const { ctx } = await setup(kube, azure, { evictionRetryMs: 20 });
+    const plan = await drainStep.plan(ctx);
+    // The first run sends the reimage, then dies before recording it (the intent stays).
+    const reimage = azure.reimageInstances.bind(azure);
+    azure.reimageInstances = async (...args) => {
+      await reimage(...args);
+      throw new Error('killed after the reimage was sent');
+    };
+    await expect(drainStep.apply(ctx, plan)).rejects.toThrow(/killed after the reimage was sent/);
+    azure.reimageInstances = reimage;
+    // The node is rebooting (NotReady, old boot id) and the instance no longer reports Updating:
+    // read in the wrong order, that looked like a reimage never sent.
+    expect((kube.find('Node', undefined, nodes[1])!.status as { conditions: { status: string }[] }).conditions[0].status).toBe('False');
+    const out = await drainStep.apply(ctx, await drainStep.plan(ctx));
+    expect(out.summary).toContain(`fresh nodes pay: ${nodes[1]}`);
+    expect(azure.calls_).toEqual(['reimage aks-pay-12345678-vmss 1']);
+  });
+
   it('fails after the drain timeout with a message naming the budget; rollback uncordons the node', async () => {
     const { kube, azure, nodes } = payCluster();
     kube.evictionPolicy = (pod) => (pod.metadata?.name === 'api-c' ? { budget: 'api-pdb', healthy: 2, needed: 2 } : 'allow');
