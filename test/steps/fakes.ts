@@ -29,11 +29,13 @@ export interface KubeWrite {
   body?: unknown;
 }
 
-function key(kind: string, ns: string | undefined, name: string | undefined): string {
+/** Store key of a fake object (shared with the steps 5-7 fakes). */
+export function key(kind: string, ns: string | undefined, name: string | undefined): string {
   return `${kind}/${ns ?? ''}/${name ?? ''}`;
 }
 
-function matchesLabels(obj: KubeObject, selector: string | undefined): boolean {
+/** Equality/existence label selector matching, all the fakes need. */
+export function matchesLabels(obj: KubeObject, selector: string | undefined): boolean {
   if (!selector) return true;
   const labels = obj.metadata?.labels ?? {};
   return selector.split(',').every((term) => {

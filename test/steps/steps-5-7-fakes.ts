@@ -17,6 +17,7 @@ import { Journal, type ClusterIdentity } from '../../src/engine/journal.ts';
 import type { StepContext, StepId } from '../../src/engine/step.ts';
 import type { EvictionResult, KubeGateway, KubeObject, ListOptions, ResourceRef, WaitOptions, WaitProbe } from '../../src/kube/gateway.ts';
 import { WaitTimeoutError } from '../../src/kube/errors.ts';
+import { key, matchesLabels } from './fakes.ts';
 
 const run = promisify(execFile);
 
@@ -30,19 +31,6 @@ export const CLUSTER: ClusterIdentity = {
   aksResourceId: `/subscriptions/${SUB}/resourceGroups/prod/providers/Microsoft.ContainerService/managedClusters/prod-weu`,
 };
 export const idOf = (name: string) => `/subscriptions/${SUB}/resourcegroups/identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${name}`;
-
-function objKey(kind: string, ns: string | undefined, name: string | undefined): string {
-  return `${kind}/${ns ?? ''}/${name ?? ''}`;
-}
-
-function matchesLabels(obj: KubeObject, selector: string | undefined): boolean {
-  if (!selector) return true;
-  const labels = obj.metadata?.labels ?? {};
-  return selector.split(',').every((term) => {
-    const [k, v] = term.split('=');
-    return v === undefined ? k in labels : labels[k] === v;
-  });
-}
 
 /** RFC 7386 merge patch. */
 function mergePatch(target: unknown, patch: unknown): unknown {
@@ -92,18 +80,18 @@ export class MiniKube implements KubeGateway {
     o.metadata.uid ??= `uid-${this.nextUid++}`;
     o.metadata.resourceVersion = String(this.rv++);
     o.metadata.creationTimestamp ??= '2026-01-01T00:00:00Z';
-    this.objects.set(objKey(o.kind!, o.metadata.namespace, o.metadata.name), o);
+    this.objects.set(key(o.kind!, o.metadata.namespace, o.metadata.name), o);
     return o;
   }
   find(kind: string, ns: string | undefined, name: string | undefined): KubeObject | undefined {
-    return this.objects.get(objKey(kind, ns, name));
+    return this.objects.get(key(kind, ns, name));
   }
   all(kind: string): KubeObject[] {
     return [...this.objects.values()].filter((o) => o.kind === kind);
   }
   remove(kind: string, ns: string | undefined, name: string | undefined): void {
     const o = this.find(kind, ns, name);
-    this.objects.delete(objKey(kind, ns, name));
+    this.objects.delete(key(kind, ns, name));
     if (o && kind === 'Pod') this.onPodGone(o);
   }
 
@@ -140,7 +128,7 @@ export class MiniKube implements KubeGateway {
     this.writes.push(`patch ${ref.kind} ${ns ?? ''}/${name} ${JSON.stringify(patch)}`);
     const next = type === 'json' ? fastJsonPatch.applyPatch(structuredClone(cur), patch as Operation[]).newDocument : (mergePatch(cur, patch) as KubeObject);
     next.metadata!.resourceVersion = String(this.rv++);
-    this.objects.set(objKey(ref.kind, ns, name), next);
+    this.objects.set(key(ref.kind, ns, name), next);
     // A pending deletion completes once the last finalizer is gone.
     if (next.metadata?.deletionTimestamp && !next.metadata.finalizers?.length) this.remove(ref.kind, ns, name);
     return structuredClone(next) as T;

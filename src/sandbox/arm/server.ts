@@ -26,6 +26,7 @@ import type { Metrics } from '../metrics.ts';
 import type { FaultInjector } from '../faults.ts';
 import type { SandboxTls } from '../tls.ts';
 import { ArmError, etagOf, notFound, type ArmOperation, type ArmState, type InjectedFailure, type ScaleSet, type ScaleSetInstance, type UserAssignedIdentity } from './state.ts';
+import { listenOnLoopback } from '../listen.ts';
 
 /** Options of {@link startArmServer}. */
 export interface ArmServerOptions {
@@ -721,14 +722,7 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
     return new ArmError(404, 'NotFound', `The requested resource '${ctx.url.pathname}' was not found.`);
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as { port: number }).port;
+  const port = await listenOnLoopback(server, opts.port ?? 0);
   baseUrl = `https://127.0.0.1:${port}`;
   return {
     url: baseUrl,

@@ -43,6 +43,7 @@ import { evictPod, podLog, proxyRequest } from './pod-subresources.ts';
 import { metricsResource, resolveResourcePath, type ResourceRoute } from './routes.ts';
 import { ApiError, badRequest, failureStatus, methodNotAllowed, notFoundPath, toStatus } from './status.ts';
 import { type IncludeObject, toTable } from './table.ts';
+import { listenOnLoopback } from '../listen.ts';
 
 export interface KubeApiServerOptions {
   store: ObjectStore;
@@ -462,14 +463,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     res.on('close', stop);
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as { port: number }).port;
+  const port = await listenOnLoopback(server, opts.port ?? 0);
   serverAddress = `127.0.0.1:${port}`;
   return {
     url: `https://127.0.0.1:${port}`,
