@@ -25,7 +25,7 @@ import { registerBuiltinTypes } from './kube-api/types.ts';
 import { startKubeApiServer } from './kube-api/server.ts';
 import { Metrics } from './metrics.ts';
 import { PodNetwork } from './netsim.ts';
-import { OutageMeter, registerPodIdentityPrograms, startImds } from './podidentity/index.ts';
+import { OutageMeter, registerPodIdentityPrograms, startImds, type PodIdentityOptions } from './podidentity/index.ts';
 import { PodLogs } from './pod-logs.ts';
 import { ProgramRegistry } from './runtime.ts';
 import { registerWorkloadPrograms, startServiceProxy } from './services.ts';
@@ -77,6 +77,8 @@ export class Sandbox {
   readonly programs = new ProgramRegistry();
   readonly arm: ArmState;
   readonly meter: OutageMeter;
+  /** What MIC, NMI, IMDS and the meter share: the cluster, the network, the VMSS state, the timings. */
+  private readonly podIdentity: PodIdentityOptions;
   kubeUrl = '';
   armUrl = '';
   /** Bearer token of the Kubernetes API server (written only into the 0600 kubeconfig). */
@@ -104,8 +106,8 @@ export class Sandbox {
       },
     });
     this.arm.legacyInstanceModel = opts.scenario.legacyInstanceModel;
-    const piOpts = { store: this.store, clock: this.clock, network: this.network, infra: this.arm, timing: { micAssignmentSeconds: opts.scenario.latency.micAssignmentSeconds, nmiStartupSeconds: opts.scenario.latency.nmiStartupSeconds } };
-    this.meter = new OutageMeter(piOpts);
+    this.podIdentity = { store: this.store, clock: this.clock, network: this.network, infra: this.arm, timing: { micAssignmentSeconds: opts.scenario.latency.micAssignmentSeconds, nmiStartupSeconds: opts.scenario.latency.nmiStartupSeconds } };
+    this.meter = new OutageMeter(this.podIdentity);
   }
 
   /** Builds the scenario's cluster and serves it. Call {@link Sandbox.waitReady} before use. */
@@ -130,12 +132,11 @@ export class Sandbox {
     this.buildCluster();
 
     for (const rule of s.faults) this.faults.add(rule as unknown as FaultRule);
-    const piOpts = { store: this.store, clock: this.clock, network: this.network, infra: this.arm, timing: { micAssignmentSeconds: s.latency.micAssignmentSeconds, nmiStartupSeconds: s.latency.nmiStartupSeconds } };
-    registerPodIdentityPrograms(this.programs, piOpts);
+    registerPodIdentityPrograms(this.programs, this.podIdentity);
     registerWorkloadPrograms(this.programs);
     const stopServices = startServiceProxy(this.store, this.network, this.clock);
     this.stoppers.push(stopServices);
-    const imds = startImds(piOpts);
+    const imds = startImds(this.podIdentity);
     this.stoppers.push(() => imds.stop());
     this.controllers = new ClusterControllers({ store: this.store, clock: this.clock, network: this.network, logs: this.logs, programs: this.programs, infra: this.arm });
     this.controllers.start();

@@ -503,10 +503,6 @@ export class ObjectStore {
       next.metadata.deletionGracePeriodSeconds = grace;
     }
     if (opts.dryRun) return { object: next, removed: false };
-    if (!hasFinalizers && grace <= 0) {
-      this.removeNow(b, next);
-      return { object: next, removed: true };
-    }
     next.metadata.resourceVersion = String(++this.rv);
     this.put(b, key, next);
     this.emit('MODIFIED', t, next);
