@@ -5,13 +5,15 @@
 import { PreconditionError } from '../engine/errors.ts';
 import type { ClusterIdentity } from '../engine/journal.ts';
 import { Runner, type RunnerEvents } from '../engine/runner.ts';
-import type { DryRunMode, StepRegistry } from '../engine/step.ts';
+import type { DryRunMode, ExecutorRegistry, StepRegistry } from '../engine/step.ts';
 import type { DryRunEntry } from '../kube/dry-run.ts';
 import { inventoryPathFor, journalPathFor, parseAksId, type GlobalOptions } from './options.ts';
 
 /** What a command works with once connected. `close` releases clients (idempotent). */
 export interface Runtime<K = unknown, A = unknown> {
   steps: StepRegistry<K, A>;
+  /** The executors of the steps' action kinds. */
+  executors: ExecutorRegistry<K, A>;
   kube: K;
   azure: A;
   /** The cluster the kubeconfig context and `--aks-id` point at. */
@@ -38,12 +40,13 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   }
   // Loaded on demand: the SDKs behind them take a noticeable time to import, and commands such
   // as --help, status or sandbox never need them.
-  const [{ createKubeGateway }, { createAzureGateway }, { STEPS }] = await Promise.all([import('../kube/index.ts'), import('../azure/index.ts'), import('../steps/registry.ts')]);
+  const [{ createKubeGateway }, { createAzureGateway }, { STEPS, EXECUTORS }] = await Promise.all([import('../kube/index.ts'), import('../azure/index.ts'), import('../steps/registry.ts')]);
   const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal });
   const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal });
   const info = await kube.clusterInfo();
   return {
     steps: STEPS as unknown as StepRegistry,
+    executors: EXECUTORS as unknown as ExecutorRegistry,
     kube,
     azure,
     cluster: { name: aks.name, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: aks.subscriptionId, aksResourceId: options.aksId },
@@ -73,6 +76,7 @@ export function runnerFor(
   const paths = pathsFor(options, runtime.cluster);
   return new Runner({
     steps: runtime.steps,
+    executors: runtime.executors,
     kube: runtime.kube,
     azure: runtime.azure,
     cluster: runtime.cluster,

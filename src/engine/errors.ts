@@ -113,3 +113,25 @@ export class SecretLeakError extends PodidError {}
 export function isExpected(error: unknown): error is PodidError {
   return error instanceof PodidError;
 }
+
+/**
+ * After a step's actions ran, its journal's done records do not match the plan one to one (an
+ * action the plan named was not recorded done, or a done record names an action the plan did
+ * not have). Nothing more is written for the step; it stays `failed`.
+ */
+export class ActionMismatchError extends PodidError {
+  readonly stepId: string;
+  /** Planned action ids with no done record in this run. */
+  readonly missing: string[];
+  /** Done records in this run of action ids the plan did not name. */
+  readonly unplanned: string[];
+  constructor(message: string, hint: string, stepId: string, missing: string[], unplanned: string[]) {
+    super(message, hint);
+    this.stepId = stepId;
+    this.missing = missing;
+    this.unplanned = unplanned;
+  }
+}
+
+/** A planned action names an executor kind this build does not have. */
+export class UnknownActionKindError extends PodidError {}

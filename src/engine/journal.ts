@@ -16,7 +16,7 @@ import {
   STEP_IDS,
   isStepId,
   type ActionRecord,
-  type PlannedAction,
+  type JournalAction,
   type StepId,
   type StepJournal,
   type StepJournalView,
@@ -318,12 +318,36 @@ export class Journal {
           for (const record of entry.actions) if (record.actionId === actionId) record.rolledBack = true;
         });
       },
-      runAction: async <T>(action: PlannedAction, preState: unknown, mutate: () => Promise<T>): Promise<T> => {
+      settleRecord: async (actionId, outcome) => {
+        await this.updateStep(id, (entry, at) => {
+          const record = entry.actions.filter((r) => r.actionId === actionId).at(-1);
+          if (!record || record.status === 'done' || record.rolledBack) return;
+          record.doneAt = at;
+          if (outcome.done) {
+            record.status = 'done';
+            delete record.error;
+            if (outcome.result !== undefined) {
+              const json = toJson(outcome.result);
+              assertNoTokens(json, `$.steps.${id}.actions[${actionId}].result`);
+              record.result = json;
+            }
+            this.event('action-done', `${record.op} ${record.target} (found in effect on resume)`, id, undefined, at);
+          } else {
+            const why = redact(outcome.error);
+            record.error = record.status === 'failed' && record.error ? `${record.error}; ${why}` : why;
+            record.status = 'failed';
+            this.event('action-failed', `${record.target}: ${why}`, id, undefined, at);
+          }
+        });
+      },
+      runAction: async <T>(action: JournalAction, preState: unknown, mutate: () => Promise<T>): Promise<T> => {
         assertNoTokens(action, `$.steps.${id}.actions[${action.id}]`);
         assertNoTokens(preState, `$.steps.${id}.actions[${action.id}].preState`);
         const entry = this.doc.steps[id];
         const record: ActionRecord = {
           actionId: action.id,
+          ...(action.kind ? { kind: action.kind } : {}),
+          ...(action.details !== undefined ? { details: structuredClone(action.details) } : {}),
           op: action.op,
           target: action.target,
           summary: action.summary,

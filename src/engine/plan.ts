@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ClusterIdentity, StepState } from './journal.ts';
-import type { StepId, StepPlan } from './step.ts';
+import type { StepId, StepPlan, WriteCounts } from './step.ts';
 
 /**
  * How a step appears in a runbook plan:
@@ -24,6 +24,8 @@ export interface PlannedStep {
   state: StepState;
   status: PlannedStepStatus;
   plan?: StepPlan;
+  /** Every mutating call a clean run of this step's apply and check sends ({@link stepWrites}). */
+  writes?: WriteCounts;
   fingerprint?: string;
   reason?: string;
 }
@@ -54,7 +56,8 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(sortKeys(value));
 }
 
-function sortKeys(value: unknown): unknown {
+/** A copy of `value` with object keys sorted (undefined values dropped), at every depth. */
+export function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value && typeof value === 'object') {
     return Object.fromEntries(
@@ -75,13 +78,23 @@ function sortKeys(value: unknown): unknown {
 export function fingerprintStepPlan(plan: StepPlan): string {
   const material = {
     stepId: plan.stepId,
-    actions: plan.actions.map((a) => ({ id: a.id, op: a.op, target: a.target, api: a.api, writes: a.writes, details: a.details })),
+    actions: plan.actions.map((a) => ({ id: a.id, kind: a.kind, op: a.op, target: a.target, api: a.api, writes: a.writes, details: a.details })),
     blockers: plan.blockers.map((b) => ({ code: b.code, subject: b.subject })),
   };
   return `sha256:${createHash('sha256').update(canonicalJson(material)).digest('hex')}`;
 }
 
-/** Sums the actions and blockers of every planned (non-done) step. */
+/** What a clean run of a step's apply and check sends: its actions' writes plus its check's. */
+export function stepWrites(plan: StepPlan): WriteCounts {
+  const writes: WriteCounts = { kube: plan.checkWrites?.kube ?? 0, arm: plan.checkWrites?.arm ?? 0 };
+  for (const action of plan.actions) {
+    writes.kube += action.writes.kube;
+    writes.arm += action.writes.arm;
+  }
+  return writes;
+}
+
+/** Sums the actions, writes and blockers of every planned (non-done) step. */
 export function totalsOf(steps: readonly PlannedStep[]): PlanTotals {
   const totals: PlanTotals = { add: 0, change: 0, remove: 0, blockers: 0, azureWrites: 0, kubeWrites: 0 };
   for (const step of steps) {
@@ -90,9 +103,10 @@ export function totalsOf(steps: readonly PlannedStep[]): PlanTotals {
       if (action.op === '+') totals.add++;
       else if (action.op === '~') totals.change++;
       else totals.remove++;
-      if (action.api === 'arm') totals.azureWrites += action.writes;
-      if (action.api === 'kube') totals.kubeWrites += action.writes;
     }
+    const writes = stepWrites(step.plan);
+    totals.azureWrites += writes.arm;
+    totals.kubeWrites += writes.kube;
     totals.blockers += step.plan.blockers.length;
   }
   return totals;

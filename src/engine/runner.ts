@@ -20,15 +20,19 @@ import {
   StepFailedError,
   UsageError,
 } from './errors.ts';
+import type { ActionMismatchError } from './errors.ts';
 import { Journal, redact, type ClusterIdentity, type JournalDocument, type StepEntry } from './journal.ts';
 import { acquireLock, type LockHandle } from './lock.ts';
-import { fingerprintStepPlan, totalsOf, type PlannedStep, type RunbookPlan } from './plan.ts';
+import { DEFAULT_STEP_TIMEOUT_MS, formatDuration } from './durations.ts';
+import { assertDoneMatchesPlan, executeActions, openIntents, reconcileIntents, undoActions, unsettledRecords, verifyUndone } from './actions.ts';
+import { fingerprintStepPlan, stepWrites, totalsOf, type PlannedStep, type RunbookPlan } from './plan.ts';
 import {
   STEP_IDS,
   isStepId,
   stepIndex,
   type CheckResult,
   type DryRunMode,
+  type ExecutorRegistry,
   type Step,
   type StepContext,
   type StepId,
@@ -36,8 +40,7 @@ import {
   type StepRegistry,
 } from './step.ts';
 
-/** Default time a step's apply, check or rollback may take before it is aborted. */
-export const DEFAULT_STEP_TIMEOUT_MS = 30 * 60_000;
+export { DEFAULT_STEP_TIMEOUT_MS, formatDuration };
 
 /** The inventory as loaded for a run. */
 export interface LoadedInventory {
@@ -56,6 +59,8 @@ export interface RunnerEvents {
 /** Everything a runner needs. The gateways are passed through to steps untouched. */
 export interface RunnerConfig<K = unknown, A = unknown> {
   steps: StepRegistry<K, A>;
+  /** The executors of every action kind the steps plan (`src/steps/executors/index.ts` in production). */
+  executors: ExecutorRegistry<K, A>;
   kube: K;
   azure: A;
   cluster: ClusterIdentity;
@@ -188,7 +193,7 @@ export class Runner<K = unknown, A = unknown> {
         const plan = await this.planStep(step, journal, planInventory, (document) => {
           planInventory = { document, sha256: '' };
         });
-        steps.push({ stepId: step.id, title: step.title, state: entry.state, status: firm ? 'planned' : 'tentative', plan, fingerprint: fingerprintStepPlan(plan) });
+        steps.push({ stepId: step.id, title: step.title, state: entry.state, status: firm ? 'planned' : 'tentative', plan, writes: stepWrites(plan), fingerprint: fingerprintStepPlan(plan) });
       } catch (error) {
         // An error planning the first unchecked step is real; later steps may just need its result.
         if (firm) throw error;
@@ -219,10 +224,15 @@ export class Runner<K = unknown, A = unknown> {
    * - A step starts only when every earlier step is `checked` (`--step` on a later step is refused).
    * - Before anything is written, every step in range is planned; any blocker → {@link BlockersFoundError} (exit 4), nothing changed.
    * - Each step is planned again just before it runs; with a saved plan the fingerprint must match ({@link StalePlanError}).
-   * - A step left `applying` or `failed` is resumed by re-planning it against live state; `applied` goes straight to its check.
+   * - A step left `applying` or `failed` is resumed: every action left in `intent` is resolved through its executor
+   *   (re-read: recorded done, or failed and so planned again), then the step is re-planned against live state;
+   *   `applied` goes straight to its check. A check fails while an action is left in `intent`.
+   * - Each step's `plan.actions` are executed in order through the executors, then the done records must match the
+   *   plan one to one ({@link ActionMismatchError}), then the step's `afterActions` records what later steps read.
    * - Check failure → `failed`, {@link CheckFailedError} (exit 3). Apply failure → `failed`, {@link StepFailedError} (exit 1).
    * - Dry-run: the journal is loaded into memory and never written, no lock is taken, checks are skipped,
-   *   and later steps run their (dry-run) apply as if earlier ones had succeeded.
+   *   and later steps run their (dry-run) actions as if earlier ones had succeeded: they see the earlier steps'
+   *   in-memory records and data, and the inventory the inventory step would write.
    */
   async apply(options: ApplyOptions = {}): Promise<RunResult> {
     if (options.step && options.to) throw new UsageError('--step and --to cannot be combined.', 'Use --step ID to apply one step, or --to ID to apply every pending step up to it.');
@@ -257,8 +267,10 @@ export class Runner<K = unknown, A = unknown> {
       if (!dry) await journal.log('apply-start', `apply ${range.map((s) => s.id).join(', ')}`);
 
       const results: StepRunResult[] = [];
+      // A dry run writes no inventory file: later steps get the document the inventory step would write.
+      const dryInventory: { current?: LoadedInventory } = {};
       for (const step of range) {
-        results.push(await this.applyStep(step, journal, options.savedPlan));
+        results.push(await this.applyStep(step, journal, options.savedPlan, dryInventory));
       }
       if (!dry) await journal.log('apply-done', `applied up to ${range.at(-1)!.id}`);
       return { steps: results, journalPath: this.config.journalPath, journal: journal.snapshot(), next: this.nextStep(journal) };
@@ -291,10 +303,14 @@ export class Runner<K = unknown, A = unknown> {
   private async preflight(range: Step<K, A>[], journal: Journal, inventory: LoadedInventory | undefined): Promise<void> {
     const blockers: BlockersFoundError['blockers'][number][] = [];
     let firm = true;
+    let planInventory = inventory;
     for (const step of range) {
       if (journal.step(step.id).state === 'checked') continue;
       try {
-        const plan = await this.planStep(step, journal, inventory);
+        const plan = await this.planStep(step, journal, planInventory, (document) => {
+          // In a dry run the later steps are planned against the document the inventory step would write.
+          if (journal.inMemory) planInventory = { document, sha256: '' };
+        });
         for (const b of plan.blockers) blockers.push({ stepId: step.id, ...b });
       } catch (error) {
         // Later steps may need an earlier step's result to plan; they are planned again when they run.
@@ -312,7 +328,7 @@ export class Runner<K = unknown, A = unknown> {
     }
   }
 
-  private async applyStep(step: Step<K, A>, journal: Journal, savedPlan: RunbookPlan | undefined): Promise<StepRunResult> {
+  private async applyStep(step: Step<K, A>, journal: Journal, savedPlan: RunbookPlan | undefined, dryInventory: { current?: LoadedInventory }): Promise<StepRunResult> {
     const dry = journal.inMemory;
     const started = Date.now();
     const entry = journal.step(step.id);
@@ -324,13 +340,26 @@ export class Runner<K = unknown, A = unknown> {
     const resumed = entry.state === 'applying' || entry.state === 'failed';
     if (entry.state === 'rolled-back' && entry.actions.length > 0) await journal.archiveActions(step.id);
     this.config.events?.stepStart?.(step.id, step.title, 'apply');
+    const inventoryNow = async () => (dry ? (dryInventory.current ?? (await this.inventory())) : this.inventory());
 
     let summary = entry.summary ?? '';
     let actions = 0;
     if (entry.state !== 'applied') {
-      if (resumed) await this.note(journal, 'resume', `${step.id} was left ${entry.state}: re-planning against the live state`, step.id);
-      const inventory = await this.inventory();
-      const plan = await this.planStep(step, journal, inventory);
+      if (resumed) await this.note(journal, 'resume', `${step.id} was left ${entry.state}: resolving its open intents, then re-planning against the live state`, step.id);
+      const inventory = await inventoryNow();
+      if (unsettledRecords(entry.actions).length > 0) {
+        // Every write a crash left unconfirmed is resolved by re-reading its object before the re-plan sees the cluster.
+        let lines: string[];
+        try {
+          lines = await this.call(step, journal, inventory, 'apply', (ctx) => reconcileIntents(ctx, this.config.executors));
+        } catch (error) {
+          throw await this.fail(journal, step, 'apply', error);
+        }
+        for (const line of lines) await this.note(journal, 'intent-resolved', `${step.id}: ${line}`, step.id);
+      }
+      const plan = await this.planStep(step, journal, inventory, (document) => {
+        if (dry) dryInventory.current = { document, sha256: '' };
+      });
       if (plan.blockers.length > 0) {
         const blockers = plan.blockers.map((b) => ({ stepId: step.id, ...b }));
         if (!dry) await journal.log('blockers', `${step.id}: ${blockers.length} blocker(s); step not started`, step.id, blockers);
@@ -360,8 +389,13 @@ export class Runner<K = unknown, A = unknown> {
         e.notes = plan.notes;
       });
       journal.event('step-applying', `${step.id}: ${actions} action(s)${dry ? ` (dry-run=${this.dryRun})` : ''}`, step.id);
+      const fromRecord = journal.step(step.id).actions.length;
       try {
-        const outcome = await this.call(step, journal, inventory, 'apply', (ctx) => step.apply(ctx, plan));
+        const outcome = await this.call(step, journal, inventory, 'apply', async (ctx) => {
+          await executeActions(ctx, plan, this.config.executors);
+          assertDoneMatchesPlan(step.id, plan, ctx.journal.records(), fromRecord);
+          return step.afterActions ? step.afterActions(ctx, plan) : { summary: defaultSummary(plan, dry) };
+        });
         summary = outcome.summary;
       } catch (error) {
         throw await this.fail(journal, step, 'apply', error);
@@ -380,10 +414,16 @@ export class Runner<K = unknown, A = unknown> {
 
     this.config.events?.stepStart?.(step.id, step.title, 'check');
     let check: CheckResult;
-    try {
-      check = await this.call(step, journal, await this.inventory(), 'check', (ctx) => step.check(ctx));
-    } catch (error) {
-      throw await this.fail(journal, step, 'check', error);
+    const open = openIntents(journal.step(step.id).actions);
+    if (open.length > 0) {
+      // An unconfirmed write means the step's state is unknown: its check cannot pass until the intent is resolved.
+      check = { ok: false, evidence: [], failures: open.map((r) => `${r.target}: action ${r.actionId} is still recorded as intent (its write is unconfirmed); run podid-migrate apply --step ${step.id} to resolve it`) };
+    } else {
+      try {
+        check = await this.call(step, journal, await this.inventory(), 'check', (ctx) => step.check(ctx));
+      } catch (error) {
+        throw await this.fail(journal, step, 'check', error);
+      }
     }
     await journal.updateStep(step.id, (e) => {
       e.evidence = check.evidence;
@@ -406,9 +446,10 @@ export class Runner<K = unknown, A = unknown> {
 
   /**
    * Rolls back steps newest first. For each step with recorded actions: state `rolling-back`,
-   * the step's `rollback` (which undoes only what the journal recorded), then its
-   * `verifyRollback` if it has one; then `rolled-back`. A step with no recorded actions is
-   * marked `rolled-back` without calling it. If rollback or its verification fails the step
+   * open intents resolved through their executors, then every recorded action undone through its
+   * executor (newest first, only what the journal recorded, from the first pre-state), then each
+   * executor's `verifyUndo`; then `rolled-back`. A step with no recorded actions is marked
+   * `rolled-back` without calling anything. If rollback or its verification fails the step
    * stays `rolling-back` (apply refuses to continue) and running the same rollback again resumes it.
    */
   async rollback(options: RollbackOptions): Promise<RunResult> {
@@ -474,32 +515,30 @@ export class Runner<K = unknown, A = unknown> {
     const inventory = await this.inventory();
     let summary: string;
     try {
-      summary = (await this.call(step, journal, inventory, 'rollback', (ctx) => step.rollback(ctx))).summary;
+      const lines = await this.call(step, journal, inventory, 'rollback', (ctx) => undoActions(ctx, this.config.executors));
+      summary = lines.length ? lines.join('; ') : 'nothing recorded to undo';
     } catch (error) {
       throw await this.fail(journal, step, 'rollback', error);
     }
-    let evidence: string[] = [];
-    if (step.verifyRollback) {
-      let verdict: CheckResult;
-      try {
-        verdict = await this.call(step, journal, inventory, 'rollback', (ctx) => step.verifyRollback!(ctx));
-      } catch (error) {
-        throw await this.fail(journal, step, 'rollback', error);
-      }
-      evidence = verdict.evidence;
-      await journal.updateStep(step.id, (e) => {
-        e.evidence = verdict.evidence;
-        e.failures = verdict.failures;
-      });
-      if (!verdict.ok || verdict.failures.length > 0) {
-        await journal.log('rollback-check-failed', `${step.id}: ${verdict.failures.join('; ')}`, step.id);
-        throw new CheckFailedError(
-          `step "${step.id}" was rolled back but its pre-state is not fully back:\n  ${verdict.failures.join('\n  ')}`,
-          `The step stays rolling-back in the journal. Fix the cause and run \`podid-migrate rollback --step ${step.id}\` again.`,
-          step.id,
-          verdict.failures,
-        );
-      }
+    let verdict: CheckResult;
+    try {
+      verdict = await this.call(step, journal, inventory, 'rollback', (ctx) => verifyUndone(ctx, this.config.executors));
+    } catch (error) {
+      throw await this.fail(journal, step, 'rollback', error);
+    }
+    const evidence = verdict.evidence;
+    await journal.updateStep(step.id, (e) => {
+      e.evidence = verdict.evidence;
+      e.failures = verdict.failures;
+    });
+    if (!verdict.ok || verdict.failures.length > 0) {
+      await journal.log('rollback-check-failed', `${step.id}: ${verdict.failures.join('; ')}`, step.id);
+      throw new CheckFailedError(
+        `step "${step.id}" was rolled back but its pre-state is not fully back:\n  ${verdict.failures.join('\n  ')}`,
+        `The step stays rolling-back in the journal. Fix the cause and run \`podid-migrate rollback --step ${step.id}\` again.`,
+        step.id,
+        verdict.failures,
+      );
     }
     await journal.updateStep(step.id, (e) => {
       for (const record of e.actions) record.rolledBack = true;
@@ -535,9 +574,11 @@ export class Runner<K = unknown, A = unknown> {
     timer.unref?.();
     const signal = this.config.signal ? AbortSignal.any([this.config.signal, timeout.signal]) : timeout.signal;
     const events = this.config.events;
+    const scope = { signal, deadline };
     const ctx: StepContext<K, A> = {
-      kube: this.config.kube,
-      azure: this.config.azure,
+      // Every request and wait of this call stops when the step is interrupted or out of time.
+      kube: scopedGateway(this.config.kube, scope),
+      azure: scopedGateway(this.config.azure, scope),
       journal: journal.forStep(step.id),
       inventory: inventory?.document,
       inventoryPath: this.config.inventoryPath,
@@ -610,6 +651,18 @@ export class Runner<K = unknown, A = unknown> {
   }
 }
 
+/** A gateway with a `scoped` method, bound to the call's signal and deadline; anything else as is. */
+function scopedGateway<T>(gateway: T, scope: { signal: AbortSignal; deadline: number }): T {
+  const scoped = (gateway as { scoped?: unknown } | null | undefined)?.scoped;
+  return typeof scoped === 'function' ? (scoped.call(gateway, scope) as T) : gateway;
+}
+
+/** The summary of a step without `afterActions`: how many actions ran. */
+function defaultSummary(plan: StepPlan, dry: boolean): string {
+  if (!plan.actions.length) return 'nothing to change';
+  return `${plan.actions.length} action(s) ${dry ? 'sent as a dry run' : 'done'}: ${plan.actions.map((a) => `${a.op} ${a.target}`).join(', ')}`;
+}
+
 function needsRollback(entry: Readonly<StepEntry>): boolean {
   if (entry.state === 'rolling-back') return true;
   if (entry.state === 'pending' || entry.state === 'rolled-back') return false;
@@ -626,15 +679,4 @@ function toAbortError(reason: unknown, stepId: StepId, phase: string): Error {
 
 function deadlineHint(stepId: StepId): string {
   return `The journal records how far it got. Run \`podid-migrate apply --step ${stepId}\` to re-plan and continue (a longer --step-timeout may help), or \`podid-migrate rollback --step ${stepId}\`.`;
-}
-
-/** `1h2m`, `5m0s`, `1.2 s` style durations for messages. */
-export function formatDuration(ms: number): string {
-  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;
-  const s = Math.round(ms / 1000);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = s % 60;
-  if (h > 0) return `${h}h${m}m`;
-  return `${m}m${sec}s`;
 }

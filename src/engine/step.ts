@@ -28,30 +28,55 @@ export function stepIndex(id: StepId): number {
 /** Terraform-style operation: `+` create, `~` change in place, `-` delete. */
 export type ActionOp = '+' | '~' | '-';
 
+/** Which API an action's main write goes to (`none` for local-only actions such as writing a file). */
+export type ActionApi = 'kube' | 'arm' | 'none';
+
 /**
- * One change a step intends to make. A plan is a list of these; `apply` performs exactly them.
+ * Mutating API calls, by API. On an action: exactly what a clean run of it sends, including the
+ * writes made on the way (an uncordon after a reimage, a leader-lease hand-over during a
+ * rollout). On a step: its actions plus what its `check` sends (probe pods).
+ */
+export interface WriteCounts {
+  kube: number;
+  arm: number;
+}
+
+/**
+ * One change a step intends to make: typed, executable data. A plan is a list of these; the
+ * runner executes exactly them, in order, through the executor registered for `kind`.
  *
  * `id` is stable across re-plans of the same live state (e.g.
  * `vmss/aks-system-12345678-vmss/add-identities`): the journal keys intent/done records and
  * pre-states by it, and a saved plan is compared against a fresh one through it.
+ *
+ * `Kind`/`D` let a package of executors declare a discriminated union of its actions
+ * (`src/steps/executors/index.ts`: `MigrationAction`); the engine itself treats `details` as opaque JSON.
  */
-export interface PlannedAction {
+export interface PlannedAction<Kind extends string = string, D = unknown> {
   /** Stable key, unique within the step, e.g. `vmss/aks-system-12345678-vmss/add-identities`. */
   id: string;
+  /** Which executor runs it, e.g. `vmss-add-identities`, `delete-object`. Stored in the journal. */
+  kind: Kind;
   op: ActionOp;
   /** Human-readable kind + name, e.g. `vmss aks-system-12345678-vmss`, `ds default/nmi`. */
   target: string;
   /** One line, e.g. `identities: + api-id, + worker-id (keeps 2 existing)`. */
   summary: string;
-  /** Which API the write goes to (`none` for local-only actions such as writing a file). */
-  api: 'kube' | 'arm' | 'none';
-  /** Number of mutating API calls this action makes (the plan's "Azure writes" figure sums the `arm` ones). */
-  writes: number;
+  /** Which API the main write goes to. */
+  api: ActionApi;
+  /** Every mutating call a clean run of this action sends, by API ({@link WriteCounts}). */
+  writes: WriteCounts;
   /**
-   * JSON-serialisable: everything `apply` needs to do exactly this action. Part of the plan
-   * fingerprint, so it must be deterministic (sorted lists, no timestamps). Never a token.
+   * Consecutive actions with the same group run concurrently (bounded by the runner); actions
+   * without one run alone, in plan order. E.g. one PATCH per scale set, four at a time.
    */
-  details?: unknown;
+  parallelGroup?: string;
+  /**
+   * JSON-serialisable: everything the executor needs to do exactly this action. Part of the plan
+   * fingerprint and of the journal record, so it must be deterministic (sorted lists, no
+   * timestamps). Never a token.
+   */
+  details: D;
 }
 
 /** Something that must be fixed before a step may apply. Plans report every blocker at once. */
@@ -73,6 +98,11 @@ export interface StepPlan {
   blockers: Blocker[];
   /** Context lines shown under the step (e.g. "12 test cases on 5 fresh nodes"). */
   notes: string[];
+  /**
+   * Writes the step's `check` sends on a clean run (probe pods created and deleted). The plan
+   * output adds them to the actions' writes as the step's `writes`.
+   */
+  checkWrites?: WriteCounts;
   /**
    * Only from a step whose apply writes the inventory: the document it would write. Within one
    * `plan` run the runner hands it to the later steps' plans as `ctx.inventory` (so a fresh
@@ -104,10 +134,14 @@ export type DryRunMode = 'none' | 'client' | 'server';
 /** An action's persisted intent/done pair as the journal keeps it. */
 export interface ActionRecord {
   actionId: string;
+  /** The executor kind (absent in records written before actions were typed). */
+  kind?: string;
+  /** The action's details as executed (what resume and rollback hand back to the executor). */
+  details?: unknown;
   op: ActionOp;
   target: string;
   summary: string;
-  api: 'kube' | 'arm' | 'none';
+  api: ActionApi;
   /** `intent` written before the mutation; `done` after it returned; `failed` when it threw. */
   status: 'intent' | 'done' | 'failed';
   /** The state needed to undo this action, as captured before the (first) mutation. */
@@ -132,19 +166,39 @@ export interface StepJournalView {
   getData<T = unknown>(key: string): T | undefined;
 }
 
+/** The fields of an action the journal records (a {@link PlannedAction}, or a hand-made one in tests). */
+export interface JournalAction {
+  id: string;
+  kind?: string;
+  op: ActionOp;
+  target: string;
+  summary: string;
+  api: ActionApi;
+  writes?: WriteCounts | number;
+  details?: unknown;
+}
+
 /**
  * The journal as one step sees it. All writes are persisted (atomically) before the promise resolves.
  * In dry-run mode the same interface is backed by memory only.
  */
 export interface StepJournal extends StepJournalView {
   /**
-   * Writes an intent record (with the pre-state needed to undo) before `mutate`, then a done
-   * record (with the result). A crash between them leaves the intent: the step is resumed by
-   * re-planning against live state, never by blind repetition. The first intent's preState for
-   * a given action id is kept forever (rollback restores it), so a resumed step that captures a
-   * pre-state of an already half-changed object cannot overwrite the true original.
+   * Writes an intent record (with the action's kind and details, and the pre-state needed to
+   * undo) before `mutate`, then a done record (with the result). A crash between them leaves
+   * the intent, which the runner resolves through the action's executor before anything else
+   * (see `docs/ARCHITECTURE.md`, "Resume"). The first intent's preState for a given action id is
+   * kept forever (rollback restores it), so a resumed step that captures a pre-state of an
+   * already half-changed object cannot overwrite the true original.
    */
-  runAction<T>(action: PlannedAction, preState: unknown, mutate: () => Promise<T>): Promise<T>;
+  runAction<T>(action: JournalAction, preState: unknown, mutate: () => Promise<T>): Promise<T>;
+  /**
+   * Settles the newest record of `actionId` whose outcome is unknown (left in `intent` by a
+   * crash, or `failed` with an error that may have come after the write): `done` with the result
+   * (its write took effect, found by re-reading the object), or `failed` with the reason (it did
+   * not; the re-plan plans it again). No-op when the newest record is done or rolled back.
+   */
+  settleRecord(actionId: string, outcome: { done: true; result?: unknown } | { done: false; error: string }): Promise<void>;
   /** Free-form JSON the step wants persisted (e.g. test results, saved objects). Must never contain tokens. */
   setData(key: string, value: unknown): Promise<void>;
   /** Marks this step's record of `actionId` as undone (rollback calls it after restoring the pre-state). */
@@ -153,14 +207,20 @@ export interface StepJournal extends StepJournalView {
   of(stepId: StepId): StepJournalView;
 }
 
-/** Everything a step call receives. A fresh context is built for each call. */
+/** Everything a step or executor call receives. A fresh context is built for each call. */
 export interface StepContext<K = unknown, A = unknown> {
-  /** Kubernetes gateway (typed by the steps; opaque to the engine). Already dry-run aware. */
+  /**
+   * Kubernetes gateway (typed by the steps; opaque to the engine). Already dry-run aware, and
+   * (when it has a `scoped` method) bound to this call's signal and deadline by the runner.
+   */
   kube: K;
-  /** Azure gateway (typed by the steps; opaque to the engine). Already dry-run aware. */
+  /** Azure gateway (typed by the steps; opaque to the engine). Dry-run aware and scoped like `kube`. */
   azure: A;
   journal: StepJournal;
-  /** The parsed inventory document, or undefined before the `inventory` step has written one. */
+  /**
+   * The parsed inventory document: the file, or in a dry run (and within one `plan`) the document
+   * the `inventory` step would write. Undefined before there is one.
+   */
   inventory: unknown;
   /** Where the inventory file lives (the `inventory` step writes it there). */
   inventoryPath: string;
@@ -176,30 +236,71 @@ export interface StepContext<K = unknown, A = unknown> {
   log: StepLog;
 }
 
-/** What `apply` and `rollback` return: one line for the summary view. */
+/** What an apply or rollback of a step returns: one line for the summary view. */
 export interface StepOutcome {
   summary: string;
 }
 
+/** What an executor call is handed about one action. */
+export interface ActionInput<D = unknown, P = unknown> {
+  action: PlannedAction<string, D>;
+  /** The pre-state captured before the first intent of this action id (kept forever), if any. */
+  firstPreState: P | undefined;
+  /** Every record of this action id in the current apply cycle, oldest first. */
+  history: ActionRecord[];
+}
+
+/** How an intent left by a crash turned out, found by re-reading the object. */
+export type Reconciled<R = unknown> =
+  /** The write took effect (and whatever the action awaits is finished now): recorded as done. */
+  | { applied: true; result: R }
+  /** It did not: the intent is recorded as failed with `reason` and the re-plan plans the action again. */
+  | { applied: false; reason: string };
+
 /**
- * A runbook step. Contract:
- * - `plan` is read-only and reports every blocker at once.
- * - `apply` performs exactly the planned actions through `journal.runAction`, and is idempotent:
- *   after a crash the engine re-plans against live state and calls `apply` with the new plan.
- * - `check` is idempotent and read-only, returning evidence.
- * - `rollback` undoes only what `journal.records()` says this step did, in reverse order, using
- *   `firstPreState`; the engine then runs `check`-style verification through `verifyRollback`
- *   when the step provides it.
+ * Executes one kind of {@link PlannedAction}. Executors are shared by every step (and by any
+ * other command that declares actions); the runner is the only caller.
+ *
+ * - `capture` reads the pre-state undo needs (read-only). It runs before every intent, but the
+ *   journal keeps only the first one per action id.
+ * - `do` makes exactly the writes the action declares (`writes`), then awaits what makes the
+ *   action complete (a rollout, a node back Ready). Idempotent: a write already in effect is not
+ *   repeated. In a dry run the gateways hold back or dry-run the writes; `do` skips waits on
+ *   effects a dry run does not cause.
+ * - `reconcile` resolves an intent left by a crash: re-reads the object to tell whether the
+ *   write took effect (then finishes the wait and returns the result) or not.
+ * - `undo` restores `firstPreState` (only what the action changed; never an operator's later
+ *   edit) and returns one line; `verifyUndo` proves it with evidence.
+ */
+export interface ActionExecutor<K = unknown, A = unknown, D = any, P = any, R = any> {
+  kind: string;
+  capture(ctx: StepContext<K, A>, action: PlannedAction<string, D>): Promise<P | undefined>;
+  do(ctx: StepContext<K, A>, input: ActionInput<D, P>): Promise<R>;
+  reconcile(ctx: StepContext<K, A>, input: ActionInput<D, P>): Promise<Reconciled<R>>;
+  undo(ctx: StepContext<K, A>, input: ActionInput<D, P> & { result: R | undefined }): Promise<string>;
+  verifyUndo(ctx: StepContext<K, A>, input: ActionInput<D, P> & { result: R | undefined }): Promise<CheckResult>;
+}
+
+/** Executors by kind. */
+export type ExecutorRegistry<K = unknown, A = unknown> = Readonly<Record<string, ActionExecutor<K, A>>>;
+
+/**
+ * A runbook step: a migration in the golang-migrate sense, but declarative. Contract:
+ * - `plan` is read-only, builds the actions from live state and reports every blocker at once.
+ *   The runner executes exactly `plan.actions`, in order, through the executors, journals
+ *   intent/done for each and refuses a run whose done records differ from the plan.
+ * - `afterActions` (optional) runs once every planned action is done: it records what later
+ *   steps read (`journal.setData`) and returns the summary line. It makes no API write.
+ * - `check` is idempotent and read-only towards the migration's objects (it may run probe pods,
+ *   which it declares in `plan.checkWrites`), returning evidence.
+ * - Rollback is the runner's: newest done action first, its executor's `undo`, then `verifyUndo`.
  */
 export interface Step<K = unknown, A = unknown> {
   id: StepId;
   title: string;
   plan(ctx: StepContext<K, A>): Promise<StepPlan>;
-  apply(ctx: StepContext<K, A>, plan: StepPlan): Promise<StepOutcome>;
+  afterActions?(ctx: StepContext<K, A>, plan: StepPlan): Promise<StepOutcome>;
   check(ctx: StepContext<K, A>): Promise<CheckResult>;
-  rollback(ctx: StepContext<K, A>): Promise<StepOutcome>;
-  /** Optional: proves the pre-state is back after `rollback` (evidence like `check`). */
-  verifyRollback?(ctx: StepContext<K, A>): Promise<CheckResult>;
   /** Optional per-step deadline in ms (e.g. drain derives it from `--drain-timeout`); overrides the runner default. */
   deadlineMs?(options: Record<string, unknown>): number;
 }

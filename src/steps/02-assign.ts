@@ -1,65 +1,31 @@
 /**
  * Step 2, `assign`: first protect every user-assigned identity from MIC's garbage collection
- * (its client id in MIC's `--immutable-user-msis`, then MIC's rollout awaited), then add to each
- * node pool's scale set every identity its pods use: one PATCH per scale set carrying only the
- * missing ids (chunks of 150), scale sets in parallel with a bound. Identities already there
- * (the kubelet identity, add-ons, anything assigned by hand or by MIC) are never touched.
+ * (its client id in MIC's `--immutable-user-msis`, then MIC's rollout awaited: `patch-container`),
+ * then add to each node pool's scale set every identity its pods use (`vmss-add-identities`: one
+ * PATCH per scale set carrying only the missing ids, scale sets four at a time). Identities already
+ * there (the kubelet identity, add-ons, anything assigned by hand or by MIC) are never touched.
+ *
+ * No instance is upgraded unless asked: an identity added to a scale set needs no instance update,
+ * and `manualupgrade` would also roll out unrelated pending model changes. With
+ * `--upgrade-instances` (option `upgradeInstances`) each scale set gets its own planned
+ * `vmss-upgrade-instances` action after its PATCH.
  */
 import pLimit from 'p-limit';
-import type { AzureGateway, ScaleSetInstance } from '../azure/gateway.ts';
-import type { KubeGateway } from '../kube/gateway.ts';
-import type { CheckResult, PlannedAction, Step, StepOutcome, StepPlan } from '../engine/step.ts';
-import { inventoryFor, podIdentityFor, withScopedGateways, type Ctx } from './01-inventory.ts';
-import type { InventoryDocument } from './inventory-model.ts';
-import { POLL_MS, parseImmutableUserMsis, remainingMs, waitForMicLeader, withImmutableUserMsis } from './pod-identity.ts';
-import { KINDS } from '../kube/kinds.ts';
+import type { CheckResult, StepOutcome, StepPlan } from '../engine/step.ts';
+import { action, type MigrationAction } from './executors/index.ts';
+import { upgradeBatchSize, type VmssAddIdentitiesDetails } from './executors/vmss.ts';
+import type { MigrationStep } from './lib/context.ts';
+import { inventoryFor, podIdentityFor } from './lib/inventory-source.ts';
+import type { InventoryDocument } from './lib/inventory-model.ts';
+import { parseImmutableUserMsis, withImmutableUserMsis } from './lib/pod-identity.ts';
 
-/** Scale sets patched at the same time. */
+export { argsPatch } from './executors/patch-container.ts';
+export { UPGRADE_BATCH_MAX, UPGRADE_BATCH_SHARE } from './executors/vmss.ts';
+
+/** Scale sets read (planning) at the same time. */
 export const VMSS_CONCURRENCY = 4;
-/** `manualupgrade` batches: at most this share of a scale set's instances… */
-export const UPGRADE_BATCH_SHARE = 0.2;
-/** …and never more than this many instances at once. */
-export const UPGRADE_BATCH_MAX = 5;
 
 export const PROTECT_ACTION_ID = 'mic/protect-identities';
-
-/** Details of the protect action. */
-export interface ProtectDetails {
-  namespace: string;
-  name: string;
-  container: string;
-  containerIndex: number;
-  /** Client ids added to `--immutable-user-msis`. */
-  add: string[];
-}
-
-/** Pre-state of the protect action: MIC's container args as they were. */
-export interface ProtectPreState {
-  namespace: string;
-  name: string;
-  container: string;
-  containerIndex: number;
-  args: string[] | null;
-}
-
-/** Details of one scale set's action. */
-export interface VmssDetails {
-  pool: string;
-  resourceGroup: string;
-  vmss: string;
-  /** Identity resource ids to add (only those missing when planned). */
-  add: string[];
-}
-
-/** Pre-state of one scale set's action: the identities it carried before. */
-export interface VmssPreState {
-  resourceGroup: string;
-  vmss: string;
-  before: string[];
-}
-
-/** Journal data `assign.vmss`: every id this step set out to add per action id (kept across resumed attempts). */
-type IntendedAdds = Record<string, { resourceGroup: string; vmss: string; ids: string[] }>;
 
 function vmssActionId(vmss: string): string {
   return `vmss/${vmss}/add-identities`;
@@ -99,49 +65,19 @@ function lowerSet(ids: Iterable<string>): Set<string> {
   return new Set([...ids].map((i) => i.toLowerCase()));
 }
 
-/** JSON patch replacing one container's args, guarded by a test of the container's name (the index must still be that container). */
-export function argsPatch(containerIndex: number, container: string, args: string[] | null): unknown[] {
-  const base = `/spec/template/spec/containers/${containerIndex}`;
-  return [{ op: 'test', path: `${base}/name`, value: container }, args === null ? { op: 'remove', path: `${base}/args` } : { op: 'add', path: `${base}/args`, value: args }];
-}
-
 function helmImmutableValue(ids: string[]): string {
   return `mic.immutableUserMSIs={${ids.join(',')}}`;
 }
 
-/** Adds `manualupgrade` only for instances that report `latestModelApplied: false`, in small batches, each awaited. */
-async function upgradeStaleInstances(ctx: Ctx, resourceGroup: string, vmss: string): Promise<number> {
-  const instances = await ctx.azure.listInstances(resourceGroup, vmss);
-  const stale = instances.filter((i) => i.latestModelApplied === false).map((i) => i.instanceId);
-  if (!stale.length) return 0;
-  const size = Math.max(1, Math.min(UPGRADE_BATCH_MAX, Math.ceil(instances.length * UPGRADE_BATCH_SHARE)));
-  ctx.log.info(`vmss ${vmss}: ${stale.length} instance(s) report latestModelApplied=false; manualupgrade in batches of ${size}`);
-  for (let i = 0; i < stale.length; i += size) {
-    const batch = stale.slice(i, i + size);
-    ctx.progress(`vmss ${vmss}: manualupgrade of instances ${batch.join(', ')}`);
-    await ctx.azure.manualUpgrade(resourceGroup, vmss, batch);
-    // The next batch starts only once this one runs the latest model again.
-    await ctx.kube.waitFor(
-      async (note) => {
-        const now = await ctx.azure.listInstances(resourceGroup, vmss);
-        const pending = now.filter((x: ScaleSetInstance) => batch.includes(x.instanceId) && (x.latestModelApplied === false || (x.provisioningState ?? 'Succeeded') !== 'Succeeded'));
-        note(`${pending.length} of ${batch.length} instances still upgrading`);
-        return pending.length === 0;
-      },
-      { describe: `manualupgrade of vmss ${vmss} instances ${batch.join(', ')}`, timeoutMs: remainingMs(ctx.deadline), intervalMs: POLL_MS * 2 },
-    );
-  }
-  return stale.length;
-}
-
-const assign: Step<KubeGateway, AzureGateway> = {
+/** Step 2 of the runbook. */
+export const assignStep: MigrationStep = {
   id: 'assign',
   title: 'Protect identities in MIC and assign them to every scale set',
 
   async plan(ctx): Promise<StepPlan> {
     const inv = await inventoryFor(ctx);
     const { mic } = await podIdentityFor(ctx);
-    const actions: PlannedAction[] = [];
+    const actions: MigrationAction[] = [];
     const notes: string[] = [];
     const clientIds = protectedClientIds(inv);
     if (ctx.options.skipProtect === true) {
@@ -153,15 +89,20 @@ const assign: Step<KubeGateway, AzureGateway> = {
       const add = clientIds.filter((c) => !current.has(c.toLowerCase()));
       if (add.length) {
         const names = add.map((c) => inv.identities.find((i) => i.clientId === c)?.name ?? c);
-        actions.push({
-          id: PROTECT_ACTION_ID,
-          op: '~',
-          target: `deployment ${mic.namespace}/${mic.name}`,
-          summary: `--immutable-user-msis: ${names.map((n) => `+ ${n}`).join(', ')}${current.size ? ` (keeps ${current.size} existing)` : ''}`,
-          api: 'kube',
-          writes: 1,
-          details: { namespace: mic.namespace, name: mic.name, container: mic.container, containerIndex: mic.containerIndex, add } satisfies ProtectDetails,
-        });
+        const running = (mic.replicas ?? 1) > 0;
+        actions.push(
+          action({
+            id: PROTECT_ACTION_ID,
+            kind: 'patch-container',
+            op: '~',
+            target: `deployment ${mic.namespace}/${mic.name}`,
+            summary: `--immutable-user-msis: ${names.map((n) => `+ ${n}`).join(', ')}${current.size ? ` (keeps ${current.size} existing)` : ''}`,
+            api: 'kube',
+            // The PATCH, and the hand-over of the lease the replaced leader dies holding (an Endpoints PATCH).
+            writes: { kube: running ? 2 : 1, arm: 0 },
+            details: { workload: 'Deployment', namespace: mic.namespace, name: mic.name, container: mic.container, containerIndex: mic.containerIndex, args: withImmutableUserMsis(mic.args, add), rollout: 'mic-leader' },
+          }),
+        );
       }
       if (mic.install === 'helm') {
         notes.push(`MIC is a Helm install: the protection is the chart value ${helmImmutableValue([...parseImmutableUserMsis(mic.args), ...add])}; a helm upgrade without it removes the protection`);
@@ -178,101 +119,65 @@ const assign: Step<KubeGateway, AzureGateway> = {
           const have = Object.keys(set.userAssignedIdentities);
           const haveLower = lowerSet(have);
           const add = w.ids.filter((id) => !haveLower.has(id.toLowerCase()));
-          return { w, add, have };
+          const instances = ctx.options.upgradeInstances === true && add.length ? (await ctx.azure.listInstances(w.resourceGroup, w.vmss)).length : 0;
+          return { w, add, have, instances };
         }),
       ),
     );
-    for (const { w, add, have } of planned) {
+    const upgrades: MigrationAction[] = [];
+    for (const { w, add, have, instances } of planned) {
       if (!add.length) {
         notes.push(`vmss ${w.vmss} (pool ${w.pool}) already carries its ${w.ids.length} identit${w.ids.length === 1 ? 'y' : 'ies'}`);
         continue;
       }
-      actions.push({
-        id: vmssActionId(w.vmss),
-        op: '~',
-        target: `vmss ${w.vmss}`,
-        summary: `identities: ${add.map((id) => `+ ${nameOf(inv, id)}`).join(', ')} (keeps ${have.length} existing)`,
-        api: 'arm',
-        writes: Math.ceil(add.length / 150),
-        details: { pool: w.pool, resourceGroup: w.resourceGroup, vmss: w.vmss, add } satisfies VmssDetails,
-      });
+      actions.push(
+        action({
+          id: vmssActionId(w.vmss),
+          kind: 'vmss-add-identities',
+          op: '~',
+          target: `vmss ${w.vmss}`,
+          summary: `identities: ${add.map((id) => `+ ${nameOf(inv, id)}`).join(', ')} (keeps ${have.length} existing)`,
+          api: 'arm',
+          writes: { kube: 0, arm: Math.ceil(add.length / 150) },
+          parallelGroup: 'vmss-add-identities',
+          details: { pool: w.pool, resourceGroup: w.resourceGroup, vmss: w.vmss, add } satisfies VmssAddIdentitiesDetails,
+        }),
+      );
+      if (ctx.options.upgradeInstances === true) {
+        upgrades.push(
+          action({
+            id: `vmss/${w.vmss}/upgrade-instances`,
+            kind: 'vmss-upgrade-instances',
+            op: '~',
+            target: `vmss ${w.vmss} instances`,
+            summary: `manualupgrade of the instances not on the latest model after the PATCH, ${upgradeBatchSize(instances)} at a time (--upgrade-instances; also rolls out other pending model changes)`,
+            api: 'arm',
+            // At most one call per batch over every instance; only those behind the model are upgraded.
+            writes: { kube: 0, arm: Math.ceil(instances / upgradeBatchSize(instances)) },
+            details: { resourceGroup: w.resourceGroup, vmss: w.vmss },
+          }),
+        );
+      }
     }
-    return { stepId: 'assign', actions, blockers: [], notes };
+    if (!upgrades.length && planned.some((p) => p.add.length)) notes.push('no instance is upgraded: an identity added to a scale set reaches its instances without one (--upgrade-instances forces a manualupgrade)');
+    return { stepId: 'assign', actions: [...actions, ...upgrades], blockers: [], notes };
   },
 
-  async apply(ctx, plan): Promise<StepOutcome> {
+  async afterActions(ctx, plan): Promise<StepOutcome> {
     const parts: string[] = [];
+    const dry = ctx.dryRun !== 'none';
     const protect = plan.actions.find((a) => a.id === PROTECT_ACTION_ID);
-    if (protect) {
-      const d = protect.details as ProtectDetails;
-      const live = await ctx.kube.get(KINDS.Deployment, d.namespace, d.name);
-      if (!live) throw new Error(`deployment ${d.namespace}/${d.name} (MIC) disappeared; re-run the inventory step`);
-      const container = (live.spec as { template: { spec: { containers: { name: string; args?: string[] }[] } } }).template.spec.containers[d.containerIndex];
-      if (container?.name !== d.container) throw new Error(`deployment ${d.namespace}/${d.name} changed: container ${d.containerIndex} is no longer ${d.container}; plan again`);
-      const pre: ProtectPreState = { namespace: d.namespace, name: d.name, container: d.container, containerIndex: d.containerIndex, args: container.args ? [...container.args] : null };
-      const args = withImmutableUserMsis(container.args ?? [], d.add);
-      ctx.progress(`protecting ${d.add.length} identities in MIC (${d.namespace}/${d.name})`);
-      await ctx.journal.runAction(protect, pre, async () => {
-        const patched = await ctx.kube.patch(KINDS.Deployment, d.namespace, d.name, argsPatch(d.containerIndex, d.container, args), 'json');
-        return { generation: patched.metadata?.generation };
-      });
-      // MIC must run with the new args before any identity is added by hand, or its GC can still remove them;
-      // and a leader must serve again, or pods started meanwhile wait for their identity.
-      if (ctx.dryRun === 'none') {
-        ctx.progress(`waiting for MIC ${d.namespace}/${d.name} to roll out and elect a leader`);
-        const { leader, released } = await waitForMicLeader(ctx.kube, d, ctx.deadline, ctx.signal);
-        if (released.length) ctx.log.info(`MIC lease of replaced leader ${released.join(', ')} handed over at once`);
-        if (leader) ctx.log.info(`MIC leader ${leader} reports Active with the protected ids`);
-      }
-      parts.push(`${d.add.length} identities ${ctx.dryRun !== 'none' ? 'would be ' : ''}protected in MIC`);
-    } else if (ctx.dryRun === 'none' && ctx.options.skipProtect !== true) {
-      // Protected already, perhaps by an attempt that stopped during MIC's rollout: an old MIC must be gone before identities are added.
-      const { mic } = await podIdentityFor(ctx);
-      if (mic && (mic.replicas ?? 1) > 0) {
-        ctx.progress(`waiting for MIC ${mic.namespace}/${mic.name} to run with the protected ids`);
-        await waitForMicLeader(ctx.kube, mic, ctx.deadline, ctx.signal);
-      }
-    }
-
-    const vmssActions = plan.actions.filter((a) => a.id.startsWith('vmss/'));
-    // Record every id this step sets out to add before the first write: a resumed attempt's pre-state is not kept, this is.
-    const intended: IntendedAdds = { ...(ctx.journal.getData<IntendedAdds>('intendedAdds') ?? {}) };
-    for (const a of vmssActions) {
-      const d = a.details as VmssDetails;
-      const prev = intended[a.id]?.ids ?? [];
-      intended[a.id] = { resourceGroup: d.resourceGroup, vmss: d.vmss, ids: [...new Map([...prev, ...d.add].map((id) => [id.toLowerCase(), id])).values()] };
-    }
-    if (vmssActions.length) await ctx.journal.setData('intendedAdds', intended);
-
-    const limit = pLimit(VMSS_CONCURRENCY);
-    let done = 0;
-    let upgraded = 0;
-    const results = await Promise.all(
-      vmssActions.map((a) =>
-        limit(async () => {
-          const d = a.details as VmssDetails;
-          const set = await ctx.azure.getScaleSet(d.resourceGroup, d.vmss);
-          if (!set) throw new Error(`scale set ${d.vmss} no longer exists in ${d.resourceGroup}`);
-          const pre: VmssPreState = { resourceGroup: d.resourceGroup, vmss: d.vmss, before: Object.keys(set.userAssignedIdentities).sort() };
-          const result = await ctx.journal.runAction(a, pre, async () => {
-            const r = await ctx.azure.assignIdentities(d.resourceGroup, d.vmss, d.add);
-            const n = r.dryRun ? 0 : await upgradeStaleInstances(ctx, d.resourceGroup, d.vmss);
-            return { added: r.added, alreadyPresent: r.alreadyPresent, patches: r.patches, identityType: r.identityType, upgradedInstances: n };
-          });
-          upgraded += result.upgradedInstances;
-          ctx.progress(`scale sets patched: ${++done}/${vmssActions.length}`);
-          return result;
-        }),
-      ),
-    );
-    const added = results.reduce((n, r) => n + r.added.length, 0);
-    if (ctx.dryRun !== 'none') {
+    if (protect) parts.push(`${clientIdsAdded(protect.details, ctx.journal.firstPreState<{ args: string[] | null }>(PROTECT_ACTION_ID)?.args ?? [])} identities ${dry ? 'would be ' : ''}protected in MIC`);
+    const vmss = plan.actions.filter((a) => a.kind === 'vmss-add-identities').map((a) => a.details as VmssAddIdentitiesDetails);
+    if (dry) {
       // Azure writes are not sent in a dry run: say exactly which PATCHes would be.
-      const lines = vmssActions.map((a) => `vmss ${(a.details as VmssDetails).vmss}: ${(a.details as VmssDetails).add.map((id) => `+ ${id.split('/').pop()}`).join(', ')}`);
+      const lines = vmss.map((d) => `vmss ${d.vmss}: ${d.add.map((id) => `+ ${id.split('/').pop()}`).join(', ')}`);
       parts.push(lines.length ? `would PATCH ${lines.join('; ')}` : 'no scale set to patch');
       return { summary: parts.join('; ') };
     }
-    parts.push(`${results.length} scale set(s) patched, ${added} identit${added === 1 ? 'y' : 'ies'} added${upgraded ? `, ${upgraded} instance(s) upgraded` : ''}`);
+    const added = vmss.reduce((n, d) => n + d.add.length, 0);
+    const upgraded = plan.actions.filter((a) => a.kind === 'vmss-upgrade-instances').length;
+    parts.push(`${vmss.length} scale set(s) patched, ${added} identit${added === 1 ? 'y' : 'ies'} added${upgraded ? `, instances of ${upgraded} scale set(s) upgraded` : ''}`);
     return { summary: parts.join('; ') || 'nothing to change' };
   },
 
@@ -308,77 +213,12 @@ const assign: Step<KubeGateway, AzureGateway> = {
     return { ok: failures.length === 0, evidence, failures };
   },
 
-  async rollback(ctx): Promise<StepOutcome> {
-    const records = ctx.journal.records();
-    const intended = ctx.journal.getData<IntendedAdds>('intendedAdds') ?? {};
-    const vmssIds = [...new Set(records.filter((r) => r.actionId.startsWith('vmss/') && !r.rolledBack).map((r) => r.actionId))];
-    let removed = 0;
-    const limit = pLimit(VMSS_CONCURRENCY);
-    await Promise.all(
-      vmssIds.map((actionId) =>
-        limit(async () => {
-          const pre = ctx.journal.firstPreState<VmssPreState>(actionId);
-          const target = intended[actionId];
-          if (!pre || !target) return;
-          const resultAdded = records.filter((r) => r.actionId === actionId && r.status === 'done').flatMap((r) => (r.result as { added?: string[] } | undefined)?.added ?? []);
-          // Only what this step added: never an id that was on the scale set before it ran.
-          const before = lowerSet(pre.before);
-          const remove = [...new Map([...target.ids, ...resultAdded].filter((id) => !before.has(id.toLowerCase())).map((id) => [id.toLowerCase(), id])).values()];
-          ctx.progress(`vmss ${pre.vmss}: removing ${remove.length} identities this step added`);
-          const r = await ctx.azure.unassignIdentities(pre.resourceGroup, pre.vmss, remove);
-          removed += r.removed.length;
-          await ctx.journal.markRolledBack(actionId);
-        }),
-      ),
-    );
-    let restored = false;
-    const protectRecord = records.find((r) => r.actionId === PROTECT_ACTION_ID && !r.rolledBack);
-    const pre = ctx.journal.firstPreState<ProtectPreState>(PROTECT_ACTION_ID);
-    if (protectRecord && pre) {
-      ctx.progress(`restoring MIC ${pre.namespace}/${pre.name} args`);
-      const live = await ctx.kube.get(KINDS.Deployment, pre.namespace, pre.name);
-      if (live) {
-        await ctx.kube.patch(KINDS.Deployment, pre.namespace, pre.name, argsPatch(pre.containerIndex, pre.container, pre.args), 'json');
-        if (ctx.dryRun === 'none') await waitForMicLeader(ctx.kube, pre, ctx.deadline, ctx.signal);
-        restored = true;
-      } else ctx.log.warn(`deployment ${pre.namespace}/${pre.name} no longer exists; its args cannot be restored`);
-      await ctx.journal.markRolledBack(PROTECT_ACTION_ID);
-    }
-    return { summary: `${removed} identit${removed === 1 ? 'y' : 'ies'} removed from ${vmssIds.length} scale set(s)${restored ? '; MIC args restored' : ''}` };
-  },
-
-  async verifyRollback(ctx): Promise<CheckResult> {
-    const evidence: string[] = [];
-    const failures: string[] = [];
-    const intended = ctx.journal.getData<IntendedAdds>('intendedAdds') ?? {};
-    for (const [actionId, t] of Object.entries(intended)) {
-      const pre = ctx.journal.firstPreState<VmssPreState>(actionId);
-      if (!pre) continue;
-      const set = await ctx.azure.getScaleSet(pre.resourceGroup, pre.vmss);
-      if (!set) {
-        failures.push(`vmss ${pre.vmss} not found`);
-        continue;
-      }
-      const have = lowerSet(Object.keys(set.userAssignedIdentities));
-      const lostBefore = pre.before.filter((id) => !have.has(id.toLowerCase()));
-      const before = lowerSet(pre.before);
-      const stillAdded = t.ids.filter((id) => !before.has(id.toLowerCase()) && have.has(id.toLowerCase()));
-      if (lostBefore.length) failures.push(`vmss ${pre.vmss}: identities that were there before are missing: ${lostBefore.join(', ')}`);
-      if (stillAdded.length) failures.push(`vmss ${pre.vmss}: identities this step added are still there: ${stillAdded.join(', ')}`);
-      if (!lostBefore.length && !stillAdded.length) evidence.push(`vmss ${pre.vmss}: back to its ${pre.before.length} identities from before`);
-    }
-    const pre = ctx.journal.firstPreState<ProtectPreState>(PROTECT_ACTION_ID);
-    if (pre) {
-      const live = await ctx.kube.get(KINDS.Deployment, pre.namespace, pre.name);
-      const container = (live?.spec as { template?: { spec?: { containers?: { name: string; args?: string[] }[] } } } | undefined)?.template?.spec?.containers?.[pre.containerIndex];
-      if (!live) failures.push(`deployment ${pre.namespace}/${pre.name} not found`);
-      else if (JSON.stringify(container?.args ?? null) !== JSON.stringify(pre.args)) failures.push(`deployment ${pre.namespace}/${pre.name}: args differ from before (${JSON.stringify(container?.args)})`);
-      else evidence.push(`MIC ${pre.namespace}/${pre.name} args are back to the original`);
-    }
-    return { ok: failures.length === 0, evidence, failures };
-  },
 };
 
-/** Step 2 of the runbook. */
-export const assignStep = withScopedGateways(assign);
+/** How many client ids a protect action adds to MIC's args (`before`: the args it found). */
+function clientIdsAdded(details: unknown, before: readonly string[]): number {
+  const had = lowerSet(parseImmutableUserMsis(before));
+  return parseImmutableUserMsis((details as { args: string[] }).args).filter((c) => !had.has(c.toLowerCase())).length;
+}
+
 export default assignStep;

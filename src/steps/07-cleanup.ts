@@ -19,82 +19,23 @@
  * replica count is restored by the `mic-scale` rollback, which runs next in `rollback --to` /
  * `--all`.
  */
-import pLimit from 'p-limit';
-import type { CheckResult, PlannedAction, Step, StepContext, StepOutcome, StepPlan, Blocker } from '../engine/step.ts';
-import type { AzureGateway } from '../azure/gateway.ts';
-import type { KubeGateway, KubeObject, ResourceRef } from '../kube/gateway.ts';
-import { asInventory, type InventoryDocument } from './inventory-model.ts';
-import { runTokenProbe, sweepProbePods } from './probe.ts';
-import type { TestResult } from './junit.ts';
-import { isCordoned, isReady, poolOf } from './05-drain.ts';
+import type { Blocker, CheckResult, StepOutcome, StepPlan } from '../engine/step.ts';
+import type { KubeObject, ResourceRef } from '../kube/gateway.ts';
 import { KINDS } from '../kube/kinds.ts';
+import { AAI_CRD, type SavedObject } from './executors/delete.ts';
+import { action, type MigrationAction } from './executors/index.ts';
+import type { Ctx, MigrationStep } from './lib/context.ts';
+import { inventoryFor, micRefOf, type MicRef } from './lib/inventory-source.ts';
+import type { InventoryDocument } from './lib/inventory-model.ts';
+import type { TestResult } from './lib/junit.ts';
+import { isCordoned, isReady, poolOf } from './lib/nodes.ts';
+import { runTokenProbe } from './lib/probe.ts';
 
-type Ctx = StepContext<KubeGateway, AzureGateway>;
+export { stripServerFields } from './executors/delete.ts';
+export type { MicRef };
 
-const AAI_CRD = 'azureassignedidentities.aadpodidentity.k8s.io';
 const LEADER_ELECTION_DEFAULT = { namespace: 'default', name: 'aad-pod-identity-mic' };
 const CONFIG_MAP = 'aad-pod-identity-config';
-const PARALLEL_DELETES = 8;
-
-/** The MIC Deployment as recorded by `mic-scale` (or `inventory`). */
-export interface MicRef {
-  namespace: string;
-  name: string;
-  replicas?: number;
-}
-
-/** Details of a delete action (fingerprinted: names only). */
-interface DeleteDetails {
-  ref: ResourceRef;
-  namespace?: string;
-  name: string;
-}
-
-/** Details of the AzureAssignedIdentity action. */
-interface AaiDetails {
-  objects: { namespace: string; name: string }[];
-}
-
-/** Pre-state of a delete action: the object as it was, in full. */
-interface SavedObject {
-  object: KubeObject;
-}
-
-/** Pre-state of the AzureAssignedIdentity action. */
-interface SavedAais {
-  objects: KubeObject[];
-}
-
-/** Metadata fields the API server sets; a re-created object must not carry them. */
-const SERVER_METADATA = ['uid', 'resourceVersion', 'creationTimestamp', 'managedFields', 'generation', 'selfLink', 'deletionTimestamp', 'deletionGracePeriodSeconds'];
-
-/**
- * A saved object made fit for re-creation: server-set metadata removed; `status` dropped
- * except on kinds whose status is plain data written with the object (the aadpodidentity CRDs
- * have no status subresource, and MIC reads `status.status` of an AzureAssignedIdentity).
- */
-export function stripServerFields(obj: KubeObject): KubeObject {
-  const copy = structuredClone(obj);
-  const meta = (copy.metadata ?? {}) as Record<string, unknown>;
-  for (const f of SERVER_METADATA) delete meta[f];
-  const keepStatus = copy.apiVersion?.startsWith('aadpodidentity.k8s.io/');
-  if (!keepStatus) delete copy.status;
-  if (copy.kind === 'CustomResourceDefinition') delete copy.status;
-  return copy;
-}
-
-function micRefOf(ctx: Ctx): MicRef {
-  const recorded = ctx.journal.of('mic-scale').getData<MicRef>('mic');
-  if (recorded?.namespace && recorded.name) return recorded;
-  const inv = ctx.journal.of('inventory').getData<{ mic?: MicRef }>('podIdentity');
-  if (inv?.mic?.namespace && inv.mic.name) return inv.mic;
-  throw new Error('the MIC Deployment is not known yet: the inventory and mic-scale steps record it');
-}
-
-function inventoryOf(ctx: Ctx): InventoryDocument {
-  if (ctx.inventory === undefined) throw new Error(`no inventory at ${ctx.inventoryPath}: the inventory step writes it`);
-  return asInventory(ctx.inventory, ctx.inventoryPath);
-}
 
 function argValue(args: readonly string[], flag: string): string | undefined {
   for (const a of args) if (a.startsWith(`${flag}=`)) return a.slice(flag.length + 1);
@@ -116,6 +57,19 @@ function labelsMatch(selector: Record<string, string> | undefined, labels: Recor
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
+function deleteAction(ref: ResourceRef, namespace: string | undefined, name: string, why: string): MigrationAction {
+  return action({
+    id: key(ref, namespace, name),
+    kind: 'delete-object',
+    op: '-',
+    target: `${SHORT[ref.kind] ?? ref.kind.toLowerCase()} ${namespace ? `${namespace}/` : ''}${name}`,
+    summary: why,
+    api: 'kube',
+    writes: { kube: 1, arm: 0 },
+    details: { ref: { apiVersion: ref.apiVersion, kind: ref.kind }, ...(namespace ? { namespace } : {}), name },
+  });
+}
+
 function key(ref: ResourceRef, namespace: string | undefined, name: string): string {
   return `delete/${ref.kind.toLowerCase()}/${namespace ? `${namespace}/` : ''}${name}`;
 }
@@ -132,31 +86,33 @@ const SHORT: Record<string, string> = {
   CustomResourceDefinition: 'crd',
 };
 
-function deleteAction(ref: ResourceRef, namespace: string | undefined, name: string, why: string): PlannedAction {
-  const details: DeleteDetails = { ref: { apiVersion: ref.apiVersion, kind: ref.kind }, ...(namespace ? { namespace } : {}), name };
-  return { id: key(ref, namespace, name), op: '-', target: `${SHORT[ref.kind] ?? ref.kind.toLowerCase()} ${namespace ? `${namespace}/` : ''}${name}`, summary: why, api: 'kube', writes: 1, details };
-}
-
 /** The saved copy of an object this step deleted earlier (for a resumed run whose Deployment is already gone). */
 function savedCopy(ctx: Ctx, actionId: string): KubeObject | undefined {
   return ctx.journal.firstPreState<SavedObject>(actionId)?.object;
 }
 
 async function plan(ctx: Ctx): Promise<StepPlan> {
+  // In a dry run the earlier steps only pretended: what they would have done counts as done.
+  const dry = ctx.dryRun !== 'none';
+  const testsWouldRun = dry && ctx.journal.of('test').records().some((r) => r.actionId === 'test-cases' && r.status === 'done');
+  const micWouldScale = dry && ctx.journal.of('mic-scale').records().some((r) => r.actionId === 'mic/scale-to-zero' && r.status === 'done');
   const results = ctx.journal.of('test').getData<TestResult[]>('results');
-  if (!results) throw new Error('no test results recorded yet: the test step must pass before cleanup');
+  if (!results && !testsWouldRun) throw new Error('no test results recorded yet: the test step must pass before cleanup');
   const mic = micRefOf(ctx);
+  const inv0 = await inventoryFor(ctx);
   const kube = ctx.kube;
   const blockers: Blocker[] = [];
   const notes: string[] = [];
-  const actions: PlannedAction[] = [];
+  const actions: MigrationAction[] = [];
+  if (testsWouldRun) notes.push('dry run: the test step would run its cases first; cleanup is refused unless every one passes');
+  if (micWouldScale) notes.push('dry run: mic-scale would scale MIC to zero first; cleanup is refused while MIC runs');
 
-  const failed = results.filter((r) => !r.ok);
-  if (failed.length || !results.length) {
+  const failed = (results ?? []).filter((r) => !r.ok);
+  if (!testsWouldRun && (failed.length || !results?.length)) {
     blockers.push({
       code: 'tests-not-passed',
       subject: 'step test',
-      message: results.length
+      message: results?.length
         ? `${failed.length} test case(s) failed: ${failed.map((r) => `${r.kind} ${r.service} in pool ${r.pool} (identity ${r.identity})`).join('; ')}. Deleting MIC now would remove the only thing that still assigns those identities.`
         : 'no test case ran, so nothing proves the identities work without MIC.',
       fix: 'Fix the failing identities (podid-migrate status shows the details), then podid-migrate apply --step test.',
@@ -168,7 +124,7 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   const deploy = live ?? savedCopy(ctx, deployId);
   if (live) {
     const replicas = (live.spec as { replicas?: number } | undefined)?.replicas ?? 1;
-    if (replicas > 0) {
+    if (replicas > 0 && !micWouldScale) {
       blockers.push({
         code: 'mic-running',
         subject: `deploy ${mic.namespace}/${mic.name}`,
@@ -178,7 +134,7 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     }
   }
   const tpl = deploy ? templateOf(deploy) : undefined;
-  if (live && tpl && Object.keys(tpl.labels).length) {
+  if (live && tpl && Object.keys(tpl.labels).length && !micWouldScale) {
     const selector = Object.entries(tpl.labels).map(([k, v]) => `${k}=${v}`).join(',');
     const pods = (await kube.list(KINDS.Pod, { namespace: mic.namespace, labelSelector: selector })).filter((p) => !p.metadata?.deletionTimestamp);
     if (pods.length) {
@@ -248,85 +204,33 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     if (aais.length) {
       const objects = aais.map((a) => ({ namespace: a.metadata!.namespace!, name: a.metadata!.name! })).sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
       const withFinalizer = aais.filter((a) => a.metadata?.finalizers?.length).length;
-      const details: AaiDetails = { objects };
-      actions.push({
-        id: 'delete/azureassignedidentities',
-        op: '-',
-        target: `${aais.length} azureassignedidentities`,
-        summary: `${withFinalizer ? `finalizers cleared first on ${withFinalizer}, ` : ''}full copies kept in the journal`,
-        api: 'kube',
-        writes: aais.length + withFinalizer,
-        details,
-      });
+      actions.push(
+        action({
+          id: 'delete/azureassignedidentities',
+          kind: 'delete-objects',
+          op: '-',
+          target: `${aais.length} azureassignedidentities`,
+          summary: `${withFinalizer ? `finalizers cleared first on ${withFinalizer}, ` : ''}full copies kept in the journal`,
+          api: 'kube',
+          writes: { kube: aais.length + withFinalizer, arm: 0 },
+          details: { ref: { apiVersion: KINDS.AzureAssignedIdentity.apiVersion, kind: KINDS.AzureAssignedIdentity.kind }, objects, clearFinalizers: true, crd: AAI_CRD },
+        }),
+      );
     }
     if (ctx.options.deleteCrd === true) actions.push(deleteAction(KINDS.CustomResourceDefinition, undefined, AAI_CRD, 'requested with --delete-crd'));
     else notes.push(`the ${AAI_CRD} CRD is kept (--delete-crd removes it)`);
   }
   notes.push('AzureIdentity and AzureIdentityBinding objects are kept: managed NMI reads them');
-  return { stepId: 'cleanup', actions, blockers, notes };
+  // The check's token round trips: one probe pod per pool with a user-assigned identity, created and deleted.
+  const roundTripPools = inv0.pools.filter((pool) => roundTripSubject(inv0, pool.name)).length;
+  return { stepId: 'cleanup', actions, blockers, notes, checkWrites: { kube: roundTripPools * 2, arm: 0 } };
 }
 
-async function apply(ctx: Ctx, p: StepPlan): Promise<StepOutcome> {
-  const kube = ctx.kube;
-  let deleted = 0;
-  let aaiCount = 0;
-  for (const action of p.actions) {
-    if (ctx.signal.aborted) throw ctx.signal.reason;
-    if (action.id === 'delete/azureassignedidentities') {
-      aaiCount = await deleteAais(ctx, action);
-      continue;
-    }
-    const d = action.details as DeleteDetails;
-    const obj = await kube.get(d.ref, d.namespace, d.name);
-    if (!obj) continue;
-    ctx.progress(`delete ${action.target}`);
-    await ctx.journal.runAction(action, { object: obj } satisfies SavedObject, () => kube.delete(d.ref, d.namespace, d.name, { propagationPolicy: 'Background' }));
-    deleted++;
-  }
-  const dry = ctx.dryRun !== 'none' ? ' (dry run)' : '';
-  return { summary: `deleted ${deleted} MIC object${deleted === 1 ? '' : 's'} and ${aaiCount} AzureAssignedIdentit${aaiCount === 1 ? 'y' : 'ies'}${dry}; copies in the journal` };
-}
-
-/** Clears each AzureAssignedIdentity's finalizer and deletes it; waits until they are gone. */
-async function deleteAais(ctx: Ctx, action: PlannedAction): Promise<number> {
-  const kube = ctx.kube;
-  const wanted = new Set((action.details as AaiDetails).objects.map((o) => `${o.namespace}/${o.name}`));
-  const live = (await kube.list(KINDS.AzureAssignedIdentity)).filter((a) => wanted.has(`${a.metadata?.namespace}/${a.metadata?.name}`));
-  const limit = pLimit(PARALLEL_DELETES);
-  let done = 0;
-  await ctx.journal.runAction(action, { objects: live } satisfies SavedAais, async () => {
-    await Promise.all(
-      live.map((a) =>
-        limit(async () => {
-          const ns = a.metadata!.namespace!;
-          const name = a.metadata!.name!;
-          // With MIC gone nothing else removes the finalizer; the delete would hang forever.
-          if (a.metadata?.finalizers?.length) {
-            try {
-              await kube.patch(KINDS.AzureAssignedIdentity, ns, name, { metadata: { finalizers: null } }, 'merge');
-            } catch (e) {
-              if ((e as { status?: number }).status !== 404) throw e;
-            }
-          }
-          await kube.delete(KINDS.AzureAssignedIdentity, ns, name);
-          done++;
-          if (done % 25 === 0) ctx.progress(`deleted ${done}/${live.length} azureassignedidentities`);
-        }),
-      ),
-    );
-    return { deleted: live.length };
-  });
-  if (ctx.dryRun === 'none' && live.length) {
-    await kube.waitFor(
-      async (note) => {
-        const left = (await kube.list(KINDS.AzureAssignedIdentity)).filter((a) => wanted.has(`${a.metadata?.namespace}/${a.metadata?.name}`)).length;
-        note(`${left} left`);
-        return left === 0;
-      },
-      { describe: 'azureassignedidentities to be gone', timeoutMs: Math.max(ctx.deadline - Date.now(), 1), intervalMs: 300, signal: ctx.signal },
-    );
-  }
-  return live.length;
+async function afterActions(ctx: Ctx, p: StepPlan): Promise<StepOutcome> {
+  const deleted = p.actions.filter((a) => a.kind === 'delete-object').length;
+  const aais = p.actions.filter((a) => a.kind === 'delete-objects').reduce((n, a) => n + (a.details as { objects: unknown[] }).objects.length, 0);
+  const dry = ctx.dryRun !== 'none';
+  return { summary: `${dry ? 'would delete' : 'deleted'} ${deleted} MIC object${deleted === 1 ? '' : 's'} and ${aais} AzureAssignedIdentit${aais === 1 ? 'y' : 'ies'}${dry ? ' (dry run)' : ''}; copies in the journal` };
 }
 
 async function check(ctx: Ctx): Promise<CheckResult> {
@@ -336,7 +240,7 @@ async function check(ctx: Ctx): Promise<CheckResult> {
   let objects = 0;
   for (const r of ctx.journal.records()) {
     if (r.rolledBack || r.status !== 'done' || r.actionId === 'delete/azureassignedidentities') continue;
-    const saved = (r.preState as SavedObject | undefined)?.object;
+    const saved = ctx.journal.firstPreState<SavedObject>(r.actionId)?.object;
     if (!saved?.apiVersion || !saved.kind || !saved.metadata?.name) continue;
     const still = await kube.get({ apiVersion: saved.apiVersion, kind: saved.kind }, saved.metadata.namespace, saved.metadata.name);
     if (still && !still.metadata?.deletionTimestamp) failures.push(`${r.target} still exists; run podid-migrate apply --step cleanup`);
@@ -361,25 +265,27 @@ async function check(ctx: Ctx): Promise<CheckResult> {
   return { ok: failures.length === 0, evidence, failures };
 }
 
+/** The service whose token a pool's round trip asks for: the first user-assigned identity used there. */
+function roundTripSubject(inv: InventoryDocument, pool: string): { service: string; namespace: string; selector: string; identity: InventoryDocument['identities'][number] } | undefined {
+  for (const identity of inv.identities) {
+    if (identity.type !== 0 || !identity.clientId || !identity.resourceId) continue;
+    for (const s of identity.services) {
+      const pools = s.pools ?? identity.pools ?? [];
+      if (pools.includes(pool) && s.selector) return { service: s.name, namespace: s.name.split('/')[0], selector: s.selector, identity };
+    }
+  }
+  return undefined;
+}
+
 /** One token probe per pool, on its fresh node (else any Ready schedulable node), for an identity that pool needs. */
 async function roundTrips(ctx: Ctx): Promise<{ evidence: string[]; failures: string[] }> {
-  const inv = inventoryOf(ctx);
+  const inv = await inventoryFor(ctx);
   const fresh = ctx.journal.of('drain').getData<Record<string, string>>('freshNodes') ?? {};
   const nodes = await ctx.kube.list(KINDS.Node);
   const evidence: string[] = [];
   const failures: string[] = [];
   for (const pool of [...inv.pools].sort((a, b) => a.name.localeCompare(b.name))) {
-    let subject: { service: string; namespace: string; selector: string; identity: InventoryDocument['identities'][number] } | undefined;
-    for (const identity of inv.identities) {
-      if (identity.type !== 0 || !identity.clientId || !identity.resourceId) continue;
-      for (const s of identity.services) {
-        const pools = s.pools ?? identity.pools ?? [];
-        if (!pools.includes(pool.name) || !s.selector) continue;
-        subject = { service: s.name, namespace: s.name.split('/')[0], selector: s.selector, identity };
-        break;
-      }
-      if (subject) break;
-    }
+    const subject = roundTripSubject(inv, pool.name);
     if (!subject) {
       evidence.push(`pool ${pool.name}: no user-assigned identity used there, no round trip needed`);
       continue;
@@ -405,89 +311,13 @@ async function roundTrips(ctx: Ctx): Promise<{ evidence: string[]; failures: str
   return { evidence, failures };
 }
 
-async function rollback(ctx: Ctx): Promise<StepOutcome> {
-  const kube = ctx.kube;
-  await sweepProbePods(kube).catch(() => 0);
-  const records = ctx.journal.records().filter((r) => !r.rolledBack);
-  // Newest first: the CRD comes back before its objects, RBAC before the Deployment that uses it.
-  const seen = new Set<string>();
-  let restored = 0;
-  let aais = 0;
-  for (const r of [...records].reverse()) {
-    if (seen.has(r.actionId)) continue;
-    seen.add(r.actionId);
-    const pre = ctx.journal.firstPreState<SavedObject & SavedAais>(r.actionId);
-    if (!pre) continue;
-    if (r.actionId === 'delete/azureassignedidentities') {
-      await waitForCrd(ctx);
-      const limit = pLimit(PARALLEL_DELETES);
-      const counts = await Promise.all(pre.objects.map((o) => limit(() => recreate(kube, o))));
-      aais += counts.filter(Boolean).length;
-    } else if (pre.object) {
-      if (await recreate(kube, pre.object)) restored++;
-    }
-    ctx.progress(`restored ${r.target}`);
-  }
-  for (const r of records) await ctx.journal.markRolledBack(r.actionId);
-  return { summary: `re-created ${restored} MIC object(s) and ${aais} AzureAssignedIdentit${aais === 1 ? 'y' : 'ies'} from the journal; MIC's replica count comes back with the mic-scale rollback` };
-}
-
-/** A re-created CRD is usable once the API server has established it. */
-async function waitForCrd(ctx: Ctx): Promise<void> {
-  await ctx.kube.waitFor(
-    async () => {
-      const crd = await ctx.kube.get(KINDS.CustomResourceDefinition, undefined, AAI_CRD);
-      const conds = ((crd?.status as { conditions?: { type?: string; status?: string }[] } | undefined)?.conditions ?? []);
-      return Boolean(crd) && (conds.length === 0 || conds.some((c) => c.type === 'Established' && c.status === 'True'));
-    },
-    { describe: `CRD ${AAI_CRD} to be established`, timeoutMs: Math.max(Math.min(ctx.deadline - Date.now(), 60_000), 1), intervalMs: 300, signal: ctx.signal },
-  );
-}
-
-/** Creates the saved object unless it exists again; true when created. */
-async function recreate(kube: KubeGateway, saved: KubeObject): Promise<boolean> {
-  const ref = { apiVersion: saved.apiVersion!, kind: saved.kind! };
-  const existing = await kube.get(ref, saved.metadata?.namespace, saved.metadata!.name!);
-  if (existing && !existing.metadata?.deletionTimestamp) return false;
-  try {
-    await kube.create(stripServerFields(saved));
-    return true;
-  } catch (e) {
-    if ((e as { status?: number }).status === 409) return false;
-    throw e;
-  }
-}
-
-async function verifyRollback(ctx: Ctx): Promise<CheckResult> {
-  const evidence: string[] = [];
-  const failures: string[] = [];
-  const seen = new Set<string>();
-  for (const r of ctx.journal.records()) {
-    if (seen.has(r.actionId)) continue;
-    seen.add(r.actionId);
-    const pre = ctx.journal.firstPreState<SavedObject & SavedAais>(r.actionId);
-    if (!pre) continue;
-    const objects = r.actionId === 'delete/azureassignedidentities' ? pre.objects : pre.object ? [pre.object] : [];
-    let back = 0;
-    for (const o of objects) {
-      const live = await ctx.kube.get({ apiVersion: o.apiVersion!, kind: o.kind! }, o.metadata?.namespace, o.metadata!.name!);
-      if (live) back++;
-      else failures.push(`${o.kind} ${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name} was not re-created`);
-    }
-    evidence.push(`${r.target}: ${back}/${objects.length} back`);
-  }
-  return { ok: failures.length === 0, evidence, failures };
-}
-
 /** The `cleanup` step. */
-export const cleanupStep: Step<KubeGateway, AzureGateway> = {
+export const cleanupStep: MigrationStep = {
   id: 'cleanup',
   title: 'Delete MIC and the AzureAssignedIdentities',
   plan,
-  apply,
+  afterActions,
   check,
-  rollback,
-  verifyRollback,
 };
 
 export default cleanupStep;

@@ -13,6 +13,8 @@ import { drainStep } from './05-drain.ts';
 import { testStep } from './06-test.ts';
 import { cleanupStep } from './07-cleanup.ts';
 
+export { EXECUTORS } from './executors/index.ts';
+
 /** Every step, in runbook order. */
 export const STEPS: StepRegistry<KubeGateway, AzureGateway> = [
   inventoryStep,

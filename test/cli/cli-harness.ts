@@ -2,7 +2,7 @@
 import { main } from '../../src/cli/main.ts';
 import type { RuntimeFactory } from '../../src/cli/context.ts';
 import type { CliDeps } from '../../src/cli/io.ts';
-import { CLUSTER, fakeSteps, type FakeCluster } from '../engine/fake-steps.ts';
+import { CLUSTER, fakeExecutors, fakeSteps, type FakeCluster } from '../engine/fake-steps.ts';
 
 export interface CliRun {
   code: number;
@@ -17,7 +17,7 @@ export async function runCli(args: string[], options: { cluster: FakeCluster; cw
   let connects = 0;
   const createRuntime: RuntimeFactory = async () => {
     connects += 1;
-    return { steps: fakeSteps(options.cluster), kube: options.cluster, azure: null, cluster: CLUSTER, close: async () => {} };
+    return { steps: fakeSteps(options.cluster), executors: fakeExecutors(options.cluster), kube: options.cluster, azure: null, cluster: CLUSTER, close: async () => {} };
   };
   const deps: Partial<CliDeps> = {
     stdout: { write: (s: string) => ((stdout += s), true), isTTY: false },

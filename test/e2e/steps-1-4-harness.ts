@@ -14,9 +14,9 @@ import { createKubeGateway } from '../../src/kube/index.ts';
 import type { KubeGateway, KubeObject } from '../../src/kube/gateway.ts';
 import { Sandbox } from '../../src/sandbox/sandbox.ts';
 import { loadScenarioFile, parseScenario } from '../../src/sandbox/scenario.ts';
-import { STEPS } from '../../src/steps/registry.ts';
+import { EXECUTORS, STEPS } from '../../src/steps/registry.ts';
 import { withoutAddedDefaults } from '../../src/steps/03-nmi-managed.ts';
-import type { InventoryDocument } from '../../src/steps/inventory-model.ts';
+import type { InventoryDocument } from '../../src/steps/lib/inventory-model.ts';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import type { OutageReport } from '../../src/sandbox/podidentity/outage-meter.ts';
 
@@ -79,6 +79,7 @@ export async function startEnv(opts: { timeScale?: number; scenarioText?: string
       new Runner<KubeGateway, AzureGateway>({
         events,
         steps: STEPS.slice(0, 4),
+        executors: EXECUTORS,
         kube,
         azure,
         cluster,

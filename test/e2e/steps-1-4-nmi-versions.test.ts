@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nmiRegistry } from '../../src/sandbox/podidentity/common.ts';
 import { nmiProbePort } from '../../src/steps/03-nmi-managed.ts';
-import { healthBodies, podSelectorOf } from '../../src/steps/pod-identity.ts';
+import { healthBodies, podSelectorOf } from '../../src/steps/lib/pod-identity.ts';
 import { SCENARIO, startEnv, upstreamManagedArgs, type Env } from './steps-1-4-harness.ts';
 
 const MANIFESTS = join(import.meta.dirname, '..', '..', 'src', 'sandbox', 'manifests');

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STEPS } from '../../src/steps/registry.ts';
-import type { TestResult } from '../../src/steps/junit.ts';
+import type { TestResult } from '../../src/steps/lib/junit.ts';
 import { startEnv, stateDump, type Env } from './steps-1-4-harness.ts';
 import { fullRunner } from './steps-5-7-harness.ts';
 

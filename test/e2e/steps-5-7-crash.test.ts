@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KubeObject } from '../../src/kube/gateway.ts';
-import type { InventoryDocument } from '../../src/steps/inventory-model.ts';
+import type { InventoryDocument } from '../../src/steps/lib/inventory-model.ts';
 import { STEPS } from '../../src/steps/registry.ts';
 import { parse as parseYaml } from 'yaml';
 import { crashAndResume, startEnv, type Env } from './steps-1-4-harness.ts';

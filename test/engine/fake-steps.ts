@@ -1,10 +1,11 @@
 /**
  * Fake steps over an in-memory "cluster" (a map of key -> value) for engine and CLI tests.
- * Each step wants its own key at `want`; plan reports the delta, apply writes it through the
- * journal, check compares, rollback restores the first recorded pre-state.
+ * Each step wants its own keys at `want`; plan reports the delta as `set-key` actions, the
+ * runner executes them through {@link fakeExecutors}, check compares, and the runner's
+ * rollback restores the first recorded pre-state through the executor.
  */
 import type { ClusterIdentity } from '../../src/engine/journal.ts';
-import { STEP_IDS, type Blocker, type Step, type StepContext, type StepId, type StepPlan } from '../../src/engine/step.ts';
+import { STEP_IDS, type ActionExecutor, type Blocker, type ExecutorRegistry, type Step, type StepContext, type StepId, type StepPlan } from '../../src/engine/step.ts';
 
 export interface FakeCluster {
   values: Map<string, string>;
@@ -18,10 +19,12 @@ export interface FakeCluster {
   crashAfterWrite: Set<StepId>;
   /** apply waits on this signal-aware promise (for abort tests). */
   hang: Set<StepId>;
+  /** Undo throws for these steps (a rollback that fails). */
+  failUndo: Set<StepId>;
 }
 
 export function fakeCluster(): FakeCluster {
-  return { values: new Map(), writes: [], calls: [], blockers: {}, failCheck: new Set(), crashAfterWrite: new Set(), hang: new Set() };
+  return { values: new Map(), writes: [], calls: [], blockers: {}, failCheck: new Set(), crashAfterWrite: new Set(), hang: new Set(), failUndo: new Set() };
 }
 
 export const CLUSTER: ClusterIdentity = {
@@ -37,6 +40,52 @@ export function keysOf(id: StepId): string[] {
   return [`${id}/a`, `${id}/b`];
 }
 
+/** Details of the fake `set-key` action. */
+interface SetKey {
+  stepId: StepId;
+  key: string;
+  value: string;
+}
+
+/** The one executor the fake steps' actions use: sets a key of the fake cluster. */
+export function fakeExecutors(cluster: FakeCluster): ExecutorRegistry<FakeCluster, null> {
+  const setKey: ActionExecutor<FakeCluster, null, SetKey, { key: string; previous: string | null }, { key: string; value: string }> = {
+    kind: 'set-key',
+    async capture(ctx, action) {
+      return { key: action.details.key, previous: ctx.kube.values.get(action.details.key) ?? null };
+    },
+    async do(ctx, { action: { details: d } }) {
+      if (cluster.hang.has(d.stepId)) {
+        await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }));
+      }
+      ctx.kube.values.set(d.key, d.value);
+      cluster.writes.push(`${d.stepId}:${d.key}=${d.value}`);
+      if (cluster.crashAfterWrite.has(d.stepId)) {
+        cluster.crashAfterWrite.delete(d.stepId);
+        throw new Error('connection reset after the write was accepted');
+      }
+      return { key: d.key, value: d.value };
+    },
+    async reconcile(ctx, { action: { details: d } }) {
+      cluster.calls.push(`reconcile:${d.stepId}:${d.key}`);
+      return ctx.kube.values.get(d.key) === d.value ? { applied: true, result: { key: d.key, value: d.value } } : { applied: false, reason: `${d.key} is not ${d.value}` };
+    },
+    async undo(ctx, { action: { details: d }, firstPreState: pre }) {
+      cluster.calls.push(`rollback:${d.stepId}`);
+      if (cluster.failUndo.has(d.stepId)) throw new Error('API server unavailable');
+      if (pre!.previous === null) ctx.kube.values.delete(pre!.key);
+      else ctx.kube.values.set(pre!.key, pre!.previous);
+      cluster.writes.push(`${d.stepId}:${pre!.key}=${pre!.previous}`);
+      return `${d.key} restored`;
+    },
+    async verifyUndo(ctx, { action: { details: d }, firstPreState: pre }) {
+      const now = ctx.kube.values.get(d.key) ?? null;
+      return now === pre!.previous ? { ok: true, evidence: [`${d.key} restored`], failures: [] } : { ok: false, evidence: [], failures: [`${d.key} is ${now}`] };
+    },
+  };
+  return { 'set-key': setKey };
+}
+
 export function fakeSteps(cluster: FakeCluster, ids: readonly StepId[] = STEP_IDS): Step<FakeCluster, null>[] {
   return ids.map((id) => {
     const want = `${id}-done`;
@@ -44,30 +93,15 @@ export function fakeSteps(cluster: FakeCluster, ids: readonly StepId[] = STEP_ID
       cluster.calls.push(`plan:${id}`);
       const actions = keysOf(id)
         .filter((key) => ctx.kube.values.get(key) !== want)
-        .map((key) => ({ id: `key/${key}`, op: (ctx.kube.values.has(key) ? '~' : '+') as '~' | '+', target: `key ${key}`, summary: `set to ${want}`, api: 'kube' as const, writes: 1, details: { key, value: want } }));
+        .map((key) => ({ id: `key/${key}`, kind: 'set-key', op: (ctx.kube.values.has(key) ? '~' : '+') as '~' | '+', target: `key ${key}`, summary: `set to ${want}`, api: 'kube' as const, writes: { kube: 1, arm: 0 }, details: { stepId: id, key, value: want } }));
       return { stepId: id, actions, blockers: cluster.blockers[id] ?? [], notes: [] };
     };
     return {
       id,
       title: `fake ${id}`,
       plan,
-      async apply(ctx, p) {
+      async afterActions(_ctx, p) {
         cluster.calls.push(`apply:${id}`);
-        if (cluster.hang.has(id)) {
-          await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }));
-        }
-        for (const action of p.actions) {
-          const { key, value } = action.details as { key: string; value: string };
-          await ctx.journal.runAction(action, { key, previous: ctx.kube.values.get(key) ?? null }, async () => {
-            ctx.kube.values.set(key, value);
-            cluster.writes.push(`${id}:${key}=${value}`);
-            if (cluster.crashAfterWrite.has(id)) {
-              cluster.crashAfterWrite.delete(id);
-              throw new Error('connection reset after the write was accepted');
-            }
-            return { key, value };
-          });
-        }
         return { summary: `${p.actions.length} key(s) set` };
       },
       async check(ctx) {
@@ -75,25 +109,6 @@ export function fakeSteps(cluster: FakeCluster, ids: readonly StepId[] = STEP_ID
         const wrong = keysOf(id).filter((key) => ctx.kube.values.get(key) !== want);
         if (cluster.failCheck.has(id)) wrong.push(`${id}: forced failure`);
         return { ok: wrong.length === 0, evidence: keysOf(id).map((k) => `${k}=${ctx.kube.values.get(k)}`), failures: wrong };
-      },
-      async rollback(ctx) {
-        cluster.calls.push(`rollback:${id}`);
-        const records = ctx.journal.records().filter((r) => !r.rolledBack).reverse();
-        const seen = new Set<string>();
-        for (const record of records) {
-          if (seen.has(record.actionId)) continue;
-          seen.add(record.actionId);
-          const pre = ctx.journal.firstPreState<{ key: string; previous: string | null }>(record.actionId)!;
-          if (pre.previous === null) ctx.kube.values.delete(pre.key);
-          else ctx.kube.values.set(pre.key, pre.previous);
-          cluster.writes.push(`${id}:${pre.key}=${pre.previous}`);
-          await ctx.journal.markRolledBack(record.actionId);
-        }
-        return { summary: `${seen.size} key(s) restored` };
-      },
-      async verifyRollback(ctx) {
-        const left = keysOf(id).filter((key) => ctx.kube.values.get(key) === want);
-        return { ok: left.length === 0, evidence: [`${id}: keys restored`], failures: left };
       },
     } satisfies Step<FakeCluster, null>;
   });

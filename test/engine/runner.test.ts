@@ -2,11 +2,11 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BlockersFoundError, CheckFailedError, DirtyJournalError, PreconditionError, StalePlanError, StepFailedError, AbortedError } from '../../src/engine/errors.ts';
+import { ActionMismatchError, BlockersFoundError, CheckFailedError, DirtyJournalError, PreconditionError, StalePlanError, StepFailedError, AbortedError } from '../../src/engine/errors.ts';
 import { Journal } from '../../src/engine/journal.ts';
 import { Runner, type RunnerConfig } from '../../src/engine/runner.ts';
 import type { StepId } from '../../src/engine/step.ts';
-import { CLUSTER, fakeCluster, fakeSteps, keysOf, type FakeCluster } from './fake-steps.ts';
+import { CLUSTER, fakeCluster, fakeExecutors, fakeSteps, keysOf, type FakeCluster } from './fake-steps.ts';
 
 let dir: string;
 let cluster: FakeCluster;
@@ -21,6 +21,7 @@ afterEach(async () => {
 function runner(extra: Partial<RunnerConfig<FakeCluster, null>> = {}): Runner<FakeCluster, null> {
   return new Runner<FakeCluster, null>({
     steps: fakeSteps(cluster),
+    executors: fakeExecutors(cluster),
     kube: cluster,
     azure: null,
     cluster: CLUSTER,
@@ -103,7 +104,8 @@ describe('runner: resume', () => {
     expect(assignWrites()).toEqual(['assign:assign/a=assign-done', 'assign:assign/b=assign-done']);
     const doc = await Journal.read(join(dir, 'journal.json'));
     const records = doc!.steps.assign.actions;
-    expect(records.map((r) => [r.actionId, r.status])).toEqual([['key/assign/a', 'failed'], ['key/assign/b', 'done']]);
+    // The write that failed after the API took it is found in effect on resume and recorded done.
+    expect(records.map((r) => [r.actionId, r.status])).toEqual([['key/assign/a', 'done'], ['key/assign/b', 'done']]);
     expect(doc!.events.some((e) => e.event === 'resume' && e.stepId === 'assign')).toBe(true);
   });
 
@@ -126,7 +128,8 @@ describe('runner: rollback', () => {
     cluster.calls.length = 0;
     const result = await runner().rollback({ all: true });
     const rollbacks = cluster.calls.filter((c) => c.startsWith('rollback'));
-    expect(rollbacks).toEqual(['rollback:nmi-managed', 'rollback:assign', 'rollback:inventory']);
+    // One undo per recorded action (two keys per step), newest step first.
+    expect(rollbacks).toEqual(['rollback:nmi-managed', 'rollback:nmi-managed', 'rollback:assign', 'rollback:assign', 'rollback:inventory', 'rollback:inventory']);
     expect(result.steps.map((s) => s.outcome)).toEqual(['skipped', 'skipped', 'skipped', 'skipped', 'rolled-back', 'rolled-back', 'rolled-back']);
     expect(Object.fromEntries(cluster.values)).toEqual({ 'inventory/a': 'hand-made' });
     expect(await states()).toMatchObject({ inventory: 'rolled-back', assign: 'rolled-back', 'nmi-managed': 'rolled-back' });
@@ -139,12 +142,10 @@ describe('runner: rollback', () => {
 
   it('a step whose rollback failed stays rolling-back and apply refuses to continue', async () => {
     await runner().apply({ to: 'inventory' });
-    const steps = fakeSteps(cluster);
-    steps[0].rollback = async () => {
-      throw new Error('API server unavailable');
-    };
-    await expect(runner({ steps }).rollback({ to: 'inventory' })).rejects.toThrow(StepFailedError);
+    cluster.failUndo.add('inventory');
+    await expect(runner().rollback({ to: 'inventory' })).rejects.toThrow(StepFailedError);
     expect(await states()).toMatchObject({ inventory: 'rolling-back' });
+    cluster.failUndo.clear();
     await expect(runner().apply({})).rejects.toThrow(DirtyJournalError);
     await runner().rollback({ step: 'inventory' });
     expect(await states()).toMatchObject({ inventory: 'rolled-back' });
@@ -172,15 +173,17 @@ describe('runner: saved plans and dry-run', () => {
     const seen: string[] = [];
     const steps = fakeSteps(cluster);
     for (const step of steps) {
-      const apply = step.apply.bind(step);
-      step.apply = async (ctx, plan) => {
+      step.afterActions = async (ctx, plan) => {
         seen.push(`${step.id}:${ctx.dryRun}`);
-        return apply({ ...ctx, kube: fakeCluster() }, plan);
+        return { summary: `${plan.actions.length} key(s) would be set` };
       };
     }
-    const result = await runner({ steps, dryRun: 'server' }).apply({ to: 'assign' });
+    // A dry-run gateway writes nothing: here, a throw-away copy of the cluster.
+    const dryCluster = fakeCluster();
+    const result = await runner({ steps, dryRun: 'server', kube: dryCluster }).apply({ to: 'assign' });
     expect(result.steps.map((s) => s.outcome)).toEqual(['dry-run', 'dry-run']);
     expect(seen).toEqual(['inventory:server', 'assign:server']);
+    expect(cluster.values.size).toBe(0);
     expect(cluster.calls.filter((c) => c.startsWith('check'))).toEqual([]);
     await expect(stat(join(dir, 'journal.json'))).rejects.toThrow(/ENOENT/);
     await expect(stat(join(dir, 'journal.json.lock'))).rejects.toThrow(/ENOENT/);
@@ -231,5 +234,92 @@ describe('runner: registry', () => {
   it('rejects a registry out of runbook order', () => {
     const steps = fakeSteps(cluster, ['assign', 'inventory'] as StepId[]);
     expect(() => runner({ steps })).toThrow(/runbook order/);
+  });
+});
+
+describe('runner: actions are executed and reconciled by the runner', () => {
+  it('resolves an intent a killed run left before re-planning: a write that took effect is recorded done, not repeated', async () => {
+    await runner().apply({ to: 'inventory' });
+    // A run killed between assign's first write and its done record: the API took the write, the journal says intent.
+    cluster.values.set('assign/a', 'assign-done');
+    const journal = await Journal.open(join(dir, 'journal.json'), CLUSTER);
+    await journal.forStep('assign').runAction({ id: 'key/assign/a', kind: 'set-key', op: '+', target: 'key assign/a', summary: 'set', api: 'kube', details: { stepId: 'assign', key: 'assign/a', value: 'assign-done' } }, { key: 'assign/a', previous: null }, async () => {
+      throw Object.assign(new Error('killed'), { leaveIntent: true });
+    }).catch(() => {});
+    await journal.updateStep('assign', (e) => {
+      e.state = 'applying';
+      const last = e.actions.at(-1)!;
+      last.status = 'intent';
+      delete last.doneAt;
+      delete last.error;
+    });
+    cluster.calls.length = 0;
+    const result = await runner().apply({ to: 'assign' });
+    expect(result.steps[1]).toMatchObject({ outcome: 'checked', resumed: true, actions: 1 });
+    expect(cluster.calls.filter((c) => c.startsWith('reconcile') || c.startsWith('apply') || c.startsWith('plan:assign'))).toEqual(['plan:assign', 'reconcile:assign:assign/a', 'plan:assign', 'apply:assign']);
+    expect(cluster.writes.filter((w) => w.startsWith('assign:'))).toEqual(['assign:assign/b=assign-done']);
+    const doc = await Journal.read(join(dir, 'journal.json'));
+    expect(doc!.steps.assign.actions.map((r) => [r.actionId, r.status])).toEqual([['key/assign/a', 'done'], ['key/assign/b', 'done']]);
+    // Rollback undoes both, newest first, from the first pre-state.
+    await runner().rollback({ step: 'assign' });
+    expect(cluster.values.has('assign/a')).toBe(false);
+    expect(cluster.values.has('assign/b')).toBe(false);
+  });
+
+  it('an intent whose write did not take effect is recorded failed and the action is planned again', async () => {
+    await runner().apply({ to: 'inventory' });
+    const journal = await Journal.open(join(dir, 'journal.json'), CLUSTER);
+    await journal.updateStep('assign', (e) => {
+      e.state = 'applying';
+      e.actions.push({ actionId: 'key/assign/a', kind: 'set-key', details: { stepId: 'assign', key: 'assign/a', value: 'assign-done' }, op: '+', target: 'key assign/a', summary: 'set', api: 'kube', status: 'intent', preState: { key: 'assign/a', previous: null }, intentAt: new Date().toISOString() });
+    });
+    await runner().apply({ to: 'assign' });
+    const doc = await Journal.read(join(dir, 'journal.json'));
+    expect(doc!.steps.assign.actions.map((r) => [r.actionId, r.status])).toEqual([['key/assign/a', 'failed'], ['key/assign/a', 'done'], ['key/assign/b', 'done']]);
+    expect(doc!.steps.assign.actions[0].error).toMatch(/not in effect when resumed/);
+  });
+
+  it('refuses, as a typed error, a step whose done records do not match its plan', async () => {
+    const steps = fakeSteps(cluster);
+    const executors = fakeExecutors(cluster);
+    // An executor that (wrongly) journals a second action of its own.
+    const inner = executors['set-key'];
+    const sneaky = { ...inner, do: async (ctx: Parameters<typeof inner.do>[0], input: Parameters<typeof inner.do>[1]) => {
+      await ctx.journal.runAction({ id: 'extra', op: '~', target: 'x', summary: 'x', api: 'kube' }, undefined, async () => 1);
+      return inner.do(ctx, input);
+    } };
+    const error = await runner({ steps, executors: { 'set-key': sneaky } }).apply({ to: 'inventory' }).catch((e) => e);
+    expect(error).toBeInstanceOf(ActionMismatchError);
+    expect(error.unplanned).toEqual(['extra']);
+    expect(await states()).toMatchObject({ inventory: 'failed' });
+  });
+
+  it('an unknown action kind changes nothing', async () => {
+    const steps = fakeSteps(cluster);
+    const plan = steps[0].plan;
+    steps[0].plan = async (ctx) => {
+      const p = await plan(ctx);
+      return { ...p, actions: p.actions.map((a, i) => (i === 1 ? { ...a, kind: 'teleport' } : a)) };
+    };
+    await expect(runner({ steps }).apply({ to: 'inventory' })).rejects.toThrow(/kind "teleport"/);
+    expect(cluster.writes).toEqual([]);
+  });
+
+  it('a check fails while an action is left in intent', async () => {
+    await runner().apply({ to: 'inventory' });
+    const journal = await Journal.open(join(dir, 'journal.json'), CLUSTER);
+    await journal.updateStep('inventory', (e) => {
+      e.state = 'applied';
+      e.actions.at(-1)!.status = 'intent';
+    });
+    const error = await runner().apply({ to: 'inventory' }).catch((e) => e);
+    expect(error).toBeInstanceOf(CheckFailedError);
+    expect(error.message).toMatch(/still recorded as intent/);
+  });
+
+  it('plan output gives each step its writes', async () => {
+    const plan = await runner().plan();
+    expect(plan.steps[0].writes).toEqual({ kube: 2, arm: 0 });
+    expect(plan.totals.kubeWrites).toBe(14);
   });
 });

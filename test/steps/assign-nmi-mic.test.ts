@@ -1,10 +1,11 @@
+import { applyPlan, rollbackStep, verifyRollback } from './run-actions.ts';
 import { describe, expect, it } from 'vitest';
 import { inventoryStep } from '../../src/steps/01-inventory.ts';
 import { assignStep, PROTECT_ACTION_ID } from '../../src/steps/02-assign.ts';
 import { nmiManagedStep } from '../../src/steps/03-nmi-managed.ts';
 import { micScaleStep } from '../../src/steps/04-mic-scale.ts';
-import { loadInventory } from '../../src/steps/inventory-model.ts';
-import { MIC_LEADER_ANNOTATION, micLeaseLock, parseImmutableUserMsis, releaseOrphanedMicLease } from '../../src/steps/pod-identity.ts';
+import { loadInventory } from '../../src/steps/lib/inventory-model.ts';
+import { MIC_LEADER_ANNOTATION, micLeaseLock, parseImmutableUserMsis, releaseOrphanedMicLease } from '../../src/steps/lib/pod-identity.ts';
 import type { KubeObject } from '../../src/kube/gateway.ts';
 import type { StepId } from '../../src/engine/step.ts';
 import { contextFor, idOf, KUBELET_ID, standardCluster, tempDir, type FakeAzure, type FakeKube } from './fakes.ts';
@@ -13,7 +14,7 @@ import { contextFor, idOf, KUBELET_ID, standardCluster, tempDir, type FakeAzure,
 async function afterInventory(kube: FakeKube, azure: FakeAzure, options: Record<string, unknown> = {}) {
   const dir = tempDir();
   const inv = await contextFor('inventory', kube, azure, dir);
-  await inventoryStep.apply(inv, await inventoryStep.plan(inv));
+  await applyPlan(inventoryStep, inv, await inventoryStep.plan(inv));
   const document = await loadInventory(inv.inventoryPath);
   return (step: StepId) => contextFor(step, kube, azure, dir, { inventory: document, options });
 }
@@ -36,9 +37,9 @@ describe('assign', () => {
       '~ vmss aks-batch-12345678-vmss  identities: + shared-storage-id (keeps 1 existing)',
       '~ vmss aks-pay-12345678-vmss  identities: + shared-storage-id (keeps 3 existing)',
     ]);
-    expect(plan.actions.filter((a) => a.api === 'arm').reduce((n, a) => n + a.writes, 0)).toBe(2);
+    expect(plan.actions.filter((a) => a.api === 'arm').reduce((n, a) => n + a.writes.arm, 0)).toBe(2);
 
-    await assignStep.apply(ctx, plan);
+    await applyPlan(assignStep, ctx, plan);
     expect(parseImmutableUserMsis(micArgs(kube))).toEqual(['hand-picked', 'client-api-id', 'client-shared-storage-id']);
     expect(azure.patches).toEqual([
       { vmss: 'aks-batch-12345678-vmss', add: [idOf('shared-storage-id')], remove: [] },
@@ -51,12 +52,12 @@ describe('assign', () => {
 
     // Rollback removes only what this step added and restores MIC's args exactly.
     const rb = await ctxFor('assign');
-    await assignStep.rollback(rb);
+    await rollbackStep(rb);
     expect(micArgs(kube)).toEqual(['--logtostderr', '--immutable-user-msis=hand-picked']);
     const pay = Object.keys(azure.sets.get('aks-pay-12345678-vmss')!.userAssignedIdentities).sort();
     expect(pay).toEqual([KUBELET_ID, idOf('api-id').toUpperCase(), idOf('omsagent')].sort());
     expect(Object.keys(azure.sets.get('aks-batch-12345678-vmss')!.userAssignedIdentities)).toEqual([KUBELET_ID]);
-    expect((await assignStep.verifyRollback!(rb)).failures).toEqual([]);
+    expect((await verifyRollback(rb)).failures).toEqual([]);
   });
 
   it('after a crash between the PATCH and its done record, re-planning adds nothing twice and rollback still removes the added id', async () => {
@@ -70,27 +71,29 @@ describe('assign', () => {
       await original(...args);
       throw new Error('killed after the write');
     };
-    await expect(assignStep.apply(ctx, plan)).rejects.toThrow(/killed/);
+    await expect(applyPlan(assignStep, ctx, plan)).rejects.toThrow(/killed/);
     azure.assignIdentities = original;
     const patchesBefore = azure.patches.length;
     const resumed = await assignStep.plan(await ctxFor('assign'));
     expect(resumed.actions.filter((a) => a.id.startsWith('vmss/'))).toEqual([]);
-    await assignStep.apply(await ctxFor('assign'), resumed);
+    await applyPlan(assignStep, await ctxFor('assign'), resumed);
     expect(azure.patches.length).toBe(patchesBefore);
-    await assignStep.rollback(await ctxFor('assign'));
+    await rollbackStep(await ctxFor('assign'));
     for (const set of azure.sets.values()) expect(Object.keys(set.userAssignedIdentities)).toEqual([KUBELET_ID]);
   });
 
-  it('skips the protect action only under the test switch, and upgrades stale instances in small batches', async () => {
+  it('skips the protect action only under the test switch, and upgrades stale instances in small batches only with --upgrade-instances, as its own action', async () => {
     const { kube, azure } = standardCluster();
-    const ctxFor = await afterInventory(kube, azure, { skipProtect: true });
+    const ctxFor = await afterInventory(kube, azure, { skipProtect: true, upgradeInstances: true });
     const instances = Array.from({ length: 12 }, (_, i) => ({ instanceId: String(i), name: `i${i}`, latestModelApplied: i % 2 === 0 ? false : true, identityIds: [] }));
     azure.instances.set('aks-batch-12345678-vmss', instances);
     const ctx = await ctxFor('assign');
     const plan = await assignStep.plan(ctx);
     expect(plan.actions.some((a) => a.id === PROTECT_ACTION_ID)).toBe(false);
     expect(plan.notes.join()).toMatch(/protect skipped/);
-    await assignStep.apply(ctx, plan);
+    // Each scale set's upgrade is its own action, after every identity PATCH.
+    expect(plan.actions.map((a) => a.kind)).toEqual(['vmss-add-identities', 'vmss-add-identities', 'vmss-upgrade-instances', 'vmss-upgrade-instances']);
+    await applyPlan(assignStep, ctx, plan);
     // 12 instances: batches of ceil(12 * 20%) = 3, only the 6 that report latestModelApplied=false.
     expect(azure.upgrades).toEqual([
       { vmss: 'aks-batch-12345678-vmss', instanceIds: ['0', '2', '4'] },
@@ -114,13 +117,13 @@ describe('nmi-managed', () => {
     ]);
     expect(plan.notes.join('\n')).toContain('helm upgrade pi aad-pod-identity/aad-pod-identity -n default --reuse-values --set operationMode=managed');
     kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'nmi-a', namespace: 'default', labels: { component: 'nmi' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', name: 'aad-pod-identity-nmi', uid: 'u', controller: true }] }, spec: { nodeName: 'aks-pay-12345678-vmss000000' } });
-    await nmiManagedStep.apply(ctx, plan);
+    await applyPlan(nmiManagedStep, ctx, plan);
     const after = kube.find('DaemonSet', 'default', 'aad-pod-identity-nmi')!.spec as { updateStrategy: unknown; template: { spec: { containers: { args: string[]; image: string }[] } } };
     expect(after.template.spec.containers[0].args).toEqual(['--node=$(NODE_NAME)', '--http-probe-port=8085', '--operation-mode=managed', '--forceNamespaced', '--kubelet-config=/etc/default/kubelet']);
     expect(after.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
     expect((await nmiManagedStep.plan(await ctxFor('nmi-managed'))).actions).toEqual([]);
 
-    await nmiManagedStep.rollback(await ctxFor('nmi-managed'));
+    await rollbackStep(await ctxFor('nmi-managed'));
     expect(kube.find('DaemonSet', 'default', 'aad-pod-identity-nmi')!.spec).toEqual(original);
   });
 
@@ -130,7 +133,7 @@ describe('nmi-managed', () => {
     kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'nmi-a', namespace: 'default', labels: { component: 'nmi' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', name: 'nmi', uid: 'u', controller: true }] } });
     kube.health.set('default/nmi-a:8085', 'Not Active');
     const ctx = await ctxFor('nmi-managed');
-    await expect(nmiManagedStep.apply(ctx, await nmiManagedStep.plan(ctx))).rejects.toThrow(/every NMI pod of default\/nmi reporting Active/);
+    await expect(applyPlan(nmiManagedStep, ctx, await nmiManagedStep.plan(ctx))).rejects.toThrow(/every NMI pod of default\/nmi reporting Active/);
   });
 });
 
@@ -141,7 +144,7 @@ describe('mic-scale', () => {
     const ctx = await ctxFor('mic-scale');
     const plan = await micScaleStep.plan(ctx);
     expect(plan.actions.map((a) => `${a.op} ${a.target}  ${a.summary}`)).toEqual(['~ deployment default/mic  replicas: 2 -> 0 (count recorded for rollback)']);
-    await micScaleStep.apply(ctx, plan);
+    await applyPlan(micScaleStep, ctx, plan);
     expect(ctx.journal.getData('mic')).toEqual({ namespace: 'default', name: 'mic', replicas: 2 });
     expect(await kube.list({ apiVersion: 'v1', kind: 'Pod' }, { namespace: 'default', labelSelector: 'app=mic' })).toEqual([]);
     expect((await micScaleStep.check(ctx)).ok).toBe(true);
@@ -152,10 +155,10 @@ describe('mic-scale', () => {
 
     kube.health.set('default/mic-0:8080', 'Not Active');
     const rb = await ctxFor('mic-scale');
-    const out = await micScaleStep.rollback(rb);
+    const out = await rollbackStep(rb);
     expect(out.summary).toBe('MIC back at 2 replicas; leader default/mic-1 reports Active');
     expect((kube.find('Deployment', 'default', 'mic')!.spec as { replicas: number }).replicas).toBe(2);
-    expect((await micScaleStep.verifyRollback!(rb)).failures).toEqual([]);
+    expect((await verifyRollback(rb)).failures).toEqual([]);
   });
 });
 

@@ -1,3 +1,4 @@
+import { applyPlan, rollbackStep, verifyRollback } from './run-actions.ts';
 import { describe, expect, it } from 'vitest';
 import { cleanupStep, stripServerFields } from '../../src/steps/07-cleanup.ts';
 import { contextFor, MiniAzure, MiniKube, recordStepData, tempDir } from './steps-5-7-fakes.ts';
@@ -69,7 +70,7 @@ describe('cleanup', () => {
       '- 2 azureassignedidentities',
     ]);
     expect(plan.notes.join('\n')).toContain(`the ${AAI_CRD} CRD is kept`);
-    const out = await cleanupStep.apply(ctx, plan);
+    const out = await applyPlan(cleanupStep, ctx, plan);
     expect(out.summary).toBe('deleted 7 MIC objects and 2 AzureAssignedIdentities; copies in the journal');
     const patchIdx = kube.writes.findIndex((w) => w.startsWith('patch AzureAssignedIdentity default/api-1-payments-api-id {"metadata":{"finalizers":null}}'));
     const delIdx = kube.writes.indexOf('delete AzureAssignedIdentity default/api-1-payments-api-id');
@@ -83,13 +84,15 @@ describe('cleanup', () => {
     const saved = ctx.journal.firstPreState<{ object: { spec: unknown } }>('delete/deployment/default/mic');
     expect(saved?.object.spec).toMatchObject({ replicas: 0, template: { spec: { serviceAccountName: 'aad-pod-id-mic-service-account' } } });
 
-    const rb = await cleanupStep.rollback(ctx);
-    expect(rb.summary).toContain('re-created 7 MIC object(s) and 2 AzureAssignedIdentities');
+    const rb = await rollbackStep(ctx);
+    // One line per undone action, newest first: the AzureAssignedIdentities, then each of the 7 MIC objects.
+    expect(rb.summary.split('; ')[0]).toBe('re-created 2 AzureAssignedIdentity objects from the journal');
+    expect(rb.summary.split('; ').slice(1).filter((l) => l.endsWith('re-created from the journal'))).toHaveLength(7);
     const mic = kube.find('Deployment', 'default', 'mic')!;
     expect(mic.metadata?.uid).not.toBe('uid-1');
     expect(mic.status).toBeUndefined();
     expect(kube.find('AzureAssignedIdentity', 'default', 'api-2-payments-api-id')?.status).toEqual({ status: 'Assigned' });
-    expect((await cleanupStep.verifyRollback!(ctx)).failures).toEqual([]);
+    expect((await verifyRollback(ctx)).failures).toEqual([]);
   });
 
   it('deletes the CRD only when asked', async () => {

@@ -1,3 +1,4 @@
+import { applyPlan, rollbackStep, verifyRollback } from './run-actions.ts';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { StepFailedError } from '../../src/engine/errors.ts';
@@ -85,7 +86,7 @@ describe('drain: plan', () => {
       ['pool/pay/replace', 'vmss aks-pay-12345678-vmss instance 1', 'arm'],
     ]);
     expect(plan.actions[0].summary).toBe('cordon, evict 1 pod (+1 job pod now); pool pay');
-    expect(plan.actions[0].writes).toBe(2);
+    expect(plan.actions[0].writes).toEqual({ kube: 2, arm: 0 });
     // Read-only: nothing was written.
     expect(kube.writes).toEqual([]);
   });
@@ -113,7 +114,7 @@ describe('drain: apply, check, rollback', () => {
     kube.evictionPolicy = (pod) => (pod.metadata?.name === 'api-c' && refusals-- > 0 ? { budget: 'api-pdb', healthy: 2, needed: 2 } : 'allow');
     const { ctx } = await setup(kube, azure, { evictionRetryMs: 20 });
     const plan = await drainStep.plan(ctx);
-    const out = await drainStep.apply(ctx, plan);
+    const out = await applyPlan(drainStep, ctx, plan);
     expect(out.summary).toContain(`fresh nodes pay: ${nodes[1]}`);
     // Two refusals, then the eviction; every pod was gone before the reimage began.
     expect(kube.evictCalls).toBe(2 + 1 + 1);
@@ -144,12 +145,13 @@ describe('drain: apply, check, rollback', () => {
       await reimage(...args);
       throw new Error('killed after the reimage was sent');
     };
-    await expect(drainStep.apply(ctx, plan)).rejects.toThrow(/killed after the reimage was sent/);
+    await expect(applyPlan(drainStep, ctx, plan)).rejects.toThrow(/killed after the reimage was sent/);
     azure.reimageInstances = reimage;
     // The node is rebooting (NotReady, old boot id) and the instance no longer reports Updating:
     // read in the wrong order, that looked like a reimage never sent.
     expect((kube.find('Node', undefined, nodes[1])!.status as { conditions: { status: string }[] }).conditions[0].status).toBe('False');
-    const out = await drainStep.apply(ctx, await drainStep.plan(ctx));
+    // As the runner does: the open action is resolved (the reimage was sent) before the step is re-planned.
+    const out = await applyPlan(drainStep, ctx);
     expect(out.summary).toContain(`fresh nodes pay: ${nodes[1]}`);
     expect(azure.calls_).toEqual(['reimage aks-pay-12345678-vmss 1']);
   });
@@ -159,7 +161,7 @@ describe('drain: apply, check, rollback', () => {
     kube.evictionPolicy = (pod) => (pod.metadata?.name === 'api-c' ? { budget: 'api-pdb', healthy: 2, needed: 2 } : 'allow');
     const { ctx, dir } = await setup(kube, azure, { evictionRetryMs: 20, drainTimeoutMs: 150 });
     const plan = await drainStep.plan(ctx);
-    const error = await drainStep.apply(ctx, plan).catch((e: unknown) => e);
+    const error = await applyPlan(drainStep, ctx, plan).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StepFailedError);
     const e = error as StepFailedError;
     expect(e.message).toContain('pod payments/api-c cannot be evicted');
@@ -172,10 +174,10 @@ describe('drain: apply, check, rollback', () => {
     const journal = JSON.parse(readFileSync(`${dir}/journal.json`, 'utf8'));
     expect(journal.steps.drain.actions.at(-1)).toMatchObject({ actionId: 'pool/pay/drain', status: 'failed' });
 
-    const rb = await drainStep.rollback(ctx);
-    expect(rb.summary).toBe('uncordoned 1 node');
+    const rb = await rollbackStep(ctx);
+    expect(rb.summary).toBe(`uncordoned ${nodes[1]}`);
     expect((kube.find('Node', undefined, nodes[1])!.spec as { unschedulable?: boolean }).unschedulable).toBeUndefined();
-    expect((await drainStep.verifyRollback!(ctx)).failures).toEqual([]);
+    expect((await verifyRollback(ctx)).failures).toEqual([]);
   });
 
   it('strategy none uncordons the same node; strategy delete waits for the autoscaler to add a node', async () => {
@@ -183,7 +185,7 @@ describe('drain: apply, check, rollback', () => {
     const one = await setup(a.kube, a.azure, { drainStrategy: 'none' });
     const p1 = await drainStep.plan(one.ctx);
     expect(p1.actions[1]).toMatchObject({ id: 'pool/pay/replace', api: 'kube', summary: 'uncordon (same node, not replaced)' });
-    await drainStep.apply(one.ctx, p1);
+    await applyPlan(drainStep, one.ctx, p1);
     expect(a.azure.calls_).toEqual([]);
     expect(one.ctx.journal.getData('freshNodes')).toEqual({ pay: a.nodes[1] });
 
@@ -192,12 +194,12 @@ describe('drain: apply, check, rollback', () => {
     const two = await setup(b.kube, b.azure, { drainStrategy: 'delete' });
     const p2 = await drainStep.plan(two.ctx);
     expect(p2.notes.join('\n')).toContain('restored by the cluster autoscaler');
-    const out = await drainStep.apply(two.ctx, p2);
+    const out = await applyPlan(drainStep, two.ctx, p2);
     expect(b.azure.calls_).toEqual(['delete aks-pay-12345678-vmss 1']);
     const fresh = (two.ctx.journal.getData('freshNodes') as Record<string, string>).pay;
     expect(fresh).toBe('aks-pay-12345678-vmss00002s');
     expect(out.summary).toContain(fresh);
-    const rb = await drainStep.rollback(two.ctx);
-    expect(rb.summary).toContain('stay replaced');
+    const rb = await rollbackStep(two.ctx);
+    expect(rb.summary).toContain('stays deleted (a reimage or delete cannot be undone');
   });
 });

@@ -1,10 +1,11 @@
+import { applyPlan, rollbackStep, verifyRollback } from './run-actions.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { inventoryStep, nodeAdmits, placementUnconstrained, poolsAdmitting } from '../../src/steps/01-inventory.ts';
 import type { KubeObject } from '../../src/kube/gateway.ts';
-import { loadInventory, validateInventory, type InventoryDocument } from '../../src/steps/inventory-model.ts';
-import { COPIED_FROM_LABEL } from '../../src/steps/pod-identity.ts';
+import { loadInventory, validateInventory, type InventoryDocument } from '../../src/steps/lib/inventory-model.ts';
+import { COPIED_FROM_LABEL } from '../../src/steps/lib/pod-identity.ts';
 import { contextFor, idOf, standardCluster, tempDir } from './fakes.ts';
 
 describe('inventory plan', () => {
@@ -61,7 +62,7 @@ describe('inventory apply, re-run and rollback', () => {
     const dir = tempDir();
     const { kube, azure } = standardCluster();
     const ctx = await contextFor('inventory', kube, azure, dir);
-    await inventoryStep.apply(ctx, await inventoryStep.plan(ctx));
+    await applyPlan(inventoryStep, ctx, await inventoryStep.plan(ctx));
     const copy = kube.find('AzureIdentity', 'batch', 'shared-storage-id')!;
     expect(copy.metadata?.labels?.[COPIED_FROM_LABEL]).toBe('platform.shared-storage-id');
     expect(copy.spec).toEqual(kube.find('AzureIdentity', 'platform', 'shared-storage-id')!.spec);
@@ -85,7 +86,7 @@ describe('inventory apply, re-run and rollback', () => {
     const again = await inventoryStep.plan(ctx);
     expect(again.notes.join('\n')).toMatch(/identity api-id: pools \+ batch.*services \+ payments\/ledger/);
     expect(again.actions.map((a) => a.op + ' ' + a.id)).toEqual(['~ file/inventory']);
-    await inventoryStep.apply(ctx, again);
+    await applyPlan(inventoryStep, ctx, again);
     const rewritten = (await loadInventory(ctx.inventoryPath))!;
     const api = rewritten.identities.find((i) => i.name === 'api-id')!;
     expect(api.services.find((s) => s.name === 'payments/api')!.testCases).toEqual([{ kind: 'http', url: 'http://api.payments.svc/healthz', expectStatus: 200 }]);
@@ -93,7 +94,7 @@ describe('inventory apply, re-run and rollback', () => {
 
     // Rollback removes only the copies, and leaves an object the operator took over.
     kube.find('AzureIdentityBinding', 'batch', 'shared-storage-id-binding')!.metadata!.labels = {};
-    await inventoryStep.rollback(ctx);
+    await rollbackStep(ctx);
     expect(kube.find('AzureIdentity', 'batch', 'shared-storage-id')).toBeUndefined();
     expect(kube.find('AzureIdentityBinding', 'batch', 'shared-storage-id-binding')).toBeDefined();
     expect(kube.find('AzureIdentity', 'platform', 'shared-storage-id')).toBeDefined();

@@ -10,7 +10,7 @@ import {
   parseImmutableUserMsis,
   versionFromImage,
   withImmutableUserMsis,
-} from '../../src/steps/pod-identity.ts';
+} from '../../src/steps/lib/pod-identity.ts';
 import type { KubeObject } from '../../src/kube/gateway.ts';
 
 const MANIFESTS = join(import.meta.dirname, '..', '..', 'src', 'sandbox', 'manifests');

@@ -1,9 +1,10 @@
+import { applyPlan, rollbackStep, verifyRollback } from './run-actions.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { decodeJwtPayload, interpretTokenRun, parseStatusLines, runTokenProbe, scrubTokens, verifyClaims } from '../../src/steps/probe.ts';
-import { renderJunit, type TestResult } from '../../src/steps/junit.ts';
+import { decodeJwtPayload, interpretTokenRun, parseStatusLines, runTokenProbe, scrubTokens, verifyClaims } from '../../src/steps/lib/probe.ts';
+import { renderJunit, type TestResult } from '../../src/steps/lib/junit.ts';
 import { expandCases, testStep } from '../../src/steps/06-test.ts';
 import { contextFor, idOf, MiniAzure, MiniKube, nodeObject, podObject, recordStepData, tempDir } from './steps-5-7-fakes.ts';
 
@@ -198,7 +199,7 @@ describe('test step', () => {
     expect(plan.blockers).toEqual([]);
     expect(plan.notes[0]).toBe('4 test cases on 2 fresh nodes');
     expect(plan.notes[1]).toContain('batch/importer');
-    const out = await testStep.apply(ctx, plan);
+    const out = await applyPlan(testStep, ctx, plan);
     expect(out.summary).toBe('2/4 test cases passed on 2 fresh nodes, 2 failed');
 
     const check = await testStep.check(ctx);

@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { UsageError, PreconditionError } from '../../engine/errors.ts';
 import type { ClusterIdentity } from '../../engine/journal.ts';
 import { Runner, formatDuration, type RunnerEvents, type StepRunResult } from '../../engine/runner.ts';
-import type { StepId, StepRegistry } from '../../engine/step.ts';
+import type { ExecutorRegistry, StepId, StepRegistry } from '../../engine/step.ts';
 import type { CallCounts } from '../../kube/call-counter.ts';
 import type { OutageReport } from '../../sandbox/podidentity/outage-meter.ts';
 import type { Paint } from '../io.ts';
@@ -214,7 +214,7 @@ export const demoCommand: CommandModule = {
 async function migrate(env: Parameters<CommandModule['register']>[1], globals: ReturnType<Parameters<CommandModule['register']>[1]['globals']>, sb: DemoSandbox, dir: string, p: Paint, started: number): Promise<DemoReport> {
   const kubeModule = await import('../../kube/index.ts');
   const azureModule = await import('../../azure/index.ts');
-  const { STEPS } = await import('../../steps/registry.ts');
+  const { STEPS, EXECUTORS } = await import('../../steps/registry.ts');
   const kube = kubeModule.createKubeGateway({ kubeconfig: sb.kubeconfig });
   const azure = azureModule.createAzureGateway({ subscriptionId: sb.subscriptionId, connection: azureModule.resolveAzureConnection(sb.armEnv) });
   const info = await kube.clusterInfo();
@@ -242,6 +242,7 @@ async function migrate(env: Parameters<CommandModule['register']>[1], globals: R
   const runner = (events?: RunnerEvents) =>
     new Runner({
       steps: STEPS as StepRegistry,
+      executors: EXECUTORS as ExecutorRegistry,
       kube,
       azure,
       cluster,

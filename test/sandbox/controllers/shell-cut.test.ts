@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/sandbox/clock.ts';
 import { runCommand } from '../../../src/sandbox/controllers/command-emulator.ts';
 import { PodNetwork } from '../../../src/sandbox/netsim.ts';
-import { tokenScript } from '../../../src/steps/probe.ts';
+import { tokenScript } from '../../../src/steps/lib/probe.ts';
 
 const HEADER = Buffer.from('{"alg":"RS256","typ":"JWT"}').toString('base64url');
 const PAYLOAD = Buffer.from('{"xms_mirid":"/subscriptions/s/resourcegroups/identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/api-id","appid":"c1","oid":"p1"}').toString('base64url');

@@ -11,12 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { writeFileAtomic } from '../engine/atomic-file.ts';
-import { PreconditionError } from '../engine/errors.ts';
-import { describeSchemaError, fieldPath } from '../util/schema-errors.ts';
+import { writeFileAtomic } from '../../engine/atomic-file.ts';
+import { PreconditionError } from '../../engine/errors.ts';
+import { describeSchemaError, fieldPath } from '../../util/schema-errors.ts';
 
 /** Where the schema lives in the package. */
-export const INVENTORY_SCHEMA_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'inventory', 'inventory.schema.json');
+export const INVENTORY_SCHEMA_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'inventory', 'inventory.schema.json');
 
 /** A reference to the NMI DaemonSet or MIC Deployment. */
 export interface WorkloadRef {

@@ -6,7 +6,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from '../engine/atomic-file.ts';
+import { writeFileAtomic } from '../../engine/atomic-file.ts';
 import { scrubTokens } from './probe.ts';
 
 /** One test case's outcome, as the `test` step records it in the journal. */

@@ -6,8 +6,9 @@
  * The argument rules are pure functions over plain Kubernetes JSON, so each is unit-testable; the
  * waits at the end read through the gateway.
  */
-import type { KubeGateway, KubeObject } from '../kube/gateway.ts';
-import { KINDS } from '../kube/kinds.ts';
+import type { KubeGateway, KubeObject } from '../../kube/gateway.ts';
+import { KINDS } from '../../kube/kinds.ts';
+import { POLL_MS, remainingMs, sortKeys } from './util.ts';
 
 
 /** How Pod Identity was installed: `kubectl apply` of the upstream manifests, or the Helm chart. */
@@ -271,8 +272,7 @@ export function helmManagedValues(release: { name: string; namespace: string } |
 // Waits and health reads shared by the steps. Each polls through `kube.waitFor` at a short real
 // interval, bounded by the step's deadline and signal (the gateway is already scoped to them).
 
-/** Poll interval of every rollout / pod wait: short, since the sandbox may run 20-50x faster than real time. */
-export const POLL_MS = 300;
+export { POLL_MS, remainingMs };
 
 /** Label selector (`k=v,k2=v2`) of a workload's pods, from `spec.selector.matchLabels`. */
 export function podSelectorOf(obj: KubeObject): string {
@@ -306,10 +306,6 @@ export function deploymentRolloutGap(d: KubeObject): string | undefined {
   return undefined;
 }
 
-/** Remaining time before the step's deadline (at least 1 ms, so a wait still probes once). */
-export function remainingMs(deadline: number): number {
-  return Math.max(1, deadline - Date.now());
-}
 
 /** Waits until the DaemonSet's rollout is complete; returns the final object. */
 export async function waitForDaemonSetRollout(kube: KubeGateway, namespace: string, name: string, deadline: number, signal?: AbortSignal): Promise<KubeObject> {
@@ -455,4 +451,57 @@ export async function waitForMicLeader(
     },
     { describe: `deployment ${mic.namespace}/${mic.name} rolled out with a MIC leader reporting Active`, timeoutMs: remainingMs(deadline), intervalMs, signal },
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// NMI pods and their health.
+
+/** NMI's health port: `--http-probe-port`, else NMI's default 8080. */
+export function nmiProbePort(args: readonly string[]): number {
+  for (const [i, a] of args.entries()) {
+    const m = /^--?http-probe-port(?:=(.*))?$/.exec(a);
+    if (m) return Number(m[1] ?? args[i + 1]) || 8080;
+  }
+  return 8080;
+}
+
+/** Running NMI pods of the DaemonSet (one list call). */
+export async function nmiPods(kube: KubeGateway, ds: KubeObject): Promise<KubeObject[]> {
+  const pods = await kube.list(KINDS.Pod, { namespace: ds.metadata?.namespace, labelSelector: podSelectorOf(ds) });
+  return pods.filter((p) => !p.metadata?.deletionTimestamp && p.metadata?.ownerReferences?.some((o) => o.kind === 'DaemonSet' && o.name === ds.metadata?.name));
+}
+
+/** Waits until every NMI pod of the DaemonSet answers `Active` on `/healthz`; returns the bodies seen. */
+export async function waitForNmiPodsActive(kube: KubeGateway, ds: KubeObject, port: number, deadline: number, signal?: AbortSignal): Promise<{ pod: string; node?: string; body: string }[]> {
+  return kube.waitFor(
+    async (note) => {
+      const pods = await nmiPods(kube, ds);
+      const bodies = await healthBodies(kube, pods, port);
+      const bad = bodies.filter((b) => b.status !== 200 || b.body !== 'Active');
+      note(bad.length ? `${bad.length}/${bodies.length} NMI pods not Active (${bad.slice(0, 3).map((b) => `${b.pod}: ${b.body || b.status}`).join('; ')})` : 'no NMI pods');
+      return bodies.length > 0 && bad.length === 0 ? bodies : undefined;
+    },
+    { describe: `every NMI pod of ${ds.metadata?.namespace}/${ds.metadata?.name} reporting Active`, timeoutMs: Math.min(remainingMs(deadline), 120_000), intervalMs: POLL_MS, signal },
+  );
+}
+
+/** Fields the API server fills in when a container or update strategy is written without them. */
+const API_DEFAULTS: Record<string, unknown> = {
+  terminationMessagePath: '/dev/termination-log',
+  terminationMessagePolicy: 'File',
+  imagePullPolicy: 'IfNotPresent',
+  rollingUpdate: { maxUnavailable: 1, maxSurge: 0 },
+};
+
+/**
+ * `now` without the API server's defaults that `original` did not spell out, so an original
+ * stored before defaulting compares equal to the same spec written back through the API.
+ */
+export function withoutAddedDefaults(now: unknown, original: unknown): unknown {
+  if (!now || typeof now !== 'object' || !original || typeof original !== 'object') return now;
+  const out = { ...(now as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(API_DEFAULTS)) {
+    if (!(k in (original as object)) && JSON.stringify(sortKeys(out[k])) === JSON.stringify(sortKeys(v))) delete out[k];
+  }
+  return out;
 }

@@ -17,8 +17,8 @@
  * any left behind by an interrupted run.
  */
 import { randomBytes } from 'node:crypto';
-import type { KubeGateway, KubeObject } from '../kube/gateway.ts';
-import { KINDS } from '../kube/kinds.ts';
+import type { KubeGateway, KubeObject } from '../../kube/gateway.ts';
+import { KINDS } from '../../kube/kinds.ts';
 
 
 /** Label every probe pod carries (value `true`), for clean-up sweeps and for operators. */

@@ -1,0 +1,63 @@
+/**
+ * The executors of every action kind the runbook's steps plan, and the discriminated union of
+ * those actions. A step (or any other command: `drift --fix`, a second runbook) declares what it
+ * will do as {@link MigrationAction}s, built with {@link action}; the runner executes them through
+ * {@link EXECUTORS}. Adding a kind: a file here exporting an `Executor`, one line in the union and
+ * one in the registry.
+ */
+import type { ExecutorRegistry, PlannedAction } from '../../engine/step.ts';
+import type { AzureGateway } from '../../azure/gateway.ts';
+import type { KubeGateway } from '../../kube/gateway.ts';
+import { createObject, type CreateObjectDetails } from './create-object.ts';
+import { deleteObject, deleteObjects, type DeleteObjectDetails, type DeleteObjectsDetails } from './delete.ts';
+import { drainNode, type DrainNodeDetails } from './drain-node.ts';
+import { patchContainer, type PatchContainerDetails } from './patch-container.ts';
+import { replaceNode, type ReplaceNodeDetails } from './replace-node.ts';
+import { runProbes, type RunProbesDetails } from './run-probes.ts';
+import { scaleDeployment, type ScaleDetails } from './scale.ts';
+import { vmssAddIdentities, vmssUpgradeInstances, type VmssAddIdentitiesDetails, type VmssUpgradeDetails } from './vmss.ts';
+import { writeInventoryFile, type WriteInventoryDetails } from './write-file.ts';
+
+/** Details by action kind. */
+export interface ActionDetailsByKind {
+  'create-object': CreateObjectDetails;
+  'write-inventory': WriteInventoryDetails;
+  'patch-container': PatchContainerDetails;
+  'vmss-add-identities': VmssAddIdentitiesDetails;
+  'vmss-upgrade-instances': VmssUpgradeDetails;
+  scale: ScaleDetails;
+  'drain-node': DrainNodeDetails;
+  'replace-node': ReplaceNodeDetails;
+  'run-probes': RunProbesDetails;
+  'delete-object': DeleteObjectDetails;
+  'delete-objects': DeleteObjectsDetails;
+}
+
+/** An action kind this package can execute. */
+export type ActionKind = keyof ActionDetailsByKind;
+
+/** A planned action of this package: `kind` decides the type of `details`. */
+export type MigrationAction = { [K in ActionKind]: PlannedAction<K, ActionDetailsByKind[K]> }[ActionKind];
+
+/** Builds a typed action (the compiler checks `details` against `kind`). */
+export function action<K extends ActionKind>(a: PlannedAction<K, ActionDetailsByKind[K]>): PlannedAction<K, ActionDetailsByKind[K]> {
+  return a;
+}
+
+/** Every executor, by kind (the runner's registry). */
+export const EXECUTORS: ExecutorRegistry<KubeGateway, AzureGateway> = {
+  'create-object': createObject,
+  'write-inventory': writeInventoryFile,
+  'patch-container': patchContainer,
+  'vmss-add-identities': vmssAddIdentities,
+  'vmss-upgrade-instances': vmssUpgradeInstances,
+  scale: scaleDeployment,
+  'drain-node': drainNode,
+  'replace-node': replaceNode,
+  'run-probes': runProbes,
+  'delete-object': deleteObject,
+  'delete-objects': deleteObjects,
+} satisfies { [K in ActionKind]: unknown };
+
+/** No writes. */
+export const NO_WRITES = { kube: 0, arm: 0 } as const;
