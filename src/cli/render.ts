@@ -64,6 +64,7 @@ export function renderPlanTable(plan: RunbookPlan, p: Paint, journalPath: string
       body.push(`${op} ${a.target}  ${a.summary}`);
     }
     for (const note of step.plan?.notes ?? []) body.push(p.dim(note));
+    if (step.writes && step.writes.kube + step.writes.arm > 0) body.push(p.dim(`writes: ${step.writes.kube} Kubernetes, ${step.writes.arm} Azure (apply and check)`));
     if (actions.length === 0 && (step.plan?.blockers.length ?? 0) === 0) body.push(p.dim('no changes'));
     if (step.status === 'tentative' && actions.length > 0) body.push(p.dim('(planned against the current state; planned again when it runs)'));
     lines.push(`${head}${body[0] ?? ''}`);
@@ -157,7 +158,10 @@ export function renderRunSummary(result: RunResult, p: Paint, verb: 'apply' | 'r
   const lines = result.steps.map((s) => {
     const mark = s.outcome === 'skipped' ? p.dim('-') : s.outcome === 'dry-run' ? p.yellow('○') : p.green('✔');
     const time = s.outcome === 'skipped' ? '' : `(${formatDuration(s.durationMs)})`;
-    return `${mark} ${s.stepId.padEnd(width)}${time.padEnd(10)} ${s.outcome === 'dry-run' ? `dry-run=${dryRun}: ` : ''}${s.summary}${s.resumed ? ' (resumed)' : ''}`;
+    const head = `${mark} ${s.stepId.padEnd(width)}${time.padEnd(10)} ${s.outcome === 'dry-run' ? `dry-run=${dryRun}: ` : ''}${s.summary}${s.resumed ? ' (resumed)' : ''}`;
+    // A dry run says, per step, exactly what it would do.
+    const indent = ' '.repeat(2 + width + 11);
+    return [head, ...(s.wouldDo ?? []).map((line) => `${indent}${p.dim(line)}`)].join('\n');
   });
   if (dryRun !== 'none') {
     lines.push(`Dry run (${dryRun}): nothing was changed; no journal written.`);

@@ -97,6 +97,8 @@ export interface StepRunResult {
   evidence: string[];
   /** True when the step had been left `applying`/`failed` and was re-planned. */
   resumed?: boolean;
+  /** Dry run: what the step would do, one line per planned action (`~ node x: cordon, evict 3 pods`), then its notes. */
+  wouldDo?: string[];
 }
 
 /** What `apply` / `rollback` return. */
@@ -344,6 +346,7 @@ export class Runner<K = unknown, A = unknown> {
 
     let summary = entry.summary ?? '';
     let actions = 0;
+    let wouldDo: string[] | undefined;
     if (entry.state !== 'applied') {
       if (resumed) await this.note(journal, 'resume', `${step.id} was left ${entry.state}: resolving its open intents, then re-planning against the live state`, step.id);
       const inventory = await inventoryNow();
@@ -380,6 +383,7 @@ export class Runner<K = unknown, A = unknown> {
         }
       }
       actions = plan.actions.length;
+      if (dry) wouldDo = [...plan.actions.map((a) => `${a.op} ${a.target}: ${a.summary}`), ...plan.notes];
       await journal.updateStep(step.id, (e, at) => {
         e.state = 'applying';
         e.startedAt = at;
@@ -407,7 +411,7 @@ export class Runner<K = unknown, A = unknown> {
     }
 
     if (dry) {
-      const result: StepRunResult = { stepId: step.id, title: step.title, outcome: 'dry-run', summary, durationMs: Date.now() - started, actions, evidence: [], resumed };
+      const result: StepRunResult = { stepId: step.id, title: step.title, outcome: 'dry-run', summary, durationMs: Date.now() - started, actions, evidence: [], resumed, ...(wouldDo ? { wouldDo } : {}) };
       this.config.events?.stepEnd?.(result);
       return result;
     }

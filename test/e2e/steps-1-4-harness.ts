@@ -225,29 +225,29 @@ export function outageViolations(report: OutageReport, rules: { nmiLimit: number
  * `apply --to <step>` then `rollback --all` on a fresh default sandbox with churn: the state
  * dump (Pod Identity objects, NMI/MIC, every VMSS's identities) must equal the one taken before,
  * and every identity a scale set carried before the migration must still be there.
- * `changed` asserts the apply really changed something, so the comparison can fail.
+ * `changed` asserts the apply really changed something, so the comparison can fail. Returns
+ * every difference found (`key: before -> after`), for the caller's `expect(...).toEqual([])`.
  */
-export async function rollbackRoundTrip(step: 'inventory' | 'assign' | 'nmi-managed' | 'mic-scale', changed: (before: Record<string, unknown>, after: Record<string, unknown>, env: Env) => void | Promise<void>): Promise<void> {
+export async function rollbackRoundTrip(step: 'inventory' | 'assign' | 'nmi-managed' | 'mic-scale', changed: (before: Record<string, unknown>, after: Record<string, unknown>, env: Env) => void | Promise<void>): Promise<string[]> {
   const env = await startEnv({ timeScale: 25 });
   try {
     const before = await stateDump(env);
     const applied = await env.runner().apply({ to: step });
-    if (applied.steps.at(-1)?.stepId !== step || applied.steps.at(-1)?.outcome !== 'checked') throw new Error(`apply --to ${step} did not end checked: ${JSON.stringify(applied.steps.map((s) => [s.stepId, s.outcome]))}`);
+    const last = applied.steps.at(-1);
+    const differences: string[] = [];
+    if (last?.stepId !== step || last?.outcome !== 'checked') differences.push(`apply --to ${step} did not end checked: ${JSON.stringify(applied.steps.map((s) => [s.stepId, s.outcome]))}`);
     await changed(before, await stateDump(env), env);
-    const rolled = await env.runner().rollback({ all: true });
+    await env.runner().rollback({ all: true });
     const after = await stateDump(env);
     const inventory = parseYaml(readFileSync(env.inventoryPath, 'utf8')) as InventoryDocument;
-    const lost = inventory.pools.flatMap((p) => {
+    for (const p of inventory.pools) {
       const now = ((after[`vmss/${p.scaleSet?.split('/').pop()}`] as string[] | undefined) ?? []).map((i) => i.toLowerCase());
-      return (p.identitiesBefore ?? []).filter((id) => !now.includes(id.toLowerCase())).map((id) => `${p.name}: ${id}`);
-    });
-    if (lost.length) throw new Error(`identities that were on a scale set before the migration are gone: ${lost.join(', ')}`);
-    const differences = Object.keys({ ...before, ...after }).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
-    if (differences.length) {
-      throw new Error(
-        `rollback --all from after ${step} did not restore: ${differences.map((k) => `\n  ${k}\n    before ${JSON.stringify(before[k])}\n    after  ${JSON.stringify(after[k])}`).join('')}\n(rollback: ${rolled.steps.map((s) => `${s.stepId} ${s.outcome}: ${s.summary}`).join('; ')})`,
-      );
+      for (const id of p.identitiesBefore ?? []) if (!now.includes(id.toLowerCase())) differences.push(`identity on a scale set before the migration is gone: ${p.name}: ${id}`);
     }
+    for (const k of Object.keys({ ...before, ...after })) {
+      if (JSON.stringify(before[k]) !== JSON.stringify(after[k])) differences.push(`${k}: before ${JSON.stringify(before[k])} after ${JSON.stringify(after[k])}`);
+    }
+    return differences;
   } finally {
     await env.stop();
   }

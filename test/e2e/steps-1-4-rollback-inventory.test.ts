@@ -6,10 +6,11 @@ import { expect, it } from 'vitest';
 import { rollbackRoundTrip } from './steps-1-4-harness.ts';
 
 it('rollback --all from after inventory restores the starting state', async () => {
-  await rollbackRoundTrip('inventory', (before, after) => {
+  const differences = await rollbackRoundTrip('inventory', (before, after) => {
     // The copies of platform/shared-storage-id into batch exist until the rollback.
     expect(before['AzureIdentity/batch/shared-storage-id']).toBeUndefined();
     expect(after['AzureIdentity/batch/shared-storage-id']).toBeDefined();
     expect(after['AzureIdentityBinding/batch/shared-storage-id-binding']).toBeDefined();
   });
+  expect(differences).toEqual([]);
 }, 60_000);
