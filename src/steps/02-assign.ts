@@ -89,7 +89,7 @@ export const assignStep: MigrationStep = {
       const add = clientIds.filter((c) => !current.has(c.toLowerCase()));
       if (add.length) {
         const names = add.map((c) => inv.identities.find((i) => i.clientId === c)?.name ?? c);
-        const running = (mic.replicas ?? 1) > 0;
+        const replicas = mic.replicas ?? 1;
         actions.push(
           action({
             id: PROTECT_ACTION_ID,
@@ -98,8 +98,9 @@ export const assignStep: MigrationStep = {
             target: `deployment ${mic.namespace}/${mic.name}`,
             summary: `--immutable-user-msis: ${names.map((n) => `+ ${n}`).join(', ')}${current.size ? ` (keeps ${current.size} existing)` : ''}`,
             api: 'kube',
-            // The PATCH, and the hand-over of the lease the replaced leader dies holding (an Endpoints PATCH).
-            writes: { kube: running ? 2 : 1, arm: 0 },
+            // The PATCH, and one lease hand-over (an Endpoints PATCH) per replaced replica: the rollout
+            // replaces every old replica, and each may be the leader when it dies holding the lease.
+            writes: { kube: 1 + replicas, arm: 0 },
             details: { workload: 'Deployment', namespace: mic.namespace, name: mic.name, container: mic.container, containerIndex: mic.containerIndex, args: withImmutableUserMsis(mic.args, add), rollout: 'mic-leader' },
           }),
         );

@@ -22,6 +22,7 @@ interface ApplyFlags {
   testTimeout?: string;
   deleteCrd?: boolean;
   junit?: string;
+  upgradeInstances?: boolean;
 }
 
 const DRAIN_STRATEGIES = ['reimage', 'delete', 'none'];
@@ -43,6 +44,7 @@ export const applyCommand: CommandModule = {
       .option('--drain-force', 'drain: also delete pods no controller will re-create (like kubectl drain --force)')
       .option('--test-timeout <duration>', 'test: how long each test case may retry (default 80s, NMI\'s own wait)')
       .option('--delete-crd', 'cleanup: also delete the AzureAssignedIdentity CRD')
+      .option('--upgrade-instances', 'assign: also manualupgrade scale set instances not on the latest model (off: an added identity needs no instance update, and an upgrade rolls out other pending model changes too)')
       .option('--junit <file>', 'test: write the test case results as JUnit XML')
       .action(async (flags: ApplyFlags, cmd) => {
         const globals = env.globals(cmd);
@@ -66,6 +68,7 @@ export const applyCommand: CommandModule = {
         const testTimeoutMs = durationFlag('--test-timeout', flags.testTimeout);
         if (testTimeoutMs !== undefined) stepOptions.testTimeoutMs = testTimeoutMs;
         if (flags.deleteCrd) stepOptions.deleteCrd = true;
+        if (flags.upgradeInstances) stepOptions.upgradeInstances = true;
         if (flags.junit) stepOptions.junitPath = resolve(globals.cwd, flags.junit);
         let savedPlan: RunbookPlan | undefined;
         if (flags.plan) savedPlan = await readSavedPlan(resolve(globals.cwd, flags.plan), flags.plan);

@@ -1,5 +1,6 @@
 /** Small helpers every step and executor shares (one implementation each). */
 import { sortKeys } from '../../engine/plan.ts';
+import { sleep } from '../../kube/retry.ts';
 
 export { sortKeys };
 
@@ -11,21 +12,8 @@ export function remainingMs(deadline: number): number {
   return Math.max(1, deadline - Date.now());
 }
 
-/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
-export async function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) throw signal.reason;
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
+/** Signal-aware sleep: the gateways' own (SDK-free), so there is one implementation. */
+export { sleep };
 
 /** Items sorted by a string key (default: their string form). */
 export function sorted<T>(items: Iterable<T>, key: (t: T) => string = (t) => String(t)): T[] {

@@ -4,7 +4,6 @@ import { deployment, startCluster } from './helpers.ts';
 describe('scale', () => {
   it('500 nodes and 10,000 pods from Deployments reach Running', async () => {
     const nodes = Array.from({ length: 500 }, (_, i) => ({ name: `aks-pool${i % 5}-${String(i).padStart(6, '0')}`, pool: `pool${i % 5}` }));
-    const t0 = performance.now();
     const c = await startCluster({ nodes, namespaces: ['apps'] });
     try {
       for (let d = 0; d < 100; d++) c.create(deployment(`svc-${d}`, 100, { namespace: 'apps', nodeSelector: { agentpool: `pool${d % 5}` } }));
@@ -20,15 +19,12 @@ describe('scale', () => {
         600_000,
         2000,
       );
-      const realSeconds = (performance.now() - t0) / 1000;
-      const heapMb = process.memoryUsage().heapUsed / 1024 / 1024;
-      console.log(`scale: 500 nodes, ${running} pods Running after ${realSeconds.toFixed(1)} s real time, heap ${heapMb.toFixed(0)} MB`);
+      // How long it takes is measured by bench/controllers-scale.ts, not asserted here.
       // Spread evenly: 2,000 pods per pool of 100 nodes.
       const perNode = new Map<string, number>();
       for (const p of c.store.scan(pods)) perNode.set(p.spec.nodeName, (perNode.get(p.spec.nodeName) ?? 0) + 1);
       expect(perNode.size).toBe(500);
       expect(Math.max(...perNode.values())).toBe(20);
-      expect(realSeconds).toBeLessThan(60);
     } finally {
       await c.stop();
     }
