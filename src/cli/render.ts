@@ -64,7 +64,10 @@ export function renderPlanTable(plan: RunbookPlan, p: Paint, journalPath: string
       body.push(`${op} ${a.target}  ${a.summary}`);
     }
     for (const note of step.plan?.notes ?? []) body.push(p.dim(note));
-    if (step.writes && step.writes.kube + step.writes.arm > 0) body.push(p.dim(`writes: ${step.writes.kube} Kubernetes, ${step.writes.arm} Azure (apply and check)`));
+    if (step.writes && step.writes.kube + step.writes.arm > 0) {
+      const range = (least: number, most: number | undefined) => (most !== undefined && most !== least ? `${least}-${most}` : `${least}`);
+      body.push(p.dim(`writes: ${range(step.writes.kube, step.writesUpTo?.kube)} Kubernetes, ${range(step.writes.arm, step.writesUpTo?.arm)} Azure (apply and check)`));
+    }
     if (actions.length === 0 && (step.plan?.blockers.length ?? 0) === 0) body.push(p.dim('no changes'));
     if (step.status === 'tentative' && actions.length > 0) body.push(p.dim('(planned against the current state; planned again when it runs)'));
     lines.push(`${head}${body[0] ?? ''}`);

@@ -26,6 +26,8 @@ export interface PlannedStep {
   plan?: StepPlan;
   /** Every mutating call a clean run of this step's apply and check sends ({@link stepWrites}). */
   writes?: WriteCounts;
+  /** Present when a race outside this tool decides some writes: the most a clean run may send (`writes` is then the least). */
+  writesUpTo?: WriteCounts;
   fingerprint?: string;
   reason?: string;
 }
@@ -90,6 +92,17 @@ export function stepWrites(plan: StepPlan): WriteCounts {
   for (const action of plan.actions) {
     writes.kube += action.writes.kube;
     writes.arm += action.writes.arm;
+  }
+  return writes;
+}
+
+/** The most a clean run of the step may send, when some action's writes depend on a race; undefined otherwise. */
+export function stepWritesUpTo(plan: StepPlan): WriteCounts | undefined {
+  if (!plan.actions.some((a) => a.writesUpTo)) return undefined;
+  const writes: WriteCounts = { kube: plan.checkWrites?.kube ?? 0, arm: plan.checkWrites?.arm ?? 0 };
+  for (const action of plan.actions) {
+    writes.kube += (action.writesUpTo ?? action.writes).kube;
+    writes.arm += (action.writesUpTo ?? action.writes).arm;
   }
   return writes;
 }

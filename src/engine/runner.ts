@@ -25,7 +25,7 @@ import { Journal, redact, type ClusterIdentity, type JournalDocument, type StepE
 import { acquireLock, type LockHandle } from './lock.ts';
 import { DEFAULT_STEP_TIMEOUT_MS, formatDuration } from './durations.ts';
 import { assertDoneMatchesPlan, executeActions, openIntents, reconcileIntents, undoActions, unsettledRecords, verifyUndone } from './actions.ts';
-import { fingerprintStepPlan, stepWrites, totalsOf, type PlannedStep, type RunbookPlan } from './plan.ts';
+import { fingerprintStepPlan, stepWrites, stepWritesUpTo, totalsOf, type PlannedStep, type RunbookPlan } from './plan.ts';
 import {
   STEP_IDS,
   isStepId,
@@ -195,7 +195,7 @@ export class Runner<K = unknown, A = unknown> {
         const plan = await this.planStep(step, journal, planInventory, (document) => {
           planInventory = { document, sha256: '' };
         });
-        steps.push({ stepId: step.id, title: step.title, state: entry.state, status: firm ? 'planned' : 'tentative', plan, writes: stepWrites(plan), fingerprint: fingerprintStepPlan(plan) });
+        steps.push({ stepId: step.id, title: step.title, state: entry.state, status: firm ? 'planned' : 'tentative', plan, writes: stepWrites(plan), ...(stepWritesUpTo(plan) ? { writesUpTo: stepWritesUpTo(plan) } : {}), fingerprint: fingerprintStepPlan(plan) });
       } catch (error) {
         // An error planning the first unchecked step is real; later steps may just need its result.
         if (firm) throw error;

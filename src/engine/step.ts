@@ -67,6 +67,12 @@ export interface PlannedAction<Kind extends string = string, D = unknown> {
   /** Every mutating call a clean run of this action sends, by API ({@link WriteCounts}). */
   writes: WriteCounts;
   /**
+   * Only when some of its writes depend on a race outside this tool (how many MIC leaders a
+   * rollout replaces while they hold the lease): the most a clean run may send. `writes` is then
+   * the least, and what the race adds is explained in `summary`.
+   */
+  writesUpTo?: WriteCounts;
+  /**
    * Consecutive actions with the same group run concurrently (bounded by the runner); actions
    * without one run alone, in plan order. E.g. one PATCH per scale set, four at a time.
    */

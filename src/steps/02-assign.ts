@@ -98,9 +98,10 @@ export const assignStep: MigrationStep = {
             target: `deployment ${mic.namespace}/${mic.name}`,
             summary: `--immutable-user-msis: ${names.map((n) => `+ ${n}`).join(', ')}${current.size ? ` (keeps ${current.size} existing)` : ''}`,
             api: 'kube',
-            // The PATCH, and one lease hand-over (an Endpoints PATCH) per replaced replica: the rollout
-            // replaces every old replica, and each may be the leader when it dies holding the lease.
-            writes: { kube: 1 + replicas, arm: 0 },
+            // The PATCH; then the rollout replaces every old replica, and each one MIC's election made
+            // leader dies holding the lease: one Endpoints PATCH hands it over, up to one per replica.
+            writes: { kube: 1, arm: 0 },
+            ...(replicas > 0 ? { writesUpTo: { kube: 1 + replicas, arm: 0 } } : {}),
             details: { workload: 'Deployment', namespace: mic.namespace, name: mic.name, container: mic.container, containerIndex: mic.containerIndex, args: withImmutableUserMsis(mic.args, add), rollout: 'mic-leader' },
           }),
         );

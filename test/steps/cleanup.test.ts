@@ -1,14 +1,14 @@
 import { applyPlan, rollbackStep, verifyRollback } from './run-actions.ts';
 import { describe, expect, it } from 'vitest';
 import { cleanupStep, stripServerFields } from '../../src/steps/07-cleanup.ts';
-import { contextFor, MiniAzure, MiniKube, recordStepData, tempDir } from './steps-5-7-fakes.ts';
+import { contextFor, MiniAzure, FakeKube, recordStepData, tempDir } from './steps-5-7-fakes.ts';
 
 const AAI_CRD = 'azureassignedidentities.aadpodidentity.k8s.io';
 const INVENTORY = { apiVersion: 'podid-migrate/v1', kind: 'Inventory', cluster: { name: 'prod-weu', kubeSystemUid: 'ks-uid' }, identities: [], pools: [] };
 
 /** A raw standard-mode install with MIC already scaled to zero. */
-function cluster(micReplicas = 0): MiniKube {
-  const kube = new MiniKube();
+function cluster(micReplicas = 0): FakeKube {
+  const kube = new FakeKube();
   const labels = { component: 'mic', app: 'mic' };
   kube.add({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'mic', namespace: 'default', generation: 3 }, spec: { replicas: micReplicas, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { serviceAccountName: 'aad-pod-id-mic-service-account', containers: [{ name: 'mic', args: ['--cloudconfig=/etc/kubernetes/azure.json'] }] } } }, status: { replicas: 0 } });
   kube.add({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'aad-pod-id-mic-service-account', namespace: 'default' } });
@@ -29,7 +29,7 @@ function cluster(micReplicas = 0): MiniKube {
   return kube;
 }
 
-async function setup(kube: MiniKube, results: unknown, options: Record<string, unknown> = {}) {
+async function setup(kube: FakeKube, results: unknown, options: Record<string, unknown> = {}) {
   const dir = tempDir();
   await recordStepData(dir, 'mic-scale', 'mic', { namespace: 'default', name: 'mic', replicas: 2 });
   if (results !== undefined) await recordStepData(dir, 'test', 'results', results);
@@ -72,8 +72,8 @@ describe('cleanup', () => {
     expect(plan.notes.join('\n')).toContain(`the ${AAI_CRD} CRD is kept`);
     const out = await applyPlan(cleanupStep, ctx, plan);
     expect(out.summary).toBe('deleted 7 MIC objects and 2 AzureAssignedIdentities; copies in the journal');
-    const patchIdx = kube.writes.findIndex((w) => w.startsWith('patch AzureAssignedIdentity default/api-1-payments-api-id {"metadata":{"finalizers":null}}'));
-    const delIdx = kube.writes.indexOf('delete AzureAssignedIdentity default/api-1-payments-api-id');
+    const patchIdx = kube.writeLines().findIndex((w) => w.startsWith('patch AzureAssignedIdentity default/api-1-payments-api-id {"metadata":{"finalizers":null}}'));
+    const delIdx = kube.writeLines().indexOf('delete AzureAssignedIdentity default/api-1-payments-api-id');
     expect(patchIdx).toBeGreaterThanOrEqual(0);
     expect(patchIdx).toBeLessThan(delIdx);
     expect(kube.all('AzureAssignedIdentity')).toEqual([]);

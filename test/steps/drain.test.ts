@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { StepFailedError } from '../../src/engine/errors.ts';
 import { chooseNode, dispositionOf, drainStep, vmssOfNode, type NodeCandidate } from '../../src/steps/05-drain.ts';
-import { contextFor, MiniAzure, MiniKube, nodeObject, podObject, recordStepData, tempDir, SUB, NODE_RG } from './steps-5-7-fakes.ts';
+import { contextFor, MiniAzure, FakeKube, nodeObject, podObject, recordStepData, tempDir, SUB, NODE_RG } from './steps-5-7-fakes.ts';
 
 const cand = (name: string, servicePods: number, stablePods = servicePods, extra: Partial<NodeCandidate> = {}): NodeCandidate => ({ name, ready: true, cordoned: false, servicePods, stablePods, ...extra });
 
@@ -31,8 +31,8 @@ describe('drain: node choice', () => {
 });
 
 /** Pool `pay`: three nodes; node 0 runs 2 api pods, node 1 one api pod + a job pod, node 2 three pods. Each node runs NMI. */
-function payCluster(): { kube: MiniKube; azure: MiniAzure; nodes: string[] } {
-  const kube = new MiniKube();
+function payCluster(): { kube: FakeKube; azure: MiniAzure; nodes: string[] } {
+  const kube = new FakeKube();
   const azure = new MiniAzure(kube);
   const nodes = [0, 1, 2].map((i) => kube.add(nodeObject('pay', i)).metadata!.name!);
   for (const n of nodes) kube.add(podObject('default', `nmi-${n.slice(-1)}`, n, { kind: 'DaemonSet', name: 'nmi' }, { 'app.kubernetes.io/component': 'nmi' }));
@@ -68,7 +68,7 @@ function inventory(pools: string[]) {
   };
 }
 
-async function setup(kube: MiniKube, azure: MiniAzure, options: Record<string, unknown> = {}, pools = ['pay']) {
+async function setup(kube: FakeKube, azure: MiniAzure, options: Record<string, unknown> = {}, pools = ['pay']) {
   const dir = tempDir();
   await recordStepData(dir, 'inventory', 'podIdentity', { nmi: { namespace: 'default', name: 'nmi', install: 'raw', version: 'v1.8.17' }, mic: { namespace: 'default', name: 'mic', replicas: 2 } });
   const ctx = await contextFor('drain', kube, azure, dir, { inventory: inventory(pools), options });

@@ -11,7 +11,8 @@ import { identityDelta } from '../../src/azure/gateway.ts';
 import type { AssignPermission, AzureGateway, ManagedClusterInfo, ScaleSet, ScaleSetInstance } from '../../src/azure/gateway.ts';
 import { Journal, type ClusterIdentity } from '../../src/engine/journal.ts';
 import type { StepContext, StepId } from '../../src/engine/step.ts';
-import type { KubeGateway, KubeObject, ListOptions, ResourceRef, WaitOptions, WaitProbe } from '../../src/kube/gateway.ts';
+import type { KubeGateway } from '../../src/kube/gateway.ts';
+import { FakeKube } from './fake-kube.ts';
 
 const { applyPatch } = fastJsonPatch;
 
@@ -21,130 +22,7 @@ export const AKS_ID = `/subscriptions/${SUB}/resourceGroups/prod/providers/Micro
 export const idOf = (name: string, rg = 'identities') => `/subscriptions/${SUB}/resourcegroups/${rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${name}`;
 export const KUBELET_ID = idOf('prod-weu-agentpool', NODE_RG);
 
-/** One write the fake Kubernetes API accepted. */
-export interface KubeWrite {
-  verb: 'create' | 'patch' | 'delete' | 'scale';
-  kind: string;
-  key: string;
-  body?: unknown;
-}
-
-/** Store key of a fake object (shared with the steps 5-7 fakes). */
-export function key(kind: string, ns: string | undefined, name: string | undefined): string {
-  return `${kind}/${ns ?? ''}/${name ?? ''}`;
-}
-
-/** Equality/existence label selector matching, all the fakes need. */
-export function matchesLabels(obj: KubeObject, selector: string | undefined): boolean {
-  if (!selector) return true;
-  const labels = obj.metadata?.labels ?? {};
-  return selector.split(',').every((term) => {
-    const [k, v] = term.split('=');
-    return v === undefined ? k in labels : labels[k] === v;
-  });
-}
-
-export class FakeKube implements KubeGateway {
-  readonly dryRunMode = 'none' as const;
-  readonly objects = new Map<string, KubeObject>();
-  readonly writes: KubeWrite[] = [];
-  readonly reads: string[] = [];
-  /** `/healthz` bodies by `ns/pod:port`; default `Active`. */
-  readonly health = new Map<string, string>();
-  private nextUid = 1;
-
-  add(obj: KubeObject): KubeObject {
-    const o = structuredClone(obj);
-    o.metadata ??= {};
-    o.metadata.uid ??= `uid-${this.nextUid++}`;
-    o.metadata.generation ??= 1;
-    this.objects.set(key(o.kind!, o.metadata.namespace, o.metadata.name), o);
-    return o;
-  }
-  find(kind: string, ns: string | undefined, name: string): KubeObject | undefined {
-    return this.objects.get(key(kind, ns, name));
-  }
-  async clusterIdentity() {
-    return { server: 'https://fake:443', contextName: 'fake', clusterName: 'prod-weu', kubeSystemUid: 'ks-uid' };
-  }
-  async list<T extends KubeObject = KubeObject>(ref: ResourceRef, opts: ListOptions = {}): Promise<T[]> {
-    this.reads.push(`list ${ref.kind}`);
-    return [...this.objects.values()]
-      .filter((o) => o.kind === ref.kind && (!opts.namespace || o.metadata?.namespace === opts.namespace) && matchesLabels(o, opts.labelSelector))
-      .filter((o) => !opts.fieldSelector || opts.fieldSelector === `spec.nodeName=${(o.spec as { nodeName?: string })?.nodeName}`)
-      .map((o) => structuredClone(o) as T);
-  }
-  async get<T extends KubeObject = KubeObject>(ref: ResourceRef, ns: string | undefined, name: string): Promise<T | undefined> {
-    this.reads.push(`get ${ref.kind}`);
-    const o = this.find(ref.kind, ns, name);
-    return o ? (structuredClone(o) as T) : undefined;
-  }
-  async create<T extends KubeObject>(obj: T): Promise<T> {
-    if (this.find(obj.kind!, obj.metadata?.namespace, obj.metadata?.name ?? '')) throw Object.assign(new Error('AlreadyExists'), { status: 409 });
-    this.writes.push({ verb: 'create', kind: obj.kind!, key: key(obj.kind!, obj.metadata?.namespace, obj.metadata?.name), body: obj });
-    return this.add(obj) as T;
-  }
-  async replace<T extends KubeObject>(): Promise<T> {
-    throw new Error('replace is not used by these steps');
-  }
-  async patch<T extends KubeObject = KubeObject>(ref: ResourceRef, ns: string | undefined, name: string, patch: unknown, type: 'strategic' | 'merge' | 'json'): Promise<T> {
-    if (type !== 'json') throw new Error(`the fake only applies JSON patches, got ${type}`);
-    const o = this.find(ref.kind, ns, name);
-    if (!o) throw Object.assign(new Error('NotFound'), { status: 404 });
-    const next = applyPatch(structuredClone(o), patch as Operation[], true, false).newDocument;
-    if (JSON.stringify(next.spec) !== JSON.stringify(o.spec)) next.metadata!.generation = (o.metadata?.generation ?? 1) + 1;
-    // The fake controllers roll out at once: the new generation is observed and every replica updated.
-    if (next.status && (ref.kind === 'Deployment' || ref.kind === 'DaemonSet')) (next.status as { observedGeneration?: number }).observedGeneration = next.metadata!.generation;
-    this.objects.set(key(ref.kind, ns, name), next);
-    this.writes.push({ verb: 'patch', kind: ref.kind, key: key(ref.kind, ns, name), body: patch });
-    return structuredClone(next) as T;
-  }
-  async delete(ref: ResourceRef, ns: string | undefined, name: string): Promise<'deleted' | 'not-found'> {
-    const k = key(ref.kind, ns, name);
-    if (!this.objects.delete(k)) return 'not-found';
-    this.writes.push({ verb: 'delete', kind: ref.kind, key: k });
-    return 'deleted';
-  }
-  async scale(ns: string, name: string, replicas: number) {
-    const o = this.find('Deployment', ns, name)!;
-    const previousReplicas = (o.spec as { replicas?: number }).replicas ?? 1;
-    (o.spec as { replicas?: number }).replicas = replicas;
-    this.writes.push({ verb: 'scale', kind: 'Deployment', key: key('Deployment', ns, name), body: replicas });
-    // The fake controller acts at once: pods follow the replica count.
-    for (const [k, p] of this.objects) if (p.kind === 'Pod' && p.metadata?.namespace === ns && p.metadata?.labels?.app === name && replicas === 0) this.objects.delete(k);
-    if (replicas > 0) for (let i = 0; i < replicas; i++) this.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `${name}-${i}`, namespace: ns, labels: { app: name } }, status: { phase: 'Running' } });
-    return { previousReplicas, replicas };
-  }
-  async evict(): Promise<never> {
-    throw new Error('evict is not used by these steps');
-  }
-  async podLog(): Promise<string> {
-    return '';
-  }
-  async proxyGet(ns: string, pod: string, port: number) {
-    return { status: 200, body: this.health.get(`${ns}/${pod}:${port}`) ?? 'Active' };
-  }
-  async raw<T>(): Promise<T> {
-    throw new Error('raw is not used by these steps');
-  }
-  async waitFor<T>(probe: WaitProbe<T>, opts: WaitOptions): Promise<T> {
-    for (let i = 0; i < 50; i++) {
-      const v = await probe(() => {});
-      if (v) return v;
-      await new Promise((r) => setTimeout(r, 1));
-    }
-    throw new Error(`timed out waiting for ${opts.describe}`);
-  }
-  scoped(): KubeGateway {
-    return this;
-  }
-  calls() {
-    return { total: this.reads.length + this.writes.length, byKey: {}, retries: 0, suppressedWrites: 0 };
-  }
-  dryRunLog() {
-    return [];
-  }
-}
+export { FakeKube, key, matchesLabels, type KubeWrite } from './fake-kube.ts';
 
 /** One PATCH the fake ARM accepted. */
 export interface ArmPatch {
@@ -287,6 +165,8 @@ export interface ClusterOptions {
  */
 export function standardCluster(opts: ClusterOptions = {}): { kube: FakeKube; azure: FakeAzure } {
   const kube = new FakeKube();
+  // Steps 1-4 tests assert on what a wait sees, not on how long it waits.
+  kube.maxPolls = 50;
   const azure = new FakeAzure();
   const helmLabels: Record<string, string> = opts.helm ? { 'app.kubernetes.io/managed-by': 'Helm', 'helm.sh/chart': 'aad-pod-identity-4.1.18', 'app.kubernetes.io/component': 'nmi' } : { component: 'nmi' };
   kube.add({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kube-system' } });

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeJwtPayload, interpretTokenRun, parseStatusLines, runTokenProbe, scrubTokens, verifyClaims } from '../../src/steps/lib/probe.ts';
 import { renderJunit, type TestResult } from '../../src/steps/lib/junit.ts';
 import { expandCases, testStep } from '../../src/steps/06-test.ts';
-import { contextFor, idOf, MiniAzure, MiniKube, nodeObject, podObject, recordStepData, tempDir } from './steps-5-7-fakes.ts';
+import { contextFor, idOf, MiniAzure, FakeKube, nodeObject, podObject, recordStepData, tempDir } from './steps-5-7-fakes.ts';
 
 /**
  * A strict XML 1.0 well-formedness check for the report (no parser is a dependency): tags nest
@@ -87,7 +87,7 @@ describe('claims', () => {
 
 describe('token probe pod (script run by the real /bin/sh with the real cut)', () => {
   function cluster() {
-    const kube = new MiniKube();
+    const kube = new FakeKube();
     const node = kube.add(nodeObject('pay', 1)).metadata!.name!;
     return { kube, node };
   }
@@ -111,7 +111,7 @@ describe('token probe pod (script run by the real /bin/sh with the real cut)', (
     expect(log).not.toContain(token.split('.')[2]);
     expect(log).not.toContain(token.split('.')[0]);
     expect(kube.all('Pod')).toEqual([]);
-    expect(kube.writes.filter((w) => w.startsWith('delete Pod'))).toHaveLength(1);
+    expect(kube.writeLines().filter((w) => w.startsWith('delete Pod'))).toHaveLength(1);
   });
 
   it('retries for the whole budget while NMI answers 404, then reports the last answer', async () => {
@@ -128,9 +128,9 @@ describe('token probe pod (script run by the real /bin/sh with the real cut)', (
     const { kube, node } = cluster();
     // A pod that never finishes: the fake kubelet is told the script hangs.
     kube.create = (async (obj) => {
-      kube.writes.push(`create Pod ${obj.metadata?.name}`);
+      kube.writes.push({ verb: 'create', kind: 'Pod', key: `Pod/${obj.metadata?.namespace}/${obj.metadata?.name}` });
       return kube.add(obj);
-    }) as MiniKube['create'];
+    }) as FakeKube['create'];
     const ac = new AbortController();
     setTimeout(() => ac.abort(new Error('interrupted')), 50);
     await expect(runTokenProbe(kube, { namespace: 'payments', nodeName: node, selector: 'api', identity: API, timeoutMs: 60_000, signal: ac.signal })).rejects.toThrow('interrupted');
@@ -177,7 +177,7 @@ describe('test step', () => {
   });
 
   it('needs the drain step first, then records results and a JUnit report without any token; check names service, pool, node and identity', async () => {
-    const kube = new MiniKube();
+    const kube = new FakeKube();
     const azure = new MiniAzure(kube);
     const pay = kube.add(nodeObject('pay', 1)).metadata!.name!;
     const batch = kube.add(nodeObject('batch', 2)).metadata!.name!;

@@ -1,9 +1,7 @@
 /**
- * In-memory implementations of our own gateway interfaces (never an SDK) for the drain, test
- * and cleanup unit tests: a tiny cluster with nodes, pods, evictions that a PodDisruptionBudget
- * can refuse, graceful deletion and finalizers, a "kubelet" that runs probe pods' shell scripts
- * with the real `/bin/sh` (and a scripted `curl` on PATH), and a scale set whose reimage makes
- * the node NotReady and then Ready with a new boot id.
+ * The Azure side of the drain, test and cleanup unit tests (a scale set whose reimage makes the
+ * node NotReady and then Ready with a new boot id) and their cluster builders; the Kubernetes
+ * side is the one {@link FakeKube} of every step unit test.
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -17,7 +15,9 @@ import { Journal, type ClusterIdentity } from '../../src/engine/journal.ts';
 import type { StepContext, StepId } from '../../src/engine/step.ts';
 import type { EvictionResult, KubeGateway, KubeObject, ListOptions, ResourceRef, WaitOptions, WaitProbe } from '../../src/kube/gateway.ts';
 import { WaitTimeoutError } from '../../src/kube/errors.ts';
-import { key, matchesLabels } from './fakes.ts';
+import { FakeKube } from './fake-kube.ts';
+
+export { FakeKube };
 
 const run = promisify(execFile);
 
@@ -32,240 +32,6 @@ export const CLUSTER: ClusterIdentity = {
 };
 export const idOf = (name: string) => `/subscriptions/${SUB}/resourcegroups/identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${name}`;
 
-/** RFC 7386 merge patch. */
-function mergePatch(target: unknown, patch: unknown): unknown {
-  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
-  for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
-    if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
-  }
-  return out;
-}
-
-/** What an eviction of a pod meets: `allow`, or a PDB refusal naming the budget. */
-export type EvictionPolicy = (pod: KubeObject) => 'allow' | { budget: string; healthy: number; needed: number };
-
-/** The result a probe pod's `curl` gets, per pod (by its labels and node). */
-export type CurlBehaviour = (pod: KubeObject, url: string) => { status: number; body: string };
-
-/** Fake Kubernetes API. Time-based behaviour (grace periods) runs on real, short timers. */
-export class MiniKube implements KubeGateway {
-  readonly dryRunMode = 'none' as const;
-  readonly objects = new Map<string, KubeObject>();
-  /** Every write, in order: `verb kind ns/name`. */
-  readonly writes: string[] = [];
-  readonly events: string[] = [];
-  readonly health = new Map<string, string>();
-  evictionPolicy: EvictionPolicy = () => 'allow';
-  /** Called after a pod is evicted and gone (a controller would recreate it elsewhere). */
-  onPodGone: (pod: KubeObject) => void = () => {};
-  /** Milliseconds an evicted pod with a grace period takes to go away. */
-  terminationMs = 30;
-  curl: CurlBehaviour = () => ({ status: 404, body: 'no binding' });
-  /** Directory holding the scripted `curl` the fake kubelet puts first on PATH. */
-  readonly binDir: string;
-  private nextUid = 1;
-  private rv = 1;
-  readonly logs = new Map<string, string>();
-  evictCalls = 0;
-
-  constructor() {
-    this.binDir = mkdtempSync(join(tmpdir(), 'podid-fakebin-'));
-  }
-
-  add(obj: KubeObject): KubeObject {
-    const o = structuredClone(obj);
-    o.metadata ??= {};
-    o.metadata.uid ??= `uid-${this.nextUid++}`;
-    o.metadata.resourceVersion = String(this.rv++);
-    o.metadata.creationTimestamp ??= '2026-01-01T00:00:00Z';
-    this.objects.set(key(o.kind!, o.metadata.namespace, o.metadata.name), o);
-    return o;
-  }
-  find(kind: string, ns: string | undefined, name: string | undefined): KubeObject | undefined {
-    return this.objects.get(key(kind, ns, name));
-  }
-  all(kind: string): KubeObject[] {
-    return [...this.objects.values()].filter((o) => o.kind === kind);
-  }
-  remove(kind: string, ns: string | undefined, name: string | undefined): void {
-    const o = this.find(kind, ns, name);
-    this.objects.delete(key(kind, ns, name));
-    if (o && kind === 'Pod') this.onPodGone(o);
-  }
-
-  async clusterIdentity() {
-    return { server: CLUSTER.apiServer, contextName: 'fake', clusterName: 'prod-weu', kubeSystemUid: 'ks-uid' };
-  }
-  async list<T extends KubeObject = KubeObject>(ref: ResourceRef, opts: ListOptions = {}): Promise<T[]> {
-    if (ref.kind === 'AzureAssignedIdentity' && !this.find('CustomResourceDefinition', undefined, 'azureassignedidentities.aadpodidentity.k8s.io')) {
-      throw Object.assign(new Error('the server could not find the requested resource'), { status: 404 });
-    }
-    return this.all(ref.kind)
-      .filter((o) => (!opts.namespace || o.metadata?.namespace === opts.namespace) && matchesLabels(o, opts.labelSelector))
-      .filter((o) => !opts.fieldSelector || opts.fieldSelector === `spec.nodeName=${(o.spec as { nodeName?: string })?.nodeName}`)
-      .map((o) => ({ apiVersion: ref.apiVersion, kind: ref.kind, ...structuredClone(o) }) as T);
-  }
-  async get<T extends KubeObject = KubeObject>(ref: ResourceRef, ns: string | undefined, name: string): Promise<T | undefined> {
-    const o = this.find(ref.kind, ns, name);
-    return o ? (structuredClone(o) as T) : undefined;
-  }
-  async create<T extends KubeObject>(obj: T): Promise<T> {
-    if (this.find(obj.kind!, obj.metadata?.namespace, obj.metadata?.name)) throw Object.assign(new Error(`${obj.kind} ${obj.metadata?.name} already exists`), { status: 409 });
-    this.writes.push(`create ${obj.kind} ${obj.metadata?.namespace ?? ''}/${obj.metadata?.name}`);
-    const stored = this.add(obj);
-    if (obj.kind === 'Pod' && obj.metadata?.labels?.['podid-migrate.io/probe'] === 'true') void this.runProbePod(stored);
-    return structuredClone(stored) as T;
-  }
-  async replace<T extends KubeObject>(obj: T): Promise<T> {
-    this.writes.push(`replace ${obj.kind} ${obj.metadata?.name}`);
-    return structuredClone(this.add(obj)) as T;
-  }
-  async patch<T extends KubeObject = KubeObject>(ref: ResourceRef, ns: string | undefined, name: string, patch: unknown, type: 'strategic' | 'merge' | 'json'): Promise<T> {
-    const cur = this.find(ref.kind, ns, name);
-    if (!cur) throw Object.assign(new Error(`${ref.kind} ${name} not found`), { status: 404 });
-    this.writes.push(`patch ${ref.kind} ${ns ?? ''}/${name} ${JSON.stringify(patch)}`);
-    const next = type === 'json' ? fastJsonPatch.applyPatch(structuredClone(cur), patch as Operation[]).newDocument : (mergePatch(cur, patch) as KubeObject);
-    next.metadata!.resourceVersion = String(this.rv++);
-    this.objects.set(key(ref.kind, ns, name), next);
-    // A pending deletion completes once the last finalizer is gone.
-    if (next.metadata?.deletionTimestamp && !next.metadata.finalizers?.length) this.remove(ref.kind, ns, name);
-    return structuredClone(next) as T;
-  }
-  async delete(ref: ResourceRef, ns: string | undefined, name: string): Promise<'deleted' | 'not-found'> {
-    const cur = this.find(ref.kind, ns, name);
-    if (!cur) return 'not-found';
-    this.writes.push(`delete ${ref.kind} ${ns ?? ''}/${name}`);
-    if (cur.metadata?.finalizers?.length) {
-      cur.metadata.deletionTimestamp = '2026-01-01T00:00:01Z';
-      return 'deleted';
-    }
-    this.remove(ref.kind, ns, name);
-    return 'deleted';
-  }
-  async scale(ns: string, name: string, replicas: number) {
-    const d = this.find('Deployment', ns, name)!;
-    const previousReplicas = (d.spec as { replicas?: number }).replicas ?? 1;
-    (d.spec as { replicas?: number }).replicas = replicas;
-    this.writes.push(`scale Deployment ${ns}/${name} ${replicas}`);
-    return { previousReplicas, replicas };
-  }
-  async evict(ns: string, pod: string): Promise<EvictionResult> {
-    this.evictCalls++;
-    const p = this.find('Pod', ns, pod);
-    if (!p) return { kind: 'not-found' };
-    const verdict = this.evictionPolicy(p);
-    if (verdict !== 'allow') {
-      const cause = `The disruption budget ${verdict.budget} needs ${verdict.needed} healthy pods and has ${verdict.healthy} currently`;
-      return { kind: 'blocked-by-pdb', message: `Cannot evict pod as it would violate the pod's disruption budget. ${cause}`, budgets: [cause] };
-    }
-    this.writes.push(`evict Pod ${ns}/${pod}`);
-    this.events.push(`evicted ${ns}/${pod}`);
-    const grace = (p.spec as { terminationGracePeriodSeconds?: number }).terminationGracePeriodSeconds ?? 30;
-    if (grace > 0) {
-      p.metadata!.deletionTimestamp = '2026-01-01T00:00:02Z';
-      setTimeout(() => {
-        this.events.push(`gone ${ns}/${pod}`);
-        this.remove('Pod', ns, pod);
-      }, this.terminationMs);
-    } else {
-      this.events.push(`gone ${ns}/${pod}`);
-      this.remove('Pod', ns, pod);
-    }
-    return { kind: 'evicted' };
-  }
-  async podLog(ns: string, pod: string): Promise<string> {
-    return this.logs.get(`${ns}/${pod}`) ?? '';
-  }
-  async proxyGet(ns: string, pod: string, port: number) {
-    return { status: 200, body: this.health.get(`${ns}/${pod}:${port}`) ?? 'Active' };
-  }
-  async raw<T = unknown>(): Promise<T> {
-    throw new Error('not used');
-  }
-  async waitFor<T>(probe: WaitProbe<T>, opts: WaitOptions): Promise<T> {
-    const started = Date.now();
-    let last: string | undefined;
-    // Polls ten times faster than asked: the fake has no real latency to respect.
-    const interval = Math.max(2, (opts.intervalMs ?? 1000) / 10);
-    for (;;) {
-      if (opts.signal?.aborted) throw opts.signal.reason;
-      const v = await probe((s) => (last = s));
-      if (v !== undefined && v !== null && v !== false) return v;
-      if (Date.now() - started > opts.timeoutMs) throw new WaitTimeoutError(opts.describe, Date.now() - started, last);
-      await new Promise((r) => setTimeout(r, interval));
-    }
-  }
-  scoped(): KubeGateway {
-    return this;
-  }
-  calls() {
-    return { total: 0, reads: 0, writes: this.writes.length, byVerb: {}, byResource: {} } as never;
-  }
-  dryRunLog() {
-    return [];
-  }
-
-  /**
-   * The fake kubelet: runs the probe container's `sh -c` script with the real shell and a
-   * scripted `curl` whose answer comes from {@link MiniKube.curl}; the pod's log is the
-   * script's stdout, its phase follows the exit code.
-   */
-  private async runProbePod(pod: KubeObject): Promise<void> {
-    const ns = pod.metadata!.namespace!;
-    const name = pod.metadata!.name!;
-    const container = (pod.spec as { containers: { command: string[] }[] }).containers[0];
-    const script = container.command[2];
-    const work = mkdtempSync(join(tmpdir(), 'podid-probe-'));
-    const answers = join(work, 'answers.json');
-    writeFileSync(answers, '{}');
-    writeCurl(this.binDir);
-    // `sleep 5` between attempts becomes a no-op: retries are counted, not waited for.
-    const fast = script.replace(/sleep \d+/g, 'true').replace(/\/tmp\//g, `${work}/`);
-    const urlMatch = /'(https?:\/\/[^']+)'/.exec(script);
-    const answer = this.curl(pod, urlMatch?.[1] ?? '');
-    writeFileSync(answers, JSON.stringify(answer));
-    let stdout = '';
-    let code = 0;
-    try {
-      const r = await run('/bin/sh', ['-c', fast], { env: { PATH: `${this.binDir}:/usr/bin:/bin`, FAKE_CURL_ANSWER: answers } });
-      stdout = r.stdout;
-    } catch (e) {
-      const err = e as { stdout?: string; code?: number };
-      stdout = err.stdout ?? '';
-      code = typeof err.code === 'number' ? err.code : 1;
-    }
-    const live = this.find('Pod', ns, name);
-    if (!live) return;
-    this.logs.set(`${ns}/${name}`, stdout);
-    live.status = { phase: code === 0 ? 'Succeeded' : 'Failed', containerStatuses: [{ name: 'probe', state: { terminated: { exitCode: code } } }] };
-  }
-}
-
-/** A `curl` that understands `-s -m N -o FILE -w FMT -H H URL` and answers from `$FAKE_CURL_ANSWER`. */
-function writeCurl(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, 'curl');
-  writeFileSync(
-    path,
-    `#!/usr/bin/env node
-const fs = require('node:fs');
-const a = process.argv.slice(2);
-let out, fmt;
-for (let i = 0; i < a.length; i++) {
-  if (a[i] === '-o') out = a[++i];
-  else if (a[i] === '-w') fmt = a[++i];
-  else if (a[i] === '-H' || a[i] === '-m') i++;
-}
-const ans = JSON.parse(fs.readFileSync(process.env.FAKE_CURL_ANSWER, 'utf8'));
-if (out && out !== '/dev/null') fs.writeFileSync(out, ans.body); else if (!out) process.stdout.write(ans.body);
-if (fmt) process.stdout.write(fmt.replace('%{http_code}', String(ans.status)));
-`,
-  );
-  chmodSync(path, 0o755);
-}
-
 /** Fake Azure gateway: instances of scale sets; reimage and delete drive the fake nodes. */
 export class MiniAzure implements AzureGateway {
   readonly dryRunMode = 'none' as const;
@@ -276,8 +42,8 @@ export class MiniAzure implements AzureGateway {
   /** When set, a deleted instance is followed by a new node in the pool (the cluster autoscaler). */
   autoscale = false;
   private nextInstance = 100;
-  private readonly kube: MiniKube;
-  constructor(kube: MiniKube) {
+  private readonly kube: FakeKube;
+  constructor(kube: FakeKube) {
     this.kube = kube;
   }
 
