@@ -99,7 +99,7 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   const results = ctx.journal.of('test').getData<TestResult[]>('results');
   if (!results && !testsWouldRun) throw new Error('no test results recorded yet: the test step must pass before cleanup');
   const mic = micRefOf(ctx);
-  const inv0 = await inventoryFor(ctx);
+  const inventory = await inventoryFor(ctx);
   const kube = ctx.kube;
   const blockers: Blocker[] = [];
   const notes: string[] = [];
@@ -222,7 +222,7 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   }
   notes.push('AzureIdentity and AzureIdentityBinding objects are kept: managed NMI reads them');
   // The check's token round trips: one probe pod per pool with a user-assigned identity, created and deleted.
-  const roundTripPools = inv0.pools.filter((pool) => roundTripSubject(inv0, pool.name)).length;
+  const roundTripPools = inventory.pools.filter((pool) => roundTripSubject(inventory, pool.name)).length;
   return { stepId: 'cleanup', actions, blockers, notes, checkWrites: { kube: roundTripPools * 2, arm: 0 } };
 }
 

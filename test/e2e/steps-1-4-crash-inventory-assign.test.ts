@@ -40,7 +40,10 @@ describe('SIGKILL between a write and its record: inventory and assign', () => {
     expect(env.sandbox.metrics.count({ api: 'kube', caller: 'client', verb: 'patch', resource: 'deployments.apps' }) - before).toBe(1);
     const journal = JSON.parse(readFileSync(env.journalPath, 'utf8'));
     expect(journal.steps.assign.state).toBe('checked');
-    // The rollback still knows what the killed attempt added.
-    expect(Object.values(journal.steps.assign.data.intendedAdds as Record<string, { ids: string[] }>).flatMap((x) => x.ids).map((id) => id.split('/').pop())).toEqual(['exporter-id']);
+    // The open intent was resolved by re-reading the scale set (the PATCH had taken effect), not re-planned:
+    // its record is done and carries the ids the killed attempt added, which the rollback removes.
+    const vmss = (journal.steps.assign.actions as { actionId: string; status: string; details?: { add: string[] } }[]).filter((a) => a.actionId.startsWith('vmss/'));
+    expect(vmss.map((a) => a.status)).toEqual(['done']);
+    expect(vmss[0].details!.add.map((id) => id.split('/').pop())).toEqual(['exporter-id']);
   }, 60_000);
 });
