@@ -74,7 +74,7 @@ describe('steps 5-7 failure paths on the sandbox', () => {
     expect(((await env.kube.get(NODE, undefined, cordoned))!.spec as { unschedulable?: boolean }).unschedulable).toBe(true);
 
     const rb = await fullRunner(env).rollback({ step: 'drain' });
-    expect(rb.steps[0].summary).toBe('uncordoned 1 node');
+    expect(rb.steps[0].summary).toBe(`uncordoned ${cordoned}`);
     expect(((await env.kube.get(NODE, undefined, cordoned))!.spec as { unschedulable?: boolean }).unschedulable).toBeUndefined();
 
     for (const binding of ['worker', 'shared-storage']) await env.kube.delete(PDB, 'batch', `never-evict-${binding}`);
