@@ -40,7 +40,16 @@ export interface CallScope {
   signal?: AbortSignal;
   /** Epoch ms; no retry wait may end after it. */
   deadline?: number;
+  /** Receives a line when a wait is long enough to be noticed, then a countdown (see {@link LONG_WAIT_MS}). */
+  progress?: ProgressSink;
 }
+
+/** Where the gateways report long waits: one human line per call, e.g. `GET pods: HTTP 429; retrying in 30 s (server asked for Retry-After 3600 s, capped)`. */
+export type ProgressSink = (line: string) => void;
+
+/** Waits at least this long are announced on the progress sink, with a countdown every {@link COUNTDOWN_EVERY_MS}. */
+export const LONG_WAIT_MS = 3000;
+export const COUNTDOWN_EVERY_MS = 10_000;
 
 /**
  * Thrown when the next retry wait would end after the caller's deadline. It names what was
@@ -119,13 +128,33 @@ export function abortReason(signal: AbortSignal): Error {
  * {@link DeadlineExceededError} right away when the wait would end after `scope.deadline`
  * (no point sleeping into a certain timeout), and rejects early if `scope.signal` aborts.
  */
-export async function waitBeforeRetry(what: string, waitMs: number, scope: CallScope, lastFailure: string): Promise<void> {
+export async function waitBeforeRetry(what: string, waitMs: number, scope: CallScope, lastFailure: string, why?: string): Promise<void> {
   if (scope.signal?.aborted) throw abortReason(scope.signal);
   if (scope.deadline !== undefined) {
     const remaining = scope.deadline - Date.now();
     if (waitMs > remaining) throw new DeadlineExceededError(what, waitMs, remaining, lastFailure);
   }
-  await sleep(waitMs, scope.signal);
+  if (!scope.progress || waitMs < LONG_WAIT_MS) {
+    await sleep(waitMs, scope.signal);
+    return;
+  }
+  await sleepWithCountdown(waitMs, scope.signal, scope.progress, `${what}: ${lastFailure}; retrying in ${formatMs(waitMs)}${why ? ` (${why})` : ''}`, `${what}: retrying in`);
+}
+
+/**
+ * Sleeps `ms` like {@link sleep}, announcing the wait with `first` and then, every
+ * {@link COUNTDOWN_EVERY_MS}, `<countdown> <time left>`.
+ */
+export async function sleepWithCountdown(ms: number, signal: AbortSignal | undefined, progress: ProgressSink, first: string, countdown: string): Promise<void> {
+  progress(first);
+  const end = Date.now() + ms;
+  for (;;) {
+    const left = end - Date.now();
+    if (left <= 0) return;
+    await sleep(Math.min(left, COUNTDOWN_EVERY_MS), signal);
+    const after = end - Date.now();
+    if (after > 500) progress(`${countdown} ${formatMs(after)}`);
+  }
 }
 
 /** `1.5 s`, `250 ms`, `20 min`: for messages. */
