@@ -163,3 +163,47 @@ export function formatMs(ms: number): string {
   if (ms < 120_000) return `${Math.round(ms / 100) / 10} s`;
   return `${Math.round(ms / 6000) / 10} min`;
 }
+
+/** A request that got no HTTP answer, classified. */
+export interface NetworkFailure {
+  kind: 'refused' | 'dns' | 'unreachable' | 'timeout' | 'reset' | 'tls' | 'other';
+  /** The system or TLS error code, e.g. `ECONNREFUSED`, `ENOTFOUND`, `SELF_SIGNED_CERT_IN_CHAIN`. */
+  code?: string;
+  /** One line for messages. */
+  text: string;
+}
+
+const TLS_CODES = /^(ERR_TLS_|CERT_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|ERR_SSL_|HOSTNAME_MISMATCH|ERR_OSSL)/;
+
+/** Classifies a fetch failure (undici wraps the system error in `cause`, sometimes twice). */
+export function classifyNetworkError(e: unknown, timedOut: boolean, timeoutMs: number): NetworkFailure {
+  if (timedOut) return { kind: 'timeout', text: `no answer within ${formatMs(timeoutMs)}` };
+  let code: string | undefined;
+  let detail: string | undefined;
+  for (let cur = e as { code?: unknown; message?: string; cause?: unknown } | undefined, depth = 0; cur && depth < 4; cur = cur.cause as typeof cur, depth++) {
+    if (typeof cur.code === 'string' && !code) code = cur.code;
+    if (cur !== e && cur.message && !detail) detail = cur.message;
+  }
+  const text = `${detail ?? (e as Error)?.message ?? String(e)}${code && !(detail ?? '').includes(code) ? ` (${code})` : ''}`;
+  if (code && TLS_CODES.test(code)) return { kind: 'tls', code, text };
+  switch (code) {
+    case 'ECONNREFUSED': return { kind: 'refused', code, text };
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME': return { kind: 'dns', code, text };
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EHOSTDOWN':
+    case 'ENETDOWN': return { kind: 'unreachable', code, text };
+    case 'ETIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT': return { kind: 'timeout', code, text };
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+    case 'UND_ERR_CLOSED': return { kind: 'reset', code, text };
+    default: return { kind: 'other', code, text };
+  }
+}
+
