@@ -3,6 +3,7 @@
  * and the step registry. Tests inject a {@link RuntimeFactory} with fakes through `main()`.
  */
 import { PreconditionError } from '../engine/errors.ts';
+import { readValidatedInventory } from '../engine/inputs.ts';
 import type { ClusterIdentity } from '../engine/journal.ts';
 import { Runner, type RunnerEvents } from '../engine/runner.ts';
 import type { DryRunMode, StepRegistry } from '../engine/step.ts';
@@ -86,4 +87,16 @@ export function runnerFor(
     events: extra.events,
     verbose: options.verbose,
   });
+}
+
+/**
+ * Validates the inventory file before anything connects to the cluster, when its path is known
+ * without connecting (`--inventory`, or the default path from `--aks-id`). The runner validates
+ * it again whenever it reads it (also after the inventory step wrote it).
+ * @throws InvalidInputError naming every bad field
+ */
+export async function validateInputsBeforeConnecting(options: GlobalOptions): Promise<void> {
+  const aks = options.aksId ? parseAksId(options.aksId) : undefined;
+  const path = options.inventory ?? (aks ? inventoryPathFor(options, aks.name) : undefined);
+  if (path) await readValidatedInventory(path);
 }

@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { AbortedError, EXIT, PodidError, PreconditionError, UsageError } from '../engine/errors.ts';
 import { Journal, redact, type JournalDocument } from '../engine/journal.ts';
+import { redactDeep, redactingStream } from '../engine/redaction.ts';
 import { Runner, type RunnerEvents } from '../engine/runner.ts';
 import type { DryRunMode } from '../engine/step.ts';
 import { CORE_COMMANDS, EXTRA_COMMANDS } from './commands/index.ts';
@@ -61,7 +62,9 @@ function defaultDeps(): CliDeps {
  * code. Never calls `process.exit` except on a second Ctrl-C (the operator insists).
  */
 export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Promise<number> {
-  const deps: CliDeps = { ...defaultDeps(), ...overrides };
+  const given: CliDeps = { ...defaultDeps(), ...overrides };
+  // Every output path (results, progress, logs, --verbose stacks) passes through redaction.
+  const deps: CliDeps = { ...given, stdout: redactingStream(given.stdout), stderr: redactingStream(given.stderr) };
   const ci = isCi(deps.env);
   const env: CliEnv = {
     deps,
@@ -116,7 +119,8 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
       if (!doc) {
         throw new PreconditionError(`no journal at ${path}: nothing has been applied to this cluster with it.`, 'Start with `podid-migrate plan`, or point --journal at an existing journal.');
       }
-      return { doc, path };
+      // Whatever the file holds, nothing token-shaped reaches a renderer.
+      return { doc: redactDeep(doc), path };
     },
   };
 
