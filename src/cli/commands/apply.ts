@@ -38,7 +38,7 @@ export const applyCommand: CommandModule = {
       .option('--plan <file>', 'apply exactly a plan saved by `plan --out`; refused if the cluster has changed since')
       .option('-y, --yes', 'do not ask for confirmation')
       .option('--dry-run <mode>', 'client: no write call at all; server: Kubernetes writes with dryRun=All, Azure writes printed. No journal, no lock')
-      .option('--drain-timeout <duration>', 'drain: how long evictions may be retried per node (e.g. 15m)')
+      .option('--drain-timeout <duration>', 'drain: how long evictions may be retried per node (default 5m)')
       .option('--drain-strategy <strategy>', 'drain: how the drained node is replaced: reimage, delete or none')
       .option('--drain-force', 'drain: also delete pods no controller will re-create (like kubectl drain --force)')
       .option('--test-timeout <duration>', 'test: how long each test case may retry (default 80s, NMI\'s own wait)')
