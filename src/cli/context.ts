@@ -23,7 +23,7 @@ export interface Runtime<K = unknown, A = unknown> {
 }
 
 /** Builds a {@link Runtime} for the given options; gateways already wrap `dryRun`. */
-export type RuntimeFactory = (options: GlobalOptions, mode: { dryRun: DryRunMode; signal: AbortSignal }) => Promise<Runtime>;
+export type RuntimeFactory = (options: GlobalOptions, mode: { dryRun: DryRunMode; signal: AbortSignal; progress?: (line: string) => void }) => Promise<Runtime>;
 
 /**
  * The production factory: the ordered steps, and the Kubernetes and Azure gateways (already in
@@ -40,8 +40,9 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   // Loaded on demand: the SDKs behind them take a noticeable time to import, and commands such
   // as --help, status or sandbox never need them.
   const [{ createKubeGateway }, { createAzureGateway }, { STEPS }] = await Promise.all([import('../kube/index.ts'), import('../azure/index.ts'), import('../steps/registry.ts')]);
-  const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal });
-  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal });
+  // Long waits inside the gateways (a capped Retry-After, a conflict backoff, a slow rollout) say what they wait for.
+  const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
+  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
   const info = await kube.clusterInfo();
   return {
     steps: STEPS as unknown as StepRegistry,

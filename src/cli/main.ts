@@ -95,7 +95,7 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
       });
       let runtime: Runtime | undefined;
       try {
-        runtime = await deps.createRuntime(globals, { dryRun, signal: controller.signal });
+        runtime = await deps.createRuntime(globals, { dryRun, signal: controller.signal, progress: (line) => void deps.stderr.write(`  waiting: ${line}\n`) });
         await fn(runtime, controller.signal);
       } finally {
         unsubscribe();
