@@ -178,6 +178,9 @@ export interface KubeGatewayOptions extends KubeClientOptions {
   deadline?: number;
 }
 
+/** How long before a step's deadline a {@link KubeGateway.waitFor} gives up, so its own error names what was not ready. */
+const DEADLINE_RESERVE_MS = 1500;
+
 /** Attempts of a write that meets 409 Conflict, the first one included. */
 export const MAX_CONFLICT_ATTEMPTS = 5;
 
@@ -436,7 +439,12 @@ class ApiKubeGateway implements KubeGateway {
     const started = Date.now();
     const interval = opts.intervalMs ?? 1000;
     let timeoutMs = opts.timeoutMs;
-    if (this.#deadline !== undefined) timeoutMs = Math.min(timeoutMs, this.#deadline - started);
+    // Bounded by the step's deadline, the wait gives up a moment before it, so its own error
+    // (what was awaited, the state last seen) reaches the operator rather than a bare "deadline exceeded".
+    if (this.#deadline !== undefined) {
+      const left = this.#deadline - started;
+      timeoutMs = Math.min(timeoutMs, left > 2 * DEADLINE_RESERVE_MS ? left - DEADLINE_RESERVE_MS : left);
+    }
     const signals = [opts.signal, this.#signal].filter((s): s is AbortSignal => s !== undefined);
     const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     let lastState: string | undefined;
@@ -459,7 +467,7 @@ class ApiKubeGateway implements KubeGateway {
       if (remaining <= 0) throw new WaitTimeoutError(opts.describe, Date.now() - started, lastState);
       if (this.#client.progress && Date.now() >= announceAt) {
         announceAt = Date.now() + COUNTDOWN_EVERY_MS;
-        this.#client.progress(`waiting for ${opts.describe}${lastState ? ` (now: ${lastState})` : ''}; ${formatMs(remaining)} left`);
+        this.#client.progress(`${opts.describe}${lastState ? ` (now: ${lastState})` : ''}; ${formatMs(remaining)} left`);
       }
       await sleep(Math.min(interval, remaining), signal);
     }

@@ -1,0 +1,45 @@
+/**
+ * Fault matrix, long waits: NMI pods that never report Active. The wait says what it waits for
+ * and how long it may still take while it runs, the failure names the pods that were not ready
+ * and why, the journal keeps the NMI PATCH as done (no intent), and a plain resume once NMI is
+ * healthy finishes the step without patching again. (A PodDisruptionBudget that never allows an
+ * eviction is covered in steps-5-7-failures.test.ts.)
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addFault, expectCleanFailure, expectResume, firedOf, readJournal, removeFault, runCli, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
+
+describe('NMI never Active', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await startEnv({ timeScale: 25 });
+    const r = await runCli(env, ['apply', '--to', 'assign', '--yes'], { timeoutMs: 150_000 });
+    if (r.code !== 0) throw new Error(`setup apply --to assign failed:\n${r.all.slice(-3000)}`);
+  }, 200_000);
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  it('the wait announces what it awaits with a countdown, the failure names the pods not Active; resume finishes without a second PATCH', async () => {
+    const id = await addFault(env, {
+      api: 'kube',
+      method: 'GET',
+      path: '/pods/nmi-[^/]+:\\d+/proxy/healthz$',
+      action: { kind: 'status', status: 503, message: 'NMI is not ready: iptables rules not installed' },
+    });
+    const r = await runCli(env, ['apply', '--to', 'nmi-managed', '--yes', '--step-timeout', '35s'], { timeoutMs: 120_000 });
+    const fired = await firedOf(env, id);
+    await removeFault(env, id);
+    expect(fired).toBeGreaterThan(0);
+    // The wait ends just before the step deadline with its own error: what was awaited and what was seen.
+    expectCleanFailure(env, r, 1, /timed out after \d+(\.\d)? s waiting for every NMI pod of \S+\/nmi reporting Active \(last seen: \d+\/\d+ NMI pods not Active \(\S*nmi-\S+: .*NMI is not ready: iptables rules not installed/);
+    // While waiting: what is awaited, the state seen, and the time left.
+    expect(r.stderr).toMatch(/waiting: every NMI pod of \S+\/nmi reporting Active \(now: \d+\/\d+ NMI pods not Active \(\S*nmi-\S+: .*\)\); \d+(\.\d)? s left/);
+    const journal = readJournal(env)!;
+    expect(journal.steps['nmi-managed'].state).toBe('failed');
+    expect(journal.steps['nmi-managed'].actions.map((a) => a.status)).toEqual(['done']);
+
+    const patches = env.sandbox.metrics.count({ api: 'kube', caller: 'client', verb: 'patch', resource: 'daemonsets.apps' });
+    await expectResume(env, 'nmi-managed', STEPS_1_4);
+    expect(env.sandbox.metrics.count({ api: 'kube', caller: 'client', verb: 'patch', resource: 'daemonsets.apps' })).toBe(patches);
+  }, 300_000);
+});
