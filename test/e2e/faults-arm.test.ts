@@ -5,7 +5,18 @@
  * sandbox and walk the runbook forward: each resume takes the migration one step further.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addFault, expectCleanFailure, expectResume, firedOf, removeFault, runCli, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { addFault, expectCleanFailure, expectResume, firedOf, readJournal, removeFault, runCli, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
+
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
 
 const VMSS_LIST = '/providers/Microsoft\\.Compute/virtualMachineScaleSets$';
 const VMSS_ONE = '/providers/Microsoft\\.Compute/virtualMachineScaleSets/[^/]+$';
@@ -24,6 +35,24 @@ describe('ARM faults against the real CLI', () => {
   afterAll(async () => {
     await env?.stop();
   });
+
+  it('a refused ARM token (401) and an unreachable ARM endpoint get their own errors with the fix, within seconds; exit 1, nothing written', async () => {
+    const tokenFile = join(env.dir, 'expired-arm-token');
+    writeFileSync(tokenFile, 'expired-token\n', { mode: 0o600 });
+    const refused = await runCli({ ...env, cliEnv: { ...env.cliEnv, PODID_MIGRATE_ARM_TOKEN_FILE: tokenFile } }, ['apply', '--to', 'inventory', '--yes']);
+    expectCleanFailure(env, refused, 1, /^Error: Azure Resource Manager at https:\/\/127\.0\.0\.1:\d+ refused the credential \(401 /m);
+    expect(refused.stderr).toContain('az login');
+    expect(refused.all).not.toContain('expired-token');
+
+    const port = await closedPort();
+    const t0 = Date.now();
+    const gone = await runCli({ ...env, cliEnv: { ...env.cliEnv, PODID_MIGRATE_ARM_ENDPOINT: `https://127.0.0.1:${port}` } }, ['apply', '--to', 'inventory', '--yes']);
+    const seconds = (Date.now() - t0) / 1000;
+    expectCleanFailure(env, gone, 1, new RegExp(`^Error: Azure Resource Manager at https://127\\.0\\.0\\.1:${port} refuses connections: GET managed cluster`, 'm'));
+    expect(seconds).toBeLessThan(20);
+    expect(readJournal(env)?.steps.inventory.actions ?? []).toEqual([]);
+    console.log(`figures: unreachable ARM endpoint reported after ${seconds.toFixed(1)} s (CLI start included)`);
+  }, 120_000);
 
   it('ARM 500 on every VMSS list: the step deadline ends the retries naming the last failure; exit 1, nothing recorded; resume', async () => {
     const id = await addFault(env, { api: 'arm', method: 'GET', path: VMSS_LIST, action: { kind: 'status', status: 500 } });

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConcurrentChangeError } from '../../src/kube/errors.ts';
+import { generateSandboxTls } from '../../src/sandbox/tls.ts';
 import { expectFields, KINDS } from '../../src/kube/gateway.ts';
 import { addFault, expectCleanFailure, expectResume, firedOf, readJournal, removeFault, runCli, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
 
@@ -59,6 +60,14 @@ describe('Kubernetes faults against the real CLI', () => {
     expectCleanFailure(env, r, 1, /refused the credentials of user "\S+" \(401 Unauthorized: missing, invalid or expired\)/);
     expect(r.stderr).toContain('az aks get-credentials');
     expect(r.all).not.toContain('revoked-or-expired');
+  }, 60_000);
+
+  it('an API server certificate from another CA is refused as untrusted, not retried; exit 1', async () => {
+    const other = await generateSandboxTls();
+    const broken = withKubeconfig(env, (kc) => (kc.clusters[0].cluster['certificate-authority-data'] = Buffer.from(other.caPem).toString('base64')));
+    const r = await runCli(broken, ['plan']);
+    expectCleanFailure(env, r, 1, /^Error: the certificate of the API server https:\/\/127\.0\.0\.1:\d+ of kubeconfig context "\S+" is not trusted \([A-Z_]+\)/m);
+    expect(r.stderr).toContain('Do not turn off verification');
   }, 60_000);
 
   it('503 on every pod list: retried until the step deadline, named; exit 1; resume', async () => {
