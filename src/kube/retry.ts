@@ -63,7 +63,9 @@ export class DeadlineExceededError extends RetryableError {
     super(
       `${what}: giving up, the next retry would wait ${formatMs(waitMs)} but the deadline is ` +
         `${remainingMs <= 0 ? 'already past' : `in ${formatMs(remainingMs)}`} (last failure: ${lastFailure}).`,
-      'Run the same command again later (the server asked to slow down); the journal resumes where it stopped.',
+      /\b(429|TooManyRequests)\b/.test(lastFailure)
+        ? 'The server is throttling: run the same command again later (or with a longer --step-timeout); the journal resumes where it stopped.'
+        : 'The server kept failing: check its health (AKS: `az aks show`, the Azure status page), then run the same command again (a longer --step-timeout gives the retries more time); the journal resumes where it stopped.',
     );
     this.waitMs = waitMs;
     this.remainingMs = remainingMs;
