@@ -398,7 +398,22 @@ function unreachableError(client: KubeClient, request: string, failure: NetworkF
   );
 }
 
-function tlsError(client: KubeClient, request: string, failure: NetworkFailure, cause: unknown): TlsTrustError {
+/** TLS alerts a server sends when it refuses the client certificate (expired, revoked, another cluster's CA). */
+const CLIENT_CERT_REJECTED = /ALERT_(BAD_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|CERTIFICATE_UNKNOWN|UNKNOWN_CA|CERTIFICATE_REQUIRED|ACCESS_DENIED)/;
+
+/**
+ * A TLS failure as what it is: the server's certificate not trusted here ({@link TlsTrustError}),
+ * or the server refusing this context's client certificate ({@link AuthenticationError}).
+ */
+export function tlsError(client: KubeClient, request: string, failure: NetworkFailure, cause: unknown): TlsTrustError | AuthenticationError {
+  if (failure.code && CLIENT_CERT_REJECTED.test(failure.code)) {
+    return new AuthenticationError(
+      'kubernetes',
+      `${contextLine(client)} refused the client certificate of user "${client.userName}" (${failure.code}: expired, revoked or issued for another cluster): ${request}.`,
+      credentialHint(client),
+      { cause },
+    );
+  }
   return new TlsTrustError(
     'kubernetes',
     `the certificate of ${contextLine(client)} is not trusted (${failure.code}): ${request}: ${failure.text}.`,

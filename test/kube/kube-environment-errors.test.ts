@@ -12,6 +12,7 @@ import { startScriptedKubeApi, type ScriptedKubeApi } from './scripted-kube-api.
 import { createKubeGateway, KINDS } from '../../src/kube/gateway.ts';
 import { AuthenticationError, EndpointUnreachableError, PermissionDeniedError, TlsTrustError } from '../../src/engine/errors.ts';
 import { generateSandboxTls } from '../../src/sandbox/tls.ts';
+import { KubeClient, tlsError } from '../../src/kube/client.ts';
 
 let api: ScriptedKubeApi;
 const dir = mkdtempSync(join(tmpdir(), 'kube-env-'));
@@ -75,6 +76,14 @@ describe('environment failures of the Kubernetes gateway', () => {
     expect(api.seen).toHaveLength(0);
   });
 
+  it('a server refusing the client certificate (TLS alert) is a credential problem, not an untrusted server', () => {
+    const client = KubeClient.load({ kubeconfig: api.kubeconfigPath });
+    const e = tlsError(client, 'get namespaces (GET /api/v1/namespaces/kube-system)', { kind: 'tls', code: 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED', text: 'sslv3 alert certificate expired' }, undefined);
+    expect(e).toBeInstanceOf(AuthenticationError);
+    expect(e.message).toContain('refused the client certificate of user "tester" (ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED: expired, revoked or issued for another cluster)');
+    expect(tlsError(client, 'x', { kind: 'tls', code: 'CERT_HAS_EXPIRED', text: 'certificate has expired' }, undefined)).toBeInstanceOf(TlsTrustError);
+  });
+
   it('a refused token (401): AuthenticationError naming context and user', async () => {
     const kc = kubeconfigWith((k) => (k.users[0].user.token = 'expired-token'));
     const kube = createKubeGateway({ kubeconfig: kc, ...fast });
@@ -83,6 +92,15 @@ describe('environment failures of the Kubernetes gateway', () => {
     expect(err.message).toMatch(/refused the credentials of user "tester" \(401 Unauthorized: missing, invalid or expired\)/);
     expect(err.message).not.toContain('expired-token');
     expect(err.hint).toContain('az aks get-credentials');
+  });
+
+  it('an exec credential plugin that cannot run (kubelogin missing): AuthenticationError naming the context', async () => {
+    const kc = kubeconfigWith((k) => (k.users[0].user = { exec: { apiVersion: 'client.authentication.k8s.io/v1beta1', command: 'no-such-kubelogin', args: ['get-token'] } }));
+    const kube = createKubeGateway({ kubeconfig: kc, ...fast });
+    const err = await kube.get(KINDS.Namespace, undefined, 'kube-system').catch((e) => e);
+    expect(err).toBeInstanceOf(AuthenticationError);
+    expect(err.message).toMatch(/^cannot get credentials for kubeconfig context "other" \(user "tester"\): /);
+    expect(err.hint).toContain('kubelogin convert-kubeconfig');
   });
 
   it('a missing permission (403) names the verb, resource and namespace, and how to check it', async () => {
