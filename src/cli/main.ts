@@ -140,8 +140,14 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
       deps.stderr.write(formatError(error));
       return error.exitCode;
     }
+    // A server that kept failing after the gateway's retries is the environment, not a bug.
+    const err = error as Error & { retryable?: boolean };
+    if ((err?.name === 'KubeApiError' || err?.name === 'AzureApiError') && err.retryable) {
+      deps.stderr.write(`Error: ${redact(err.message)}\n`);
+      deps.stderr.write(`  The ${err.name === 'KubeApiError' ? 'Kubernetes API server' : 'Azure Resource Manager'} kept failing after retries. Run the same command again later; the journal resumes where it stopped.\n`);
+      return EXIT.error;
+    }
     // An unexpected failure: the message (redacted) and, with --verbose, the stack.
-    const err = error as Error;
     deps.stderr.write(`Error: ${redact(err?.message ?? String(error))}\n`);
     if (verbose && err?.stack) deps.stderr.write(`${redact(err.stack)}\n`);
     else deps.stderr.write('  This is unexpected. Re-run with --verbose for details; the journal records how far the run got.\n');

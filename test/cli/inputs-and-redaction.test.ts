@@ -8,7 +8,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { fakeCluster, type FakeCluster } from '../engine/fake-steps.ts';
+import { CLUSTER, fakeCluster, type FakeCluster } from '../engine/fake-steps.ts';
+import { main } from '../../src/cli/main.ts';
+import { KubeApiError } from '../../src/kube/errors.ts';
 import { runCli } from './cli-harness.ts';
 
 let cwd: string;
@@ -154,6 +156,23 @@ describe('a journal tampered with a token-shaped value', () => {
 });
 
 describe('exit codes and streams', () => {
+  it('an API server that kept failing while connecting is reported as such, not as unexpected', async () => {
+    let stderr = '';
+    const code = await main(['node', 'podid-migrate', 'plan', '--aks-id', CLUSTER.aksResourceId], {
+      stdout: { write: () => true },
+      stderr: { write: (s: string) => ((stderr += s), true) },
+      env: { CI: 'true' },
+      interactive: false,
+      cwd,
+      createRuntime: async () => {
+        throw new KubeApiError({ status: 503, reason: 'ServiceUnavailable', message: 'the server is currently unable to handle the request', method: 'GET', path: '/api/v1/namespaces/kube-system' });
+      },
+      onInterrupt: () => () => {},
+    });
+    expect(code).toBe(1);
+    expect(stderr).toBe('Error: GET /api/v1/namespaces/kube-system: 503 ServiceUnavailable: the server is currently unable to handle the request\n  The Kubernetes API server kept failing after retries. Run the same command again later; the journal resumes where it stopped.\n');
+  });
+
   it('plan exits 4 when it finds blockers, with or without --detailed-exitcode', async () => {
     cluster.blockers.inventory = [{ code: 'nmi-too-old', subject: 'ds default/nmi', message: 'NMI v1.5.2 has no managed mode', fix: 'upgrade NMI first' }];
     expect((await run('plan')).code).toBe(4);
