@@ -1,5 +1,6 @@
 /**
- * Fault matrix, long waits: NMI pods that never report Active. The wait says what it waits for
+ * Fault matrix, NMI: a 500 on the DaemonSet PATCH (a write is never repeated blindly), and NMI
+ * pods that never report Active. The wait says what it waits for
  * and how long it may still take while it runs, the failure names the pods that were not ready
  * and why, the journal keeps the NMI PATCH as done (no intent), and a plain resume once NMI is
  * healthy finishes the step without patching again. (A PodDisruptionBudget that never allows an
@@ -8,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addFault, expectCleanFailure, expectResume, firedOf, readJournal, removeFault, runCli, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
 
-describe('NMI never Active', () => {
+describe('the NMI DaemonSet write and NMI readiness', () => {
   let env: Env;
   beforeAll(async () => {
     env = await startEnv({ timeScale: 25 });
@@ -18,6 +19,20 @@ describe('NMI never Active', () => {
   afterAll(async () => {
     await env?.stop();
   });
+
+  it('a 500 on the NMI DaemonSet PATCH is not repeated blindly (a write may have been applied): exit 1, the record failed, not intent; resume re-plans', async () => {
+    const id = await addFault(env, { api: 'kube', method: 'PATCH', path: '^/apis/apps/v1/namespaces/[^/]+/daemonsets/nmi$', times: 1, action: { kind: 'status', status: 500, message: 'etcdserver: request timed out' } });
+    const r = await runCli(env, ['apply', '--to', 'nmi-managed', '--yes']);
+    expect(await firedOf(env, id)).toBe(1);
+    await removeFault(env, id);
+    expectCleanFailure(env, r, 1, /^Error: step "nmi-managed" apply stopped: PATCH \/apis\/apps\/v1\/namespaces\/\S+\/daemonsets\/nmi: 500 InternalError: etcdserver: request timed out$/m);
+    expect(readJournal(env)!.steps['nmi-managed'].actions.map((a) => a.status)).toEqual(['failed']);
+    await expectResume(env, 'nmi-managed', STEPS_1_4);
+    expect(readJournal(env)!.steps['nmi-managed'].actions.map((a) => a.status)).toEqual(['failed', 'done']);
+    // Rolled back so the next case meets the PATCH again.
+    const rolled = await runCli(env, ['rollback', '--step', 'nmi-managed', '--yes']);
+    expect(rolled.code, rolled.all.slice(-3000)).toBe(0);
+  }, 200_000);
 
   it('the wait announces what it awaits with a countdown, the failure names the pods not Active; resume finishes without a second PATCH', async () => {
     const id = await addFault(env, {
