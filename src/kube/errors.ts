@@ -89,7 +89,9 @@ export class ConcurrentChangeError extends PodidError {
   readonly target: string;
   /** One line per difference: `<json pointer>: planned <value>, now <value>`. */
   readonly diff: string[];
-  constructor(target: string, diff: string[], hint?: string) {
+  /** The HTTP status the write met (409 Conflict, or 422 for a JSON patch whose `test` failed), for callers that classify by status. */
+  readonly status: number;
+  constructor(target: string, diff: string[], hint?: string, status = 409) {
     super(
       `${target} was changed by someone else while this step was writing it:\n  ${diff.join('\n  ')}`,
       hint ??
@@ -99,12 +101,15 @@ export class ConcurrentChangeError extends PodidError {
     );
     this.target = target;
     this.diff = diff;
+    this.status = status;
   }
 }
 
 /** Thrown when a write kept meeting 409 Conflict after every bounded retry (the object is written continuously). */
 export class ConflictRetriesExhaustedError extends RetryableError {
   readonly target: string;
+  /** Always 409, for callers that classify by status. */
+  readonly status = 409;
   constructor(target: string, attempts: number) {
     super(
       `${target} kept changing: ${attempts} writes in a row met 409 Conflict (each after a fresh read).`,

@@ -16,7 +16,7 @@ import { ConcurrentChangeError, ConflictRetriesExhaustedError, KubeApiError, Wai
 import { applyPatchLocally } from './local-patch.ts';
 import type { PatchType } from './local-patch.ts';
 import { sleep, abortReason, retryDelayMs, waitBeforeRetry, formatMs, COUNTDOWN_EVERY_MS } from './retry.ts';
-import { preconditionDiff, show } from './conflict.ts';
+import { expectFields, preconditionDiff, show } from './conflict.ts';
 import type { Precondition } from './conflict.ts';
 
 export type { ResourceRef, PatchType, DryRunMode, DryRunEntry, CallCounts, Precondition };
@@ -348,7 +348,9 @@ class ApiKubeGateway implements KubeGateway {
     }
     let body = patch;
     return this.#retryConflicts(ref, namespace, name, opts.precondition, async () => {
-      const resp = await this.#transport.request('PATCH', path, { body, contentType: PATCH_CONTENT_TYPES[type] });
+      const resp = await this.#transport.request('PATCH', path, { body, contentType: PATCH_CONTENT_TYPES[type] }).catch(async (e: unknown) => {
+        throw (await this.#failedTests(e, ref, namespace, name, body, type)) ?? e;
+      });
       this.#recordServerDryRun('PATCH', path, body, what);
       return JSON.parse(resp.text) as T;
     }, (current, target) => {
@@ -360,6 +362,22 @@ class ApiKubeGateway implements KubeGateway {
       const b = body as { metadata: Record<string, unknown> };
       body = { ...b, metadata: { ...b.metadata, resourceVersion: current.metadata?.resourceVersion } };
     });
+  }
+
+  /**
+   * A JSON patch's `test` operations are the preconditions it was planned on. When the server
+   * refuses the patch (422), reads the object again and, if a tested value changed, returns the
+   * {@link ConcurrentChangeError} with the difference (the 422 alone does not say which).
+   */
+  async #failedTests(e: unknown, ref: ResourceRef, namespace: string | undefined, name: string, patch: unknown, type: PatchType): Promise<ConcurrentChangeError | undefined> {
+    if (type !== 'json' || !(e instanceof KubeApiError) || e.status !== 422 || !Array.isArray(patch)) return undefined;
+    const tests = (patch as { op?: string; path?: string; value?: unknown }[]).filter((op) => op?.op === 'test' && typeof op.path === 'string');
+    if (tests.length === 0) return undefined;
+    const target = `${ref.kind.toLowerCase()} ${namespace ? namespace + '/' : ''}${name}`;
+    const current = await this.get(ref, namespace, name);
+    if (!current) return new ConcurrentChangeError(target, ['the object was deleted'], undefined, 422);
+    const diff = preconditionDiff(expectFields(Object.fromEntries(tests.map((t) => [t.path!, t.value]))), current as Record<string, unknown>);
+    return diff.length ? new ConcurrentChangeError(target, diff, undefined, 422) : undefined;
   }
 
   async delete(ref: ResourceRef, namespace: string | undefined, name: string, opts: DeleteOptions = {}): Promise<DeleteResult> {

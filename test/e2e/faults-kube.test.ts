@@ -163,6 +163,13 @@ describe('Kubernetes faults against the real CLI', () => {
     expect((now.spec as any).template.spec.containers[0].args).toEqual(theirs);
     expect(now.metadata?.labels?.['podid-migrate/checked']).toBeUndefined();
 
+    // A JSON patch carries its precondition as `test` operations: the server's 422 becomes the same diff.
+    const jsonErr = await env.kube
+      .patch(KINDS.DaemonSet, 'default', 'nmi', [{ op: 'test', path: pointer, value: planned }, { op: 'add', path: pointer, value: ['--operation-mode=managed'] }], 'json')
+      .catch((e) => e);
+    expect(jsonErr).toBeInstanceOf(ConcurrentChangeError);
+    expect(jsonErr.diff).toEqual([`${pointer}: planned ${JSON.stringify(planned)}, now ${JSON.stringify(theirs)}`]);
+
     // The same write whose plan still holds (only a label changed meanwhile) is rebased and goes through.
     const fresh = (await env.kube.get(KINDS.DaemonSet, 'default', 'nmi'))!;
     await env.kube.patch(KINDS.DaemonSet, 'default', 'nmi', { metadata: { labels: { team: 'platform' } } }, 'merge');
