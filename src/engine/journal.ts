@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { removeStaleTempFiles, writeFileAtomic, type AtomicWriteHooks } from './atomic-file.ts';
 import { ClusterMismatchError, JournalCorruptError, SecretLeakError } from './errors.ts';
 import { journalProblems } from './inputs.ts';
-import { tokenPaths } from './redaction.ts';
+import { redactDeep, redactText, tokenPaths } from './redaction.ts';
 import {
   STEP_IDS,
   isStepId,
@@ -283,7 +283,9 @@ export class Journal {
 
   /** Appends an event (persisted with the next save, or immediately with `persist`). */
   event(event: string, message: string, stepId?: StepId, detail?: unknown, at = this.now().toISOString()): void {
-    this.doc.events.push({ at, event, message, ...(stepId ? { stepId } : {}), ...(detail === undefined ? {} : { detail }) });
+    // Events carry text from the cluster (blocker messages, server errors): redacted, so a
+    // token-shaped value there can never make the next save refuse the whole journal.
+    this.doc.events.push({ at, event, message: redactText(message), ...(stepId ? { stepId } : {}), ...(detail === undefined ? {} : { detail: redactDeep(detail) }) });
     if (this.doc.events.length > MAX_EVENTS) this.doc.events.splice(0, this.doc.events.length - MAX_EVENTS);
   }
 
@@ -440,7 +442,8 @@ function short(uid: string): string {
 
 /** Strips anything token-shaped out of an error message before it is stored. */
 export function redact(text: string): string {
-  return text.replace(new RegExp(JWT_PATTERN.source, 'g'), '<redacted token>');
+  // One marker on every path (`[redacted]`, see redaction.ts).
+  return redactText(text);
 }
 
 function toJson(value: unknown): unknown {

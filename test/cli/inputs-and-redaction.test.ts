@@ -155,6 +155,27 @@ describe('a journal tampered with a token-shaped value', () => {
   });
 });
 
+describe('a token-shaped value coming from the cluster (a blocker message)', () => {
+  for (const args of [['plan'], ['plan', '-o', 'json'], ['plan', '-o', 'yaml'], ['plan', '-o', 'markdown'], ['apply', '--yes'], ['apply', '--yes', '--verbose', '-o', 'json']]) {
+    it(`${args.join(' ')} prints it as [redacted]`, async () => {
+      cluster.blockers.inventory = [{ code: 'leaky', subject: 'secret default/token', message: `the annotation holds ${TOKEN} in the clear`, fix: `remove ${TOKEN}` }];
+      const r = await run(...args);
+      expect(r.code).toBe(4);
+      expect(r.stdout + r.stderr).not.toContain('eyJ');
+      if (args[0] === 'plan') {
+        expect(r.stdout).toContain('the annotation holds [redacted] in the clear');
+        if (args.includes('json')) expect(() => JSON.parse(r.stdout)).not.toThrow();
+      } else {
+        // apply logs the blockers in the journal: redacted there too, so the journal stays writable.
+        expect(r.stderr).toContain('Error: 1 blocker found; nothing was changed.');
+        const journal = await readFile(journalFile(), 'utf8');
+        expect(journal).not.toContain('eyJ');
+        expect(journal).toContain('the annotation holds [redacted] in the clear');
+      }
+    });
+  }
+});
+
 describe('exit codes and streams', () => {
   it('an API server that kept failing while connecting is reported as such, not as unexpected', async () => {
     let stderr = '';
