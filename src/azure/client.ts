@@ -243,7 +243,7 @@ export function gatewayPolicy(scope: ArmScope): PipelinePolicy {
           await waitBeforeRetry(`${verb} ${resource}`, wait, scope, `HTTP ${resp.status}${code ? ' ' + code : ''}`, why);
           continue;
         }
-        if (resp.status < 300) capPollRetryAfter(resp, scope.timing.maxPollIntervalMs);
+        if (resp.status < 300) capPollRetryAfter(resp, scope.timing.maxPollIntervalMs, scope.progress, `${verb} ${resource}`);
         return resp;
       }
     },
@@ -256,9 +256,11 @@ function retryAfterOf(resp: PipelineResponse): number | undefined {
   return parseRetryAfter(resp.headers.get('retry-after'));
 }
 
-function capPollRetryAfter(resp: PipelineResponse, maxMs: number): void {
+function capPollRetryAfter(resp: PipelineResponse, maxMs: number, progress: ((line: string) => void) | undefined, what: string): void {
   const wanted = retryAfterOf(resp);
   if (wanted === undefined || wanted <= maxMs) return;
+  // The poller sleeps silently: say that the operation is still running and when it is polled next.
+  progress?.(`${what}: the operation is still running; ARM asked to poll again in ${formatMs(wanted)}, polling in ${formatMs(maxMs)} instead`);
   resp.headers.set('retry-after', String(Math.max(1, Math.floor(maxMs / 1000))));
   resp.headers.delete('retry-after-ms');
   resp.headers.delete('x-ms-retry-after-ms');
