@@ -16,8 +16,8 @@ import { DefaultAzureCredential } from '@azure/identity';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
 import { createPipelineRequest, createDefaultHttpClient } from '@azure/core-rest-pipeline';
 import type { PipelinePolicy, PipelineRequest, PipelineResponse, HttpClient, Pipeline } from '@azure/core-rest-pipeline';
-import { retryOptions, retryDelayMs, parseRetryAfter, waitBeforeRetry, abortReason } from '../kube/retry.ts';
-import type { RetryOptions, CallScope } from '../kube/retry.ts';
+import { retryOptions, retryDelayMs, parseRetryAfter, waitBeforeRetry, abortReason, formatMs } from '../kube/retry.ts';
+import type { RetryOptions, CallScope, ProgressSink } from '../kube/retry.ts';
 import type { CallCounter } from '../kube/call-counter.ts';
 import type { DryRunRecorder } from '../kube/dry-run.ts';
 import { DryRunViolationError } from '../kube/errors.ts';
@@ -87,6 +87,8 @@ export class FileTokenCredential implements TokenCredential {
 /** Timing of the Azure gateway's calls. */
 export interface AzureTiming {
   retry: RetryOptions;
+  /** Receives long-wait lines (capped Retry-After) with a countdown. */
+  progress?: ProgressSink;
   /** Poll interval of long-running operations (default 2 s; a sandbox at a high time scale wants less). */
   pollIntervalMs: number;
   /**
@@ -97,8 +99,8 @@ export interface AzureTiming {
 }
 
 /** Fills the defaults of {@link AzureTiming}. */
-export function azureTiming(partial: { retry?: Partial<RetryOptions>; pollIntervalMs?: number; maxPollIntervalMs?: number } = {}): AzureTiming {
-  return { retry: retryOptions(partial.retry), pollIntervalMs: partial.pollIntervalMs ?? 2000, maxPollIntervalMs: partial.maxPollIntervalMs ?? 30_000 };
+export function azureTiming(partial: { retry?: Partial<RetryOptions>; pollIntervalMs?: number; maxPollIntervalMs?: number; progress?: ProgressSink } = {}): AzureTiming {
+  return { retry: retryOptions(partial.retry), pollIntervalMs: partial.pollIntervalMs ?? 2000, maxPollIntervalMs: partial.maxPollIntervalMs ?? 30_000, progress: partial.progress };
 }
 
 /** What one scope of the gateway hands to its clients' pipelines. */
@@ -152,6 +154,9 @@ let sharedHttpClient: HttpClient | undefined;
 function defaultHttpClient(): HttpClient {
   return (sharedHttpClient ??= createDefaultHttpClient());
 }
+
+/** Attempts of a read whose connection fails before ARM is reported unreachable. */
+const CONNECT_ATTEMPTS = 3;
 
 const CONFLICT_CODES_RETRIED = new Set(['anotheroperationinprogress', 'operationpreempted', 'conflict', 'retryableerror', 'concurrentrequestsnotallowed']);
 
@@ -225,17 +230,20 @@ export function gatewayPolicy(scope: ArmScope): PipelinePolicy {
           if (scope.signal?.aborted) throw abortReason(scope.signal);
           const failure = (e as Error)?.message ?? String(e);
           // A write that may have reached ARM is not repeated on a network error: the caller re-reads.
-          if (write || attempt >= opts.maxAttempts || (e as { name?: string })?.name === 'AbortError') throw e;
-          await waitBeforeRetry(`${verb} ${resource}`, retryDelayMs(attempt, opts), scope, failure);
+          // Connection failures are retried briefly only: an endpoint that is not there is reported in seconds.
+          if (write || attempt >= Math.min(opts.maxAttempts, CONNECT_ATTEMPTS) || (e as { name?: string })?.name === 'AbortError') throw e;
+          await waitBeforeRetry(`${verb} ${resource}`, retryDelayMs(attempt, { ...opts, maxDelayMs: Math.min(opts.maxDelayMs, 2000) }), scope, failure);
           continue;
         }
         const code = resp.status >= 400 ? armErrorCode(resp.bodyAsText ?? undefined) : undefined;
         if (attempt < opts.maxAttempts && isRetryableArmResponse(resp.status, method, code)) {
           const retryAfter = retryAfterOf(resp);
-          await waitBeforeRetry(`${verb} ${resource}`, retryDelayMs(attempt, opts, retryAfter), scope, `HTTP ${resp.status}${code ? ' ' + code : ''}`);
+          const wait = retryDelayMs(attempt, opts, retryAfter);
+          const why = retryAfter !== undefined ? `ARM asked for Retry-After ${formatMs(retryAfter)}${retryAfter > wait ? `, capped at ${formatMs(wait)}` : ''}` : `backoff, attempt ${attempt + 1} of ${opts.maxAttempts}`;
+          await waitBeforeRetry(`${verb} ${resource}`, wait, scope, `HTTP ${resp.status}${code ? ' ' + code : ''}`, why);
           continue;
         }
-        if (resp.status < 300) capPollRetryAfter(resp, scope.timing.maxPollIntervalMs);
+        if (resp.status < 300) capPollRetryAfter(resp, scope.timing.maxPollIntervalMs, scope.progress, `${verb} ${resource}`);
         return resp;
       }
     },
@@ -248,9 +256,11 @@ function retryAfterOf(resp: PipelineResponse): number | undefined {
   return parseRetryAfter(resp.headers.get('retry-after'));
 }
 
-function capPollRetryAfter(resp: PipelineResponse, maxMs: number): void {
+function capPollRetryAfter(resp: PipelineResponse, maxMs: number, progress: ((line: string) => void) | undefined, what: string): void {
   const wanted = retryAfterOf(resp);
   if (wanted === undefined || wanted <= maxMs) return;
+  // The poller sleeps silently: say that the operation is still running and when it is polled next.
+  progress?.(`${what}: the operation is still running; ARM asked to poll again in ${formatMs(wanted)}, polling in ${formatMs(maxMs)} instead`);
   resp.headers.set('retry-after', String(Math.max(1, Math.floor(maxMs / 1000))));
   resp.headers.delete('retry-after-ms');
   resp.headers.delete('x-ms-retry-after-ms');

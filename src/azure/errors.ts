@@ -18,13 +18,19 @@ export class AzureApiError extends Error {
   readonly identityIds: string[];
   readonly retryable: boolean;
 
-  constructor(init: { status: number; code: string; message: string; operation: string; identityIds?: string[]; retryable?: boolean }) {
+  /** True when the request was accepted and its long-running operation ended `Failed` (`code`/`message` are the operation's error). */
+  readonly operationFailed: boolean;
+
+  constructor(init: { status: number; code: string; message: string; operation: string; identityIds?: string[]; retryable?: boolean; operationFailed?: boolean }) {
     const ids = init.identityIds ?? [];
     const prefix =
       init.code === 'LinkedAuthorizationFailed' && ids.length
         ? `missing Microsoft.ManagedIdentity/userAssignedIdentities/assign/action on ${ids.join(', ')}: `
         : '';
-    super(`${init.operation}: ${prefix}${init.status ? init.status + ' ' : ''}${init.code}: ${init.message}`);
+    // The HTTP status of an operation that ended Failed is the poll's 200, which says nothing.
+    const status = init.operationFailed ? 'the long-running operation ended Failed: ' : init.status ? `${init.status} ` : '';
+    super(`${init.operation}: ${prefix}${status}${init.code}: ${init.message}`);
+    this.operationFailed = init.operationFailed ?? false;
     this.status = init.status;
     this.code = init.code;
     this.serverMessage = init.message;

@@ -19,7 +19,9 @@ import type { CallCounts } from '../kube/call-counter.ts';
 import { DryRunRecorder } from '../kube/dry-run.ts';
 import type { DryRunEntry, DryRunMode } from '../kube/dry-run.ts';
 import type { RetryOptions } from '../kube/retry.ts';
-import { DeadlineExceededError } from '../kube/retry.ts';
+import { DeadlineExceededError, classifyNetworkError } from '../kube/retry.ts';
+import type { ProgressSink } from '../kube/retry.ts';
+import { AuthenticationError, EndpointUnreachableError, EnvironmentError, PermissionDeniedError, PodidError, TlsTrustError } from '../engine/errors.ts';
 import { DryRunViolationError } from '../kube/errors.ts';
 
 export type { DryRunMode, DryRunEntry, CallCounts };
@@ -153,13 +155,15 @@ export interface AzureGatewayOptions {
   maxPollIntervalMs?: number;
   signal?: AbortSignal;
   deadline?: number;
+  /** Receives a line when the gateway waits noticeably (a capped Retry-After), with a countdown. */
+  progress?: ProgressSink;
 }
 
 /** Builds the Azure gateway. */
 export function createAzureGateway(opts: AzureGatewayOptions): AzureGateway {
   if (!/^[0-9a-f-]{36}$/i.test(opts.subscriptionId)) throw new Error(`subscription id ${opts.subscriptionId} is not a GUID; pass --subscription`);
   const conn = opts.connection ?? resolveAzureConnection();
-  const timing = azureTiming({ retry: opts.retry, pollIntervalMs: opts.pollIntervalMs, maxPollIntervalMs: opts.maxPollIntervalMs });
+  const timing = azureTiming({ retry: opts.retry, pollIntervalMs: opts.pollIntervalMs, maxPollIntervalMs: opts.maxPollIntervalMs, progress: opts.progress });
   return new ArmGateway(conn, opts.subscriptionId, timing, new DryRunRecorder(opts.dryRun ?? 'none'), new CallCounter(), { signal: opts.signal, deadline: opts.deadline });
 }
 
@@ -266,10 +270,20 @@ class ArmGateway implements AzureGateway {
         timing: this.#timing,
         signal: this.#signal,
         deadline: this.#deadline,
+        progress: this.#timing.progress,
       });
       this.#clients.set(key, c);
     }
     return c;
+  }
+
+  /** Runs an SDK call; failures become {@link AzureApiError} or, for the environment's, typed errors naming the endpoint. */
+  async #call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw toAzureError(e, operation, this.#conn.endpoint);
+    }
   }
 
   #opts(): { abortSignal?: AbortSignal } {
@@ -282,12 +296,12 @@ class ArmGateway implements AzureGateway {
 
   async getManagedCluster(aksId: string): Promise<ManagedClusterInfo> {
     const id = parseResourceId(aksId);
-    const mc = await call(`GET managed cluster ${id.name}`, () => this.#for(id.subscriptionId).containerService.managedClusters.get(id.resourceGroup, id.name, this.#opts()));
+    const mc = await this.#call(`GET managed cluster ${id.name}`, () => this.#for(id.subscriptionId).containerService.managedClusters.get(id.resourceGroup, id.name, this.#opts()));
     return toClusterInfo(mc, id);
   }
 
   async listScaleSets(resourceGroup: string): Promise<ScaleSet[]> {
-    return call(`list vmss in ${resourceGroup}`, async () => {
+    return this.#call(`list vmss in ${resourceGroup}`, async () => {
       const out: ScaleSet[] = [];
       for await (const v of this.#for().compute.virtualMachineScaleSets.list(resourceGroup, this.#opts())) out.push(toScaleSet(v, resourceGroup));
       return out;
@@ -296,7 +310,7 @@ class ArmGateway implements AzureGateway {
 
   async getScaleSet(resourceGroup: string, name: string): Promise<ScaleSet | undefined> {
     try {
-      const v = await call(`GET vmss ${name}`, () => this.#for().compute.virtualMachineScaleSets.get(resourceGroup, name, this.#opts()));
+      const v = await this.#call(`GET vmss ${name}`, () => this.#for().compute.virtualMachineScaleSets.get(resourceGroup, name, this.#opts()));
       return toScaleSet(v, resourceGroup);
     } catch (e) {
       if (e instanceof AzureApiError && e.status === 404) return undefined;
@@ -345,7 +359,7 @@ class ArmGateway implements AzureGateway {
   }
 
   async listInstances(resourceGroup: string, vmss: string): Promise<ScaleSetInstance[]> {
-    return call(`list instances of vmss ${vmss}`, async () => {
+    return this.#call(`list instances of vmss ${vmss}`, async () => {
       const out: ScaleSetInstance[] = [];
       for await (const vm of this.#for().compute.virtualMachineScaleSetVMs.list(resourceGroup, vmss, this.#opts())) out.push(toInstance(vm));
       return out;
@@ -373,7 +387,7 @@ class ArmGateway implements AzureGateway {
   async getIdentity(identityId: string): Promise<ManagedIdentity | undefined> {
     const id = parseResourceId(identityId);
     try {
-      const i = await call(`GET identity ${id.name}`, () => this.#for(id.subscriptionId).msi.userAssignedIdentities.get(id.resourceGroup, id.name, this.#opts()));
+      const i = await this.#call(`GET identity ${id.name}`, () => this.#for(id.subscriptionId).msi.userAssignedIdentities.get(id.resourceGroup, id.name, this.#opts()));
       return toIdentity(i, id.resourceGroup);
     } catch (e) {
       if (e instanceof AzureApiError && e.status === 404) return undefined;
@@ -382,7 +396,7 @@ class ArmGateway implements AzureGateway {
   }
 
   async listIdentities(resourceGroup: string): Promise<ManagedIdentity[]> {
-    return call(`list identities in ${resourceGroup}`, async () => {
+    return this.#call(`list identities in ${resourceGroup}`, async () => {
       const out: ManagedIdentity[] = [];
       for await (const i of this.#for().msi.userAssignedIdentities.listByResourceGroup(resourceGroup, this.#opts())) out.push(toIdentity(i, resourceGroup));
       return out;
@@ -392,7 +406,7 @@ class ArmGateway implements AzureGateway {
   async canAssign(identityId: string): Promise<AssignPermission> {
     const id = parseResourceId(identityId);
     const path = `${identityId}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01`;
-    const resp = await call(`GET permissions on identity ${id.name}`, () => this.#for(id.subscriptionId).sendRaw('GET', path));
+    const resp = await this.#call(`GET permissions on identity ${id.name}`, () => this.#for(id.subscriptionId).sendRaw('GET', path));
     if (resp.status === 404) return { identityId, allowed: false, reason: `identity ${identityId} does not exist` };
     if (resp.status === 403 || resp.status === 401) return { identityId, allowed: 'unknown', reason: `cannot read permissions (HTTP ${resp.status}); the VMSS PATCH will tell` };
     if (resp.status >= 400) throw restErrorFrom(resp.status, resp.bodyAsText ?? '', `GET permissions on identity ${id.name}`);
@@ -419,7 +433,7 @@ class ArmGateway implements AzureGateway {
       const poller = this.#for().compute.virtualMachineScaleSets.update(resourceGroup, vmss, body as never, this.#lroOpts());
       await poller.pollUntilDone(this.#opts());
     } catch (e) {
-      const err = toAzureError(e, operation);
+      const err = toAzureError(e, operation, this.#conn.endpoint);
       if (err instanceof AzureApiError && err.code === 'LinkedAuthorizationFailed' && err.identityIds.length === 0) {
         throw new AzureApiError({ status: err.status, code: err.code, message: err.serverMessage, operation, identityIds: ids });
       }
@@ -431,7 +445,7 @@ class ArmGateway implements AzureGateway {
     if (instanceIds.length === 0) return;
     const operation = `POST vmss ${vmss}/${action} (instances ${instanceIds.join(', ')})`;
     if (this.#recordIfDryRun('POST', `${this.#vmssUrl(resourceGroup, vmss)}/${action}`, { instanceIds }, `${action} instances ${instanceIds.join(', ')} of vmss ${vmss}`)) return;
-    await call(operation, () => start(this.#for()).pollUntilDone(this.#opts()));
+    await this.#call(operation, () => start(this.#for()).pollUntilDone(this.#opts()));
   }
 
   #vmssUrl(resourceGroup: string, vmss: string): string {
@@ -446,22 +460,15 @@ class ArmGateway implements AzureGateway {
   }
 }
 
-/** Runs an SDK call and turns its failures into {@link AzureApiError}. */
-async function call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    throw toAzureError(e, operation);
-  }
-}
-
 /**
  * Converts an SDK error (RestError, LRO failure) to {@link AzureApiError}; passes through
  * aborts, deadline and dry-run errors. Only status, code and message are kept: a RestError
  * also carries the request, and with it headers this tool never repeats.
  */
-export function toAzureError(e: unknown, operation: string): Error {
-  if (e instanceof AzureApiError || e instanceof DeadlineExceededError || e instanceof DryRunViolationError) return e;
+export function toAzureError(e: unknown, operation: string, endpoint = 'https://management.azure.com'): Error {
+  if (e instanceof AzureApiError || e instanceof DeadlineExceededError || e instanceof DryRunViolationError || e instanceof EnvironmentError) return e;
+  // Credential errors (no `az login`, a bad token file) are already typed where they are made.
+  if (e instanceof PodidError) return e;
   const err = e as { name?: string; statusCode?: number; code?: string; message?: string; details?: { error?: { code?: string; message?: string } } };
   if (err?.name === 'AbortError' || err?.name === 'TimeoutError') return e as Error;
   const message = err?.message ?? String(e);
@@ -469,14 +476,69 @@ export function toAzureError(e: unknown, operation: string): Error {
   if (lro) {
     const code = lro[1] ?? 'OperationFailed';
     const msg = lro[2] ?? 'the operation ended Failed';
-    return new AzureApiError({ status: 200, code, message: msg, operation, identityIds: code === 'LinkedAuthorizationFailed' ? linkedScopesOf(msg) : [], retryable: false });
+    return new AzureApiError({ status: 200, code, message: msg, operation, identityIds: code === 'LinkedAuthorizationFailed' ? linkedScopesOf(msg) : [], retryable: false, operationFailed: true });
   }
   if (typeof err?.statusCode === 'number' || err?.name === 'RestError') {
+    if (err.statusCode === undefined) {
+      // No HTTP answer: the request never got through (the pipeline names the system error in `code`).
+      const failure = classifyNetworkError(e, false, 0);
+      if (failure.kind !== 'other' || /^E[A-Z]+$/.test(err.code ?? '')) return armEnvironmentError(failure, operation, endpoint, e);
+    }
     const code = err.details?.error?.code ?? (typeof err.code === 'string' && !/^[A-Z_]+$/.test(err.code) ? err.code : undefined) ?? err.code ?? 'Unknown';
     const msg = err.details?.error?.message ?? message;
-    return new AzureApiError({ status: err.statusCode ?? 0, code, message: msg, operation, identityIds: code === 'LinkedAuthorizationFailed' ? linkedScopesOf(msg) : [] });
+    const api = new AzureApiError({ status: err.statusCode ?? 0, code, message: msg, operation, identityIds: code === 'LinkedAuthorizationFailed' ? linkedScopesOf(msg) : [] });
+    return classifyArmAccess(api, endpoint) ?? api;
   }
   return e instanceof Error ? e : new Error(message);
+}
+
+function armEnvironmentError(failure: ReturnType<typeof classifyNetworkError>, operation: string, endpoint: string, cause: unknown): EnvironmentError {
+  if (failure.kind === 'tls') {
+    return new TlsTrustError(
+      'azure',
+      `the certificate of Azure Resource Manager at ${endpoint} is not trusted (${failure.code}): ${operation}: ${failure.text}.`,
+      'A proxy that inspects TLS needs its CA in NODE_EXTRA_CA_CERTS; for the sandbox, `source .sandbox/env` (it sets PODID_MIGRATE_CA_FILE). Then run the same command again.',
+      { cause },
+    );
+  }
+  const what = failure.kind === 'refused' ? 'refuses connections' : failure.kind === 'dns' ? 'has a host name that does not resolve' : failure.kind === 'timeout' ? 'did not answer in time' : 'is not reachable';
+  return new EndpointUnreachableError(
+    'azure',
+    endpoint,
+    `Azure Resource Manager at ${endpoint} ${what}: ${operation}: ${failure.text}.`,
+    'Check this machine reaches it (proxy: HTTPS_PROXY; firewall), or for the sandbox that it runs (`podid-migrate sandbox status`, then `source .sandbox/env`). Then run the same command again.',
+    { cause },
+  );
+}
+
+/**
+ * 401 and 403 from ARM as typed environment errors. `LinkedAuthorizationFailed` (a missing
+ * `assign/action` on an identity) stays an {@link AzureApiError}: the assign step names the
+ * identities and the role to grant.
+ */
+export function classifyArmAccess(error: AzureApiError, endpoint: string): EnvironmentError | undefined {
+  if (error.status === 401) {
+    return new AuthenticationError(
+      'azure',
+      `Azure Resource Manager at ${endpoint} refused the credential (401 ${error.code}: ${error.serverMessage}): ${error.operation}.`,
+      'The token is missing, invalid or expired: run `az login` (and `az account set --subscription <id>`), or for the sandbox `source .sandbox/env`. Then run the same command again.',
+      { cause: error },
+    );
+  }
+  if (error.status !== 403 || error.code === 'LinkedAuthorizationFailed') return undefined;
+  const action = /perform action '([^']+)'/i.exec(error.serverMessage)?.[1];
+  const scope = /over scope '([^']+)'/i.exec(error.serverMessage)?.[1];
+  const refused = action ?? error.operation;
+  return new PermissionDeniedError(
+    'azure',
+    refused,
+    `Azure refused ${error.operation} (403 ${error.code}): ${error.serverMessage}`,
+    [
+      `The signed-in identity lacks ${action ? `\`${action}\`` : 'a permission'}${scope ? ` on ${scope}` : ''}.`,
+      `Check with \`az role assignment list --assignee <your id> --all -o table\`; the migration needs Contributor on the node resource group's scale sets and Managed Identity Operator on the pod identities. Then run the same command again.`,
+    ].join('\n'),
+    { cause: error },
+  );
 }
 
 function restErrorFrom(status: number, bodyText: string, operation: string): AzureApiError {

@@ -3,6 +3,7 @@
  * and the step registry. Tests inject a {@link RuntimeFactory} with fakes through `main()`.
  */
 import { PreconditionError } from '../engine/errors.ts';
+import { readValidatedInventory } from '../engine/inputs.ts';
 import type { ClusterIdentity } from '../engine/journal.ts';
 import { Runner, type RunnerEvents } from '../engine/runner.ts';
 import type { DryRunMode, ExecutorRegistry, StepRegistry } from '../engine/step.ts';
@@ -24,7 +25,7 @@ export interface Runtime<K = unknown, A = unknown> {
 }
 
 /** Builds a {@link Runtime} for the given options; gateways already wrap `dryRun`. */
-export type RuntimeFactory = (options: GlobalOptions, mode: { dryRun: DryRunMode; signal: AbortSignal }) => Promise<Runtime>;
+export type RuntimeFactory = (options: GlobalOptions, mode: { dryRun: DryRunMode; signal: AbortSignal; progress?: (line: string) => void }) => Promise<Runtime>;
 
 /**
  * The production factory: the ordered steps, and the Kubernetes and Azure gateways (already in
@@ -41,8 +42,9 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   // Loaded on demand: the SDKs behind them take a noticeable time to import, and commands such
   // as --help, status or sandbox never need them.
   const [{ createKubeGateway }, { createAzureGateway }, { STEPS, EXECUTORS }] = await Promise.all([import('../kube/index.ts'), import('../azure/index.ts'), import('../steps/registry.ts')]);
-  const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal });
-  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal });
+  // Long waits inside the gateways (a capped Retry-After, a conflict backoff, a slow rollout) say what they wait for.
+  const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
+  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
   const info = await kube.clusterInfo();
   return {
     steps: STEPS as unknown as StepRegistry,
@@ -90,4 +92,16 @@ export function runnerFor(
     events: extra.events,
     verbose: options.verbose,
   });
+}
+
+/**
+ * Validates the inventory file before anything connects to the cluster, when its path is known
+ * without connecting (`--inventory`, or the default path from `--aks-id`). The runner validates
+ * it again whenever it reads it (also after the inventory step wrote it).
+ * @throws InvalidInputError naming every bad field
+ */
+export async function validateInputsBeforeConnecting(options: GlobalOptions): Promise<void> {
+  const aks = options.aksId ? parseAksId(options.aksId) : undefined;
+  const path = options.inventory ?? (aks ? inventoryPathFor(options, aks.name) : undefined);
+  if (path) await readValidatedInventory(path);
 }

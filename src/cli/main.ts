@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { AbortedError, EXIT, PodidError, PreconditionError, UsageError } from '../engine/errors.ts';
 import { Journal, redact, type JournalDocument } from '../engine/journal.ts';
+import { redactDeep, redactingStream } from '../engine/redaction.ts';
 import { Runner, type RunnerEvents } from '../engine/runner.ts';
 import type { DryRunMode } from '../engine/step.ts';
 import { CORE_COMMANDS, EXTRA_COMMANDS } from './commands/index.ts';
@@ -61,7 +62,9 @@ function defaultDeps(): CliDeps {
  * code. Never calls `process.exit` except on a second Ctrl-C (the operator insists).
  */
 export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Promise<number> {
-  const deps: CliDeps = { ...defaultDeps(), ...overrides };
+  const given: CliDeps = { ...defaultDeps(), ...overrides };
+  // Every output path (results, progress, logs, --verbose stacks) passes through redaction.
+  const deps: CliDeps = { ...given, stdout: redactingStream(given.stdout), stderr: redactingStream(given.stderr) };
   const ci = isCi(deps.env);
   const env: CliEnv = {
     deps,
@@ -92,7 +95,7 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
       });
       let runtime: Runtime | undefined;
       try {
-        runtime = await deps.createRuntime(globals, { dryRun, signal: controller.signal });
+        runtime = await deps.createRuntime(globals, { dryRun, signal: controller.signal, progress: (line) => void deps.stderr.write(`  waiting: ${line}\n`) });
         await fn(runtime, controller.signal);
       } finally {
         unsubscribe();
@@ -116,7 +119,8 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
       if (!doc) {
         throw new PreconditionError(`no journal at ${path}: nothing has been applied to this cluster with it.`, 'Start with `podid-migrate plan`, or point --journal at an existing journal.');
       }
-      return { doc, path };
+      // Whatever the file holds, nothing token-shaped reaches a renderer.
+      return { doc: redactDeep(doc), path };
     },
   };
 
@@ -136,8 +140,14 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
       deps.stderr.write(formatError(error));
       return error.exitCode;
     }
+    // A server that kept failing after the gateway's retries is the environment, not a bug.
+    const err = error as Error & { retryable?: boolean };
+    if ((err?.name === 'KubeApiError' || err?.name === 'AzureApiError') && err.retryable) {
+      deps.stderr.write(`Error: ${redact(err.message)}\n`);
+      deps.stderr.write(`  The ${err.name === 'KubeApiError' ? 'Kubernetes API server' : 'Azure Resource Manager'} kept failing after retries. Run the same command again later; the journal resumes where it stopped.\n`);
+      return EXIT.error;
+    }
     // An unexpected failure: the message (redacted) and, with --verbose, the stack.
-    const err = error as Error;
     deps.stderr.write(`Error: ${redact(err?.message ?? String(error))}\n`);
     if (verbose && err?.stack) deps.stderr.write(`${redact(err.stack)}\n`);
     else deps.stderr.write('  This is unexpected. Re-run with --verbose for details; the journal records how far the run got.\n');

@@ -7,6 +7,7 @@ import type { RunbookPlan } from '../engine/plan.ts';
 import { formatDuration, type RunResult } from '../engine/runner.ts';
 import { STEP_IDS } from '../engine/step.ts';
 import type { Paint } from './io.ts';
+import { redactDeep } from '../engine/redaction.ts';
 import type { OutputFormat } from './options.ts';
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -105,8 +106,10 @@ export function renderPlanMarkdown(plan: RunbookPlan): string {
 
 /** JSON/YAML/table/markdown dispatch for structured data. */
 export function renderData(format: OutputFormat, data: unknown): string {
-  if (format === 'yaml') return toYaml(data);
-  return `${JSON.stringify(data, null, 2)}\n`;
+  // Redacted before rendering: YAML folds long strings, which a line-based filter would miss.
+  const safe = redactDeep(data);
+  if (format === 'yaml') return toYaml(safe);
+  return `${JSON.stringify(safe, null, 2)}\n`;
 }
 
 const stamp = (iso?: string) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, '').replace(/Z$/, '') : '');

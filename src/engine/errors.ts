@@ -135,3 +135,43 @@ export class ActionMismatchError extends PodidError {
 
 /** A planned action names an executor kind this build does not have. */
 export class UnknownActionKindError extends PodidError {}
+
+/**
+ * The environment failed, not the tool or the cluster's migration state: an endpoint that does
+ * not answer, a certificate that is not trusted, a credential refused, a permission missing.
+ * Nothing was changed by the request that failed; the hint says what to fix.
+ */
+export class EnvironmentError extends PodidError {
+  /** Which API: `kubernetes` or `azure`. */
+  readonly api: 'kubernetes' | 'azure';
+  constructor(api: 'kubernetes' | 'azure', message: string, hint: string, options?: { cause?: unknown }) {
+    super(message, hint, EXIT.error, options);
+    this.api = api;
+  }
+}
+
+/** Connection refused, name not resolved, network unreachable, or no answer in time. */
+export class EndpointUnreachableError extends EnvironmentError {
+  /** The URL that did not answer. */
+  readonly endpoint: string;
+  constructor(api: 'kubernetes' | 'azure', endpoint: string, message: string, hint: string, options?: { cause?: unknown }) {
+    super(api, message, hint, options);
+    this.endpoint = endpoint;
+  }
+}
+
+/** The server's certificate is not trusted (unknown CA, wrong host name, expired). */
+export class TlsTrustError extends EnvironmentError {}
+
+/** The credential was refused (HTTP 401), has expired, or could not be obtained. */
+export class AuthenticationError extends EnvironmentError {}
+
+/** The credential is valid but lacks a permission (HTTP 403). */
+export class PermissionDeniedError extends EnvironmentError {
+  /** What was refused, e.g. `patch daemonsets.apps in namespace default` or `Microsoft.Compute/virtualMachineScaleSets/write`. */
+  readonly refused: string;
+  constructor(api: 'kubernetes' | 'azure', refused: string, message: string, hint: string, options?: { cause?: unknown }) {
+    super(api, message, hint, options);
+    this.refused = refused;
+  }
+}

@@ -12,6 +12,8 @@ import { existsSync, promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { removeStaleTempFiles, writeFileAtomic, type AtomicWriteHooks } from './atomic-file.ts';
 import { ClusterMismatchError, JournalCorruptError, SecretLeakError } from './errors.ts';
+import { journalProblems } from './inputs.ts';
+import { redactDeep, redactText, tokenPaths } from './redaction.ts';
 import {
   STEP_IDS,
   isStepId,
@@ -221,6 +223,7 @@ export class Journal {
       return new Journal(path, doc, true, options);
     }
     assertSameCluster(existing.cluster, cluster, path);
+    assertNoTokensInFile(existing, path);
     const journal = new Journal(path, existing, false, options);
     if (existing.cluster.apiServer !== cluster.apiServer) {
       // Same cluster (same kube-system uid) reached through another URL, e.g. after enabling private link.
@@ -280,7 +283,9 @@ export class Journal {
 
   /** Appends an event (persisted with the next save, or immediately with `persist`). */
   event(event: string, message: string, stepId?: StepId, detail?: unknown, at = this.now().toISOString()): void {
-    this.doc.events.push({ at, event, message, ...(stepId ? { stepId } : {}), ...(detail === undefined ? {} : { detail }) });
+    // Events carry text from the cluster (blocker messages, server errors): redacted, so a
+    // token-shaped value there can never make the next save refuse the whole journal.
+    this.doc.events.push({ at, event, message: redactText(message), ...(stepId ? { stepId } : {}), ...(detail === undefined ? {} : { detail: redactDeep(detail) }) });
     if (this.doc.events.length > MAX_EVENTS) this.doc.events.splice(0, this.doc.events.length - MAX_EVENTS);
   }
 
@@ -439,13 +444,30 @@ function assertSameCluster(recorded: ClusterIdentity, current: ClusterIdentity, 
   );
 }
 
+/**
+ * Refuses a journal file that already holds a token-shaped value: this tool never writes one,
+ * so the file was edited, and every later save would refuse it anyway (with a message that
+ * would blame a step). `status` and `history` still show such a file, redacted.
+ */
+function assertNoTokensInFile(doc: JournalDocument, path: string): void {
+  const found = tokenPaths(doc);
+  if (found.length === 0) return;
+  throw new JournalCorruptError(
+    `journal ${path} contains ${found.length === 1 ? 'a value' : `${found.length} values`} shaped like an access token (JWT) at ${found.slice(0, 5).join(', ')}${found.length > 5 ? ', ...' : ''}; ` +
+      'podid-migrate never stores tokens, so the file was edited by hand or by another tool.',
+    'The file was not changed. Remove those values (keep a backup; `podid-migrate status` shows the journal with them redacted), then run the command again.',
+    path,
+  );
+}
+
 function short(uid: string): string {
   return uid.length > 8 ? `${uid.slice(0, 8)}...` : uid;
 }
 
 /** Strips anything token-shaped out of an error message before it is stored. */
 export function redact(text: string): string {
-  return text.replace(new RegExp(JWT_PATTERN.source, 'g'), '<redacted token>');
+  // One marker on every path (`[redacted]`, see redaction.ts).
+  return redactText(text);
 }
 
 function toJson(value: unknown): unknown {
@@ -499,5 +521,7 @@ export function parseJournal(text: string, path: string): JournalDocument {
   }
   for (const key of Object.keys(steps!)) if (!isStepId(key)) fail(`unknown step "${key}"`);
   if (!Array.isArray(doc.events)) fail('"events" is not a list');
+  const problems = journalProblems(value);
+  if (problems.length) fail(problems.length === 1 ? problems[0] : `\n  ${problems.slice(0, 25).join('\n  ')}\n`);
   return value as JournalDocument;
 }

@@ -6,9 +6,6 @@
  * It never imports an SDK and never exits the process: failures are typed errors
  * (`errors.ts`) carrying the exit code.
  */
-import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import {
   AbortedError,
   BlockersFoundError,
@@ -22,6 +19,7 @@ import {
 } from './errors.ts';
 import type { ActionMismatchError } from './errors.ts';
 import { Journal, redact, type ClusterIdentity, type JournalDocument, type StepEntry } from './journal.ts';
+import { readValidatedInventory } from './inputs.ts';
 import { acquireLock, type LockHandle } from './lock.ts';
 import { DEFAULT_STEP_TIMEOUT_MS, formatDuration } from './durations.ts';
 import { assertDoneMatchesPlan, executeActions, openIntents, reconcileIntents, undoActions, unsettledRecords, verifyUndone } from './actions.ts';
@@ -129,22 +127,13 @@ export interface RollbackOptions {
   all?: boolean;
 }
 
-/** Reads an inventory file (YAML or JSON) and hashes its bytes; undefined when it does not exist. */
+/**
+ * Reads an inventory file (YAML or JSON), validates it against the inventory schema and hashes
+ * its bytes; undefined when it does not exist.
+ * @throws InvalidInputError naming every bad field (`inputs.ts`)
+ */
 export async function readInventoryFile(path: string): Promise<LoadedInventory | undefined> {
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-  let document: unknown;
-  try {
-    document = parseYaml(bytes.toString('utf8'));
-  } catch (error) {
-    throw new PreconditionError(`inventory ${path} cannot be parsed: ${(error as Error).message}`, 'Fix the YAML, or move the file aside and re-run the inventory step to write a new one.');
-  }
-  return { document, sha256: createHash('sha256').update(bytes).digest('hex') };
+  return readValidatedInventory(path);
 }
 
 /** Runs the runbook. One instance per command invocation. */

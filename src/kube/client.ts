@@ -17,15 +17,17 @@ import {
   setHeaderMiddleware,
   HttpMethod,
 } from '@kubernetes/client-node';
-import type { Configuration, RequestContext, ResponseContext, V1APIResourceList } from '@kubernetes/client-node';
+import type { Configuration, RequestContext, ResponseContext, V1APIResource, V1APIResourceList } from '@kubernetes/client-node';
 import { TokenBucket, DEFAULT_KUBE_RATE_LIMIT } from './rate-limiter.ts';
 import type { RateLimit } from './rate-limiter.ts';
-import { retryOptions, retryDelayMs, parseRetryAfter, waitBeforeRetry, abortReason } from './retry.ts';
-import type { RetryOptions, CallScope } from './retry.ts';
+import { retryOptions, retryDelayMs, parseRetryAfter, waitBeforeRetry, abortReason, formatMs, classifyNetworkError } from './retry.ts';
+import type { NetworkFailure } from './retry.ts';
+export { classifyNetworkError };
+import type { RetryOptions, CallScope, ProgressSink } from './retry.ts';
 import { CallCounter } from './call-counter.ts';
 import type { DryRunRecorder } from './dry-run.ts';
 import { DryRunViolationError, KubeApiError } from './errors.ts';
-import { PreconditionError } from '../engine/errors.ts';
+import { AuthenticationError, EndpointUnreachableError, PermissionDeniedError, PreconditionError, TlsTrustError } from '../engine/errors.ts';
 
 /** How to reach the cluster and how politely. */
 export interface KubeClientOptions {
@@ -43,6 +45,13 @@ export interface KubeClientOptions {
   pageSize?: number;
   /** User-Agent sent with every request. */
   userAgent?: string;
+  /** Receives a line when the gateway waits noticeably (a Retry-After, a conflict backoff, a long poll), with a countdown. */
+  progress?: ProgressSink;
+  /**
+   * Attempts of a read whose connection fails (refused, name not resolved, reset) before the
+   * endpoint is reported unreachable (default 3: about 1.5 s of backoff, not minutes).
+   */
+  connectAttempts?: number;
 }
 
 /** What one transport (a gateway or a step-scoped view of it) needs besides the shared client. */
@@ -88,6 +97,8 @@ export class KubeClient {
   readonly requestTimeoutMs: number;
   readonly pageSize: number;
   readonly userAgent: string;
+  readonly progress: ProgressSink | undefined;
+  readonly connectAttempts: number;
   /** Discovery documents by apiVersion, shared by every transport so each is fetched once. */
   readonly discoveryCache: Record<string, V1APIResourceList> = {};
 
@@ -103,6 +114,13 @@ export class KubeClient {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
     this.pageSize = opts.pageSize ?? 500;
     this.userAgent = opts.userAgent ?? 'podid-migrate';
+    this.progress = opts.progress;
+    this.connectAttempts = Math.max(1, opts.connectAttempts ?? 3);
+  }
+
+  /** `user` of the current context, for messages. */
+  get userName(): string {
+    return this.kubeConfig.getCurrentUser()?.name ?? '(none)';
   }
 
   /**
@@ -145,9 +163,23 @@ export class KubeClient {
  * fields unknown to the SDK's models and legacy capitalised keys survive a read-modify-write.
  */
 class PathApi extends KubernetesObjectApi {
-  constructor(config: Configuration, cache: Record<string, V1APIResourceList>) {
+  private readonly discover: (path: string) => Promise<V1APIResourceList>;
+  constructor(config: Configuration, cache: Record<string, V1APIResourceList>, discover: (path: string) => Promise<V1APIResourceList>) {
     super(config);
     this.apiVersionResourceCache = cache;
+    this.discover = discover;
+  }
+
+  /**
+   * Discovery through the gateway's own request path, so its failures are classified like any
+   * other (client-node's version rewrites the message of whatever error it meets).
+   */
+  protected override async resource(apiVersion: string, kind: string): Promise<V1APIResource | undefined> {
+    const cached = this.apiVersionResourceCache[apiVersion]?.resources.find((r) => r.kind === kind);
+    if (cached) return cached;
+    const list = await this.discover(this.apiVersionPath(apiVersion));
+    this.apiVersionResourceCache[apiVersion] = list;
+    return list.resources.find((r) => r.kind === kind);
   }
 
   /** Path of the collection (`name` absent) or the object. */
@@ -182,7 +214,7 @@ export class KubeTransport {
       httpApi,
       middleware: [setHeaderMiddleware('User-Agent', client.userAgent)],
     });
-    this.paths = new PathApi(this.configuration, client.discoveryCache);
+    this.paths = new PathApi(this.configuration, client.discoveryCache, async (path) => JSON.parse((await this.request('GET', path)).text) as V1APIResourceList);
   }
 
   pathFor(ref: ResourceRef, namespace: string | undefined, name?: string): Promise<string> {
@@ -207,12 +239,23 @@ export class KubeTransport {
       ctx.setBody(typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body));
     }
     for (const m of this.configuration.middleware) await m.pre(ctx).toPromise();
-    await this.configuration.authMethods.default?.applySecurityAuthentication(ctx);
+    try {
+      await this.configuration.authMethods.default?.applySecurityAuthentication(ctx);
+    } catch (e) {
+      // An exec plugin (kubelogin, az) or an auth provider could not produce a credential.
+      throw new AuthenticationError(
+        'kubernetes',
+        `cannot get credentials for kubeconfig context "${this.client.contextName}" (user "${this.client.userName}"): ${firstLine((e as Error)?.message ?? String(e))}`,
+        credentialHint(this.client),
+        { cause: e },
+      );
+    }
     const resp = await this.configuration.httpApi.send(ctx).toPromise();
     const text = await resp.body.text();
     const out: KubeResponse = { status: resp.httpStatusCode, headers: resp.headers, text };
     if ((out.status < 200 || out.status >= 300) && !opts.allowStatus?.includes(out.status)) {
-      throw toKubeApiError(out, method.toUpperCase(), path);
+      const error = toKubeApiError(out, method.toUpperCase(), path);
+      throw classifyAccessFailure(error, this.client, method.toUpperCase(), path) ?? error;
     }
     return out;
   }
@@ -241,17 +284,26 @@ export class KubeTransport {
         resp = await inner.send(req).toPromise();
       } catch (e) {
         if (signal?.aborted) throw abortReason(signal);
-        const failure = describeNetworkError(e, timeout.aborted, this.client.requestTimeoutMs);
+        const failure = classifyNetworkError(e, timeout.aborted, this.client.requestTimeoutMs);
+        const request = `${verb} ${resource} (${method} ${url.pathname})`;
+        if (failure.kind === 'tls') throw tlsError(this.client, request, failure, e);
         // A write that may have reached the server is never repeated blindly: the caller re-reads.
-        if (write || attempt >= opts.maxAttempts) throw new Error(`${verb} ${resource} (${method} ${url.pathname}): ${failure}`);
-        await waitBeforeRetry(`${verb} ${resource}`, retryDelayMs(attempt, opts), this.scope, failure);
+        // A connection that fails again and again means the server is not there: say so within
+        // seconds instead of backing off for minutes. One request timeout is already long.
+        if (write || failure.kind === 'timeout' || attempt >= Math.min(opts.maxAttempts, this.client.connectAttempts)) {
+          throw unreachableError(this.client, request, failure, attempt, write, e);
+        }
+        await waitBeforeRetry(`${verb} ${resource}`, retryDelayMs(attempt, { ...opts, maxDelayMs: Math.min(opts.maxDelayMs, 2000) }), this.scope, failure.text);
         continue;
       }
       if (attempt < opts.maxAttempts && isRetryableKubeStatus(resp.httpStatusCode, method, url.pathname)) {
-        const retryAfter = parseRetryAfter(resp.headers['retry-after']);
+        const header = resp.headers['retry-after'];
+        const retryAfter = parseRetryAfter(header);
         // Drain the body so the connection can be reused.
         await resp.body.text().catch(() => '');
-        await waitBeforeRetry(`${verb} ${resource}`, retryDelayMs(attempt, opts, retryAfter), this.scope, `HTTP ${resp.httpStatusCode}`);
+        const wait = retryDelayMs(attempt, opts, retryAfter);
+        const why = retryAfter !== undefined ? `the server asked for Retry-After ${header}${retryAfter > wait ? `, capped at ${formatMs(wait)}` : ''}` : `backoff, attempt ${attempt + 1} of ${opts.maxAttempts}`;
+        await waitBeforeRetry(`${verb} ${resource}`, wait, this.scope, `HTTP ${resp.httpStatusCode}`, why);
         continue;
       }
       return resp;
@@ -320,10 +372,98 @@ export function toKubeApiError(resp: KubeResponse, method: string, path: string)
   return new KubeApiError({ status: resp.status, reason, message, details, method, path });
 }
 
-function describeNetworkError(e: unknown, timedOut: boolean, timeoutMs: number): string {
-  if (timedOut) return `no answer within ${Math.round(timeoutMs / 1000)} s`;
-  const err = e as { message?: string; cause?: { code?: string; message?: string } };
-  const cause = err?.cause?.code ?? err?.cause?.message;
-  return `${err?.message ?? String(e)}${cause ? ` (${cause})` : ''}`;
+function contextLine(client: KubeClient): string {
+  return `the API server ${client.server} of kubeconfig context "${client.contextName}"`;
+}
+
+function unreachableError(client: KubeClient, request: string, failure: NetworkFailure, attempts: number, write: boolean, cause: unknown): EndpointUnreachableError {
+  const what =
+    failure.kind === 'refused' ? 'refuses connections'
+    : failure.kind === 'dns' ? 'has a host name that does not resolve'
+    : failure.kind === 'timeout' ? 'did not answer in time'
+    : failure.kind === 'unreachable' ? 'is not reachable from this network'
+    : 'dropped the connection';
+  const tries = attempts > 1 ? ` after ${attempts} attempts` : '';
+  const applied = write && failure.kind !== 'refused' && failure.kind !== 'dns' ? ' The write may or may not have been applied; the next run reads the object again before writing.' : '';
+  return new EndpointUnreachableError(
+    'kubernetes',
+    client.server,
+    `${contextLine(client)} ${what}${tries}: ${request}: ${failure.text}.${applied}`,
+    [
+      `Check that --context/--kubeconfig select the right cluster (now: context "${client.contextName}", server ${client.server}; \`kubectl config get-contexts\`),`,
+      'that the cluster is running (`az aks show -g <group> -n <name> --query powerState`), and that this machine reaches it (VPN, private cluster DNS, firewall).',
+      'For the sandbox: `podid-migrate sandbox status`, then `source .sandbox/env`. Then run the same command again.',
+    ].join('\n'),
+    { cause },
+  );
+}
+
+/** TLS alerts a server sends when it refuses the client certificate (expired, revoked, another cluster's CA). */
+const CLIENT_CERT_REJECTED = /ALERT_(BAD_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|CERTIFICATE_UNKNOWN|UNKNOWN_CA|CERTIFICATE_REQUIRED|ACCESS_DENIED)/;
+
+/**
+ * A TLS failure as what it is: the server's certificate not trusted here ({@link TlsTrustError}),
+ * or the server refusing this context's client certificate ({@link AuthenticationError}).
+ */
+export function tlsError(client: KubeClient, request: string, failure: NetworkFailure, cause: unknown): TlsTrustError | AuthenticationError {
+  if (failure.code && CLIENT_CERT_REJECTED.test(failure.code)) {
+    return new AuthenticationError(
+      'kubernetes',
+      `${contextLine(client)} refused the client certificate of user "${client.userName}" (${failure.code}: expired, revoked or issued for another cluster): ${request}.`,
+      credentialHint(client),
+      { cause },
+    );
+  }
+  return new TlsTrustError(
+    'kubernetes',
+    `the certificate of ${contextLine(client)} is not trusted (${failure.code}): ${request}: ${failure.text}.`,
+    [
+      `The kubeconfig's certificate-authority-data for cluster "${client.clusterName}" does not match the server (or the server name is not in its certificate).`,
+      'Fetch the kubeconfig again (`az aks get-credentials -g <group> -n <name> --overwrite-existing`); for the sandbox, `source .sandbox/env` to use its kubeconfig and CA.',
+      'Do not turn off verification: the tool sends a bearer token to this server.',
+    ].join('\n'),
+    { cause },
+  );
+}
+
+function credentialHint(client: KubeClient): string {
+  return [
+    `Get fresh credentials for context "${client.contextName}": \`az aks get-credentials -g <group> -n <name> --overwrite-existing\``,
+    '(with Azure AD: then `kubelogin convert-kubeconfig -l azurecli` after `az login`); for the sandbox, `source .sandbox/env`. Then run the same command again.',
+  ].join('\n');
+}
+
+/**
+ * 401 and 403 from the API server as the environment problems they are: the credential of the
+ * context was refused, or it lacks a permission (named from the request and the `v1.Status`).
+ */
+export function classifyAccessFailure(error: KubeApiError, client: KubeClient, method: string, path: string): AuthenticationError | PermissionDeniedError | undefined {
+  if (error.status === 401) {
+    return new AuthenticationError(
+      'kubernetes',
+      `${contextLine(client)} refused the credentials of user "${client.userName}" (401 Unauthorized: missing, invalid or expired): ${method} ${path}.`,
+      credentialHint(client),
+      { cause: error },
+    );
+  }
+  if (error.status !== 403) return undefined;
+  const { verb, resource } = describeKubeRequest(method, path);
+  const ns = /\/namespaces\/([^/]+)\//.exec(path)?.[1];
+  const refused = `${verb} ${resource}${ns ? ` in namespace ${ns}` : ''}`;
+  const scope = ns ? `-n ${ns}` : resource === 'namespaces' || resource === 'nodes' || resource.startsWith('clusterrole') || resource.startsWith('customresourcedefinitions') ? '' : '--all-namespaces';
+  return new PermissionDeniedError(
+    'kubernetes',
+    refused,
+    `kubeconfig context "${client.contextName}" (user "${client.userName}") may not ${refused}: ${error.serverMessage}`,
+    [
+      `Check with \`kubectl auth can-i ${verb} ${resource}${scope ? ' ' + scope : ''}\`. The migration reads and changes Pod Identity, its DaemonSet/Deployment, RBAC, nodes and pods cluster-wide:`,
+      'use a context bound to cluster-admin (on AKS with Azure RBAC: "Azure Kubernetes Service RBAC Cluster Admin"), or ask the cluster admin to grant it. Then run the same command again.',
+    ].join('\n'),
+    { cause: error },
+  );
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0].trim();
 }
 

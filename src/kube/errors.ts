@@ -2,6 +2,7 @@
  * Typed errors of the Kubernetes gateway. They carry the HTTP status and the `v1.Status`
  * reason and message, never request headers (the bearer token lives there).
  */
+import { PodidError, RetryableError } from '../engine/errors.ts';
 
 /** A Kubernetes API request that failed with a `v1.Status` (or another non-2xx answer). */
 export class KubeApiError extends Error {
@@ -76,4 +77,51 @@ function defaultReason(status: number): string {
     case 504: return 'Timeout';
     default: return status >= 500 ? 'InternalError' : 'Unknown';
   }
+}
+
+/**
+ * Thrown when a write met 409 Conflict, the object was read again, and it no longer matches
+ * what the write was planned on (or it is gone): someone else (Helm, a GitOps controller, a
+ * person) changed it. Nothing was written by this call. `diff` lists what changed, one line each.
+ */
+export class ConcurrentChangeError extends PodidError {
+  /** e.g. `daemonset default/nmi`. */
+  readonly target: string;
+  /** One line per difference: `<json pointer>: planned <value>, now <value>`. */
+  readonly diff: string[];
+  /** The HTTP status the write met (409 Conflict, or 422 for a JSON patch whose `test` failed), for callers that classify by status. */
+  readonly status: number;
+  constructor(target: string, diff: string[], hint?: string, status = 409) {
+    super(
+      `${target} was changed by someone else while this step was writing it:\n  ${diff.join('\n  ')}`,
+      hint ??
+        `Nothing was written by this request. Find who changes ${target} (a Helm upgrade, a GitOps controller such as Flux or Argo CD, a person): ` +
+          `\`kubectl get ${kubectlName(target)} -o yaml --show-managed-fields\` names the field managers. Pause it, then run the same command again: ` +
+          'the step is planned again against the live object.',
+    );
+    this.target = target;
+    this.diff = diff;
+    this.status = status;
+  }
+}
+
+/** Thrown when a write kept meeting 409 Conflict after every bounded retry (the object is written continuously). */
+export class ConflictRetriesExhaustedError extends RetryableError {
+  readonly target: string;
+  /** Always 409, for callers that classify by status. */
+  readonly status = 409;
+  constructor(target: string, attempts: number) {
+    super(
+      `${target} kept changing: ${attempts} writes in a row met 409 Conflict (each after a fresh read).`,
+      `Something rewrites ${target} continuously (a controller reconciling it?). Pause it, then run the same command again; the journal resumes where it stopped.`,
+    );
+    this.target = target;
+  }
+}
+
+/** `daemonset default/nmi` -> `daemonset nmi -n default`, for a kubectl line in a hint. */
+function kubectlName(target: string): string {
+  const m = /^(\S+) (?:([^/\s]+)\/)?(\S+)$/.exec(target);
+  if (!m) return target;
+  return `${m[1]} ${m[3]}${m[2] ? ` -n ${m[2]}` : ''}`;
 }

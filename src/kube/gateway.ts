@@ -12,12 +12,15 @@ import { CallCounter } from './call-counter.ts';
 import type { CallCounts } from './call-counter.ts';
 import { DryRunRecorder } from './dry-run.ts';
 import type { DryRunEntry, DryRunMode } from './dry-run.ts';
-import { KubeApiError, WaitTimeoutError, isNotFound } from './errors.ts';
+import { ConcurrentChangeError, ConflictRetriesExhaustedError, KubeApiError, WaitTimeoutError, isConflict, isNotFound } from './errors.ts';
 import { applyPatchLocally } from './local-patch.ts';
 import type { PatchType } from './local-patch.ts';
-import { sleep, abortReason } from './retry.ts';
+import { sleep, abortReason, retryDelayMs, waitBeforeRetry, formatMs, COUNTDOWN_EVERY_MS } from './retry.ts';
+import { expectFields, preconditionDiff, show } from './conflict.ts';
+import type { Precondition } from './conflict.ts';
 
-export type { ResourceRef, PatchType, DryRunMode, DryRunEntry, CallCounts };
+export type { ResourceRef, PatchType, DryRunMode, DryRunEntry, CallCounts, Precondition };
+export { expectFields } from './conflict.ts';
 
 /** A Kubernetes object as plain JSON. */
 export interface KubeObject {
@@ -88,6 +91,27 @@ export interface ProxyResponse {
   body: string;
 }
 
+/**
+ * Options of a write ({@link KubeGateway.patch}, {@link KubeGateway.replace}). A 409 Conflict is
+ * answered by reading the object again, re-checking `precondition` against it, and retrying a
+ * bounded number of times with backoff; a changed or deleted object ends in
+ * {@link ConcurrentChangeError} carrying the difference.
+ */
+export interface WriteOptions {
+  /** What the write was planned on, checked against the fresh read after a conflict. */
+  precondition?: Precondition;
+}
+
+/** Options of {@link KubeGateway.replace}. */
+export interface ReplaceOptions<T extends KubeObject> extends WriteOptions {
+  /**
+   * Builds the object to send from the fresh read after a conflict (re-applying the change to
+   * it). Without it, a conflicting replace is retried only when a `precondition` says the
+   * object is still as planned, sending `obj` with the fresh `resourceVersion`.
+   */
+  rebase?: (current: T) => T;
+}
+
 /** Options of {@link KubeGateway.waitFor}. */
 export interface WaitOptions {
   /** What is awaited, for the timeout message, e.g. `daemonset default/nmi rollout`. */
@@ -114,10 +138,17 @@ export interface KubeGateway {
   get<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string): Promise<T | undefined>;
   /** Creates `obj` (its apiVersion/kind/metadata say where). Returns what the server stored (or, in client dry-run, `obj`). */
   create<T extends KubeObject>(obj: T): Promise<T>;
-  /** Replaces `obj` (PUT; a stale `metadata.resourceVersion` fails with 409 Conflict). */
-  replace<T extends KubeObject>(obj: T): Promise<T>;
-  /** Patches one object; `strategic` merges containers by name, `merge` is RFC 7386, `json` is RFC 6902. */
-  patch<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string, patch: unknown, type: PatchType): Promise<T>;
+  /**
+   * Replaces `obj` (PUT). A 409 Conflict (stale `metadata.resourceVersion`) is retried after a
+   * fresh read only as {@link ReplaceOptions} allow; otherwise {@link ConcurrentChangeError}.
+   */
+  replace<T extends KubeObject>(obj: T, opts?: ReplaceOptions<T>): Promise<T>;
+  /**
+   * Patches one object; `strategic` merges containers by name, `merge` is RFC 7386, `json` is
+   * RFC 6902. A 409 Conflict is retried (bounded, with backoff) after a fresh read that
+   * `opts.precondition` must accept; {@link ConcurrentChangeError} when the object changed.
+   */
+  patch<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string, patch: unknown, type: PatchType, opts?: WriteOptions): Promise<T>;
   /** Deletes one object. NotFound counts as success (`not-found`). */
   delete(ref: ResourceRef, namespace: string | undefined, name: string, opts?: DeleteOptions): Promise<DeleteResult>;
   /** Sets a Deployment's (or StatefulSet's / ReplicaSet's) replicas through the `scale` subresource. */
@@ -147,6 +178,12 @@ export interface KubeGatewayOptions extends KubeClientOptions {
   deadline?: number;
 }
 
+/** How long before a step's deadline a {@link KubeGateway.waitFor} gives up, so its own error names what was not ready. */
+const DEADLINE_RESERVE_MS = 1500;
+
+/** Attempts of a write that meets 409 Conflict, the first one included. */
+export const MAX_CONFLICT_ATTEMPTS = 5;
+
 /** Builds the gateway from a kubeconfig (path or default loading) and context. */
 export function createKubeGateway(opts: KubeGatewayOptions = {}): KubeGateway {
   const client = KubeClient.load(opts);
@@ -175,7 +212,7 @@ class ApiKubeGateway implements KubeGateway {
     this.#counter = counter;
     this.#signal = scope.signal;
     this.#deadline = scope.deadline;
-    this.#transport = client.transport({ counter, dryRun, signal: scope.signal, deadline: scope.deadline });
+    this.#transport = client.transport({ counter, dryRun, signal: scope.signal, deadline: scope.deadline, progress: client.progress });
   }
 
   get dryRunMode(): DryRunMode {
@@ -245,18 +282,61 @@ class ApiKubeGateway implements KubeGateway {
     return JSON.parse(resp.text) as T;
   }
 
-  async replace<T extends KubeObject>(obj: T): Promise<T> {
+  async replace<T extends KubeObject>(obj: T, opts: ReplaceOptions<T> = {}): Promise<T> {
     const ref = refOf(obj);
     const name = obj.metadata?.name;
     if (!name) throw new Error(`replace ${ref.kind}: metadata.name is required`);
-    const path = await this.#transport.pathFor(ref, obj.metadata?.namespace, name);
+    const namespace = obj.metadata?.namespace;
+    const path = await this.#transport.pathFor(ref, namespace, name);
     if (this.#suppress('PUT', path, obj, `replace ${describe(obj)}`)) return structuredClone(obj);
-    const resp = await this.#transport.request('PUT', path, { body: obj });
-    this.#recordServerDryRun('PUT', path, obj, `replace ${describe(obj)}`);
-    return JSON.parse(resp.text) as T;
+    let body = obj;
+    return this.#retryConflicts(ref, namespace, name, opts.precondition, async () => {
+      const resp = await this.#transport.request('PUT', path, { body });
+      this.#recordServerDryRun('PUT', path, body, `replace ${describe(body)}`);
+      return JSON.parse(resp.text) as T;
+    }, (current, target) => {
+      if (opts.rebase) body = opts.rebase(current as T);
+      else if (opts.precondition) body = { ...body, metadata: { ...body.metadata, resourceVersion: current.metadata?.resourceVersion } };
+      else throw new ConcurrentChangeError(target, [`/metadata/resourceVersion: planned ${show(body.metadata?.resourceVersion)}, now ${show(current.metadata?.resourceVersion)} (the object was written since it was read)`]);
+    });
   }
 
-  async patch<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string, patch: unknown, type: PatchType): Promise<T> {
+  /**
+   * Sends a write; on 409 Conflict waits (backoff, honouring signal and deadline), reads the
+   * object again, throws {@link ConcurrentChangeError} when it is gone or the precondition
+   * fails, lets `prepare` adjust the next request to the fresh object, and tries again, at most
+   * {@link MAX_CONFLICT_ATTEMPTS} times.
+   */
+  async #retryConflicts<T>(
+    ref: ResourceRef,
+    namespace: string | undefined,
+    name: string,
+    precondition: Precondition | undefined,
+    send: () => Promise<T>,
+    prepare: (current: KubeObject, target: string) => void,
+  ): Promise<T> {
+    const target = `${ref.kind.toLowerCase()} ${namespace ? namespace + '/' : ''}${name}`;
+    const timing = { ...this.#client.retry, baseDelayMs: Math.min(this.#client.retry.baseDelayMs, 200), maxDelayMs: Math.min(this.#client.retry.maxDelayMs, 3000) };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await send();
+      } catch (e) {
+        // AlreadyExists is a 409 too, but not one a fresh read resolves.
+        if (!isConflict(e) || (e as KubeApiError).reason === 'AlreadyExists') throw e;
+        if (attempt >= MAX_CONFLICT_ATTEMPTS) throw new ConflictRetriesExhaustedError(target, attempt);
+        const wait = retryDelayMs(attempt, timing);
+        this.#client.progress?.(`${target}: 409 Conflict, reading it again in ${formatMs(wait)} (attempt ${attempt + 1} of ${MAX_CONFLICT_ATTEMPTS})`);
+        await waitBeforeRetry(`write ${target}`, wait, { signal: this.#signal, deadline: this.#deadline }, '409 Conflict');
+      }
+      const current = await this.get(ref, namespace, name);
+      if (!current) throw new ConcurrentChangeError(target, ['the object was deleted']);
+      const diff = precondition ? preconditionDiff(precondition, current as Record<string, unknown>) : [];
+      if (diff.length > 0) throw new ConcurrentChangeError(target, diff);
+      prepare(current, target);
+    }
+  }
+
+  async patch<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string, patch: unknown, type: PatchType, opts: WriteOptions = {}): Promise<T> {
     const path = await this.#transport.pathFor(ref, namespace, name);
     const what = `${type} patch ${ref.kind} ${namespace ? namespace + '/' : ''}${name}`;
     if (this.#dryRun.suppressKubeWrites) {
@@ -266,9 +346,38 @@ class ApiKubeGateway implements KubeGateway {
       this.#suppress('PATCH', path, patch, what);
       return applyPatchLocally(current, patch, type);
     }
-    const resp = await this.#transport.request('PATCH', path, { body: patch, contentType: PATCH_CONTENT_TYPES[type] });
-    this.#recordServerDryRun('PATCH', path, patch, what);
-    return JSON.parse(resp.text) as T;
+    let body = patch;
+    return this.#retryConflicts(ref, namespace, name, opts.precondition, async () => {
+      const resp = await this.#transport.request('PATCH', path, { body, contentType: PATCH_CONTENT_TYPES[type] }).catch(async (e: unknown) => {
+        throw (await this.#failedTests(e, ref, namespace, name, body, type)) ?? e;
+      });
+      this.#recordServerDryRun('PATCH', path, body, what);
+      return JSON.parse(resp.text) as T;
+    }, (current, target) => {
+      // A merge patch pinned to a resourceVersion carries its own precondition: re-pin it only
+      // when the caller's precondition vouched for the fresh object.
+      const pinned = type !== 'json' ? (body as { metadata?: { resourceVersion?: string } } | null)?.metadata?.resourceVersion : undefined;
+      if (pinned === undefined) return;
+      if (!opts.precondition) throw new ConcurrentChangeError(target, [`/metadata/resourceVersion: planned ${show(pinned)}, now ${show(current.metadata?.resourceVersion)} (the object was written since it was read)`]);
+      const b = body as { metadata: Record<string, unknown> };
+      body = { ...b, metadata: { ...b.metadata, resourceVersion: current.metadata?.resourceVersion } };
+    });
+  }
+
+  /**
+   * A JSON patch's `test` operations are the preconditions it was planned on. When the server
+   * refuses the patch (422), reads the object again and, if a tested value changed, returns the
+   * {@link ConcurrentChangeError} with the difference (the 422 alone does not say which).
+   */
+  async #failedTests(e: unknown, ref: ResourceRef, namespace: string | undefined, name: string, patch: unknown, type: PatchType): Promise<ConcurrentChangeError | undefined> {
+    if (type !== 'json' || !(e instanceof KubeApiError) || e.status !== 422 || !Array.isArray(patch)) return undefined;
+    const tests = (patch as { op?: string; path?: string; value?: unknown }[]).filter((op) => op?.op === 'test' && typeof op.path === 'string');
+    if (tests.length === 0) return undefined;
+    const target = `${ref.kind.toLowerCase()} ${namespace ? namespace + '/' : ''}${name}`;
+    const current = await this.get(ref, namespace, name);
+    if (!current) return new ConcurrentChangeError(target, ['the object was deleted'], undefined, 422);
+    const diff = preconditionDiff(expectFields(Object.fromEntries(tests.map((t) => [t.path!, t.value]))), current as Record<string, unknown>);
+    return diff.length ? new ConcurrentChangeError(target, diff, undefined, 422) : undefined;
   }
 
   async delete(ref: ResourceRef, namespace: string | undefined, name: string, opts: DeleteOptions = {}): Promise<DeleteResult> {
@@ -348,13 +457,20 @@ class ApiKubeGateway implements KubeGateway {
     const started = Date.now();
     const interval = opts.intervalMs ?? 1000;
     let timeoutMs = opts.timeoutMs;
-    if (this.#deadline !== undefined) timeoutMs = Math.min(timeoutMs, this.#deadline - started);
+    // Bounded by the step's deadline, the wait gives up a moment before it, so its own error
+    // (what was awaited, the state last seen) reaches the operator rather than a bare "deadline exceeded".
+    if (this.#deadline !== undefined) {
+      const left = this.#deadline - started;
+      timeoutMs = Math.min(timeoutMs, left > 2 * DEADLINE_RESERVE_MS ? left - DEADLINE_RESERVE_MS : left);
+    }
     const signals = [opts.signal, this.#signal].filter((s): s is AbortSignal => s !== undefined);
     const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     let lastState: string | undefined;
     const note = (s: string): void => {
       lastState = s;
     };
+    // A long wait says what it waits for and how long it may still take, every 10 s.
+    let announceAt = started + COUNTDOWN_EVERY_MS;
     for (;;) {
       if (signal?.aborted) throw abortReason(signal);
       try {
@@ -367,6 +483,10 @@ class ApiKubeGateway implements KubeGateway {
       }
       const remaining = started + timeoutMs - Date.now();
       if (remaining <= 0) throw new WaitTimeoutError(opts.describe, Date.now() - started, lastState);
+      if (this.#client.progress && Date.now() >= announceAt) {
+        announceAt = Date.now() + COUNTDOWN_EVERY_MS;
+        this.#client.progress(`${opts.describe}${lastState ? ` (now: ${lastState})` : ''}; ${formatMs(remaining)} left`);
+      }
       await sleep(Math.min(interval, remaining), signal);
     }
   }

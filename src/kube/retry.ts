@@ -40,7 +40,16 @@ export interface CallScope {
   signal?: AbortSignal;
   /** Epoch ms; no retry wait may end after it. */
   deadline?: number;
+  /** Receives a line when a wait is long enough to be noticed, then a countdown (see {@link LONG_WAIT_MS}). */
+  progress?: ProgressSink;
 }
+
+/** Where the gateways report long waits: one human line per call, e.g. `GET pods: HTTP 429; retrying in 30 s (server asked for Retry-After 3600 s, capped)`. */
+export type ProgressSink = (line: string) => void;
+
+/** Waits at least this long are announced on the progress sink, with a countdown every {@link COUNTDOWN_EVERY_MS}. */
+export const LONG_WAIT_MS = 3000;
+export const COUNTDOWN_EVERY_MS = 10_000;
 
 /**
  * Thrown when the next retry wait would end after the caller's deadline. It names what was
@@ -54,7 +63,9 @@ export class DeadlineExceededError extends RetryableError {
     super(
       `${what}: giving up, the next retry would wait ${formatMs(waitMs)} but the deadline is ` +
         `${remainingMs <= 0 ? 'already past' : `in ${formatMs(remainingMs)}`} (last failure: ${lastFailure}).`,
-      'Run the same command again later (the server asked to slow down); the journal resumes where it stopped.',
+      /\b(429|TooManyRequests)\b/.test(lastFailure)
+        ? 'The server is throttling: run the same command again later (or with a longer --step-timeout); the journal resumes where it stopped.'
+        : 'The server kept failing: check its health (AKS: `az aks show`, the Azure status page), then run the same command again (a longer --step-timeout gives the retries more time); the journal resumes where it stopped.',
     );
     this.waitMs = waitMs;
     this.remainingMs = remainingMs;
@@ -119,13 +130,33 @@ export function abortReason(signal: AbortSignal): Error {
  * {@link DeadlineExceededError} right away when the wait would end after `scope.deadline`
  * (no point sleeping into a certain timeout), and rejects early if `scope.signal` aborts.
  */
-export async function waitBeforeRetry(what: string, waitMs: number, scope: CallScope, lastFailure: string): Promise<void> {
+export async function waitBeforeRetry(what: string, waitMs: number, scope: CallScope, lastFailure: string, why?: string): Promise<void> {
   if (scope.signal?.aborted) throw abortReason(scope.signal);
   if (scope.deadline !== undefined) {
     const remaining = scope.deadline - Date.now();
     if (waitMs > remaining) throw new DeadlineExceededError(what, waitMs, remaining, lastFailure);
   }
-  await sleep(waitMs, scope.signal);
+  if (!scope.progress || waitMs < LONG_WAIT_MS) {
+    await sleep(waitMs, scope.signal);
+    return;
+  }
+  await sleepWithCountdown(waitMs, scope.signal, scope.progress, `${what}: ${lastFailure}; retrying in ${formatMs(waitMs)}${why ? ` (${why})` : ''}`, `${what}: retrying in`);
+}
+
+/**
+ * Sleeps `ms` like {@link sleep}, announcing the wait with `first` and then, every
+ * {@link COUNTDOWN_EVERY_MS}, `<countdown> <time left>`.
+ */
+export async function sleepWithCountdown(ms: number, signal: AbortSignal | undefined, progress: ProgressSink, first: string, countdown: string): Promise<void> {
+  progress(first);
+  const end = Date.now() + ms;
+  for (;;) {
+    const left = end - Date.now();
+    if (left <= 0) return;
+    await sleep(Math.min(left, COUNTDOWN_EVERY_MS), signal);
+    const after = end - Date.now();
+    if (after > 500) progress(`${countdown} ${formatMs(after)}`);
+  }
 }
 
 /** `1.5 s`, `250 ms`, `20 min`: for messages. */
@@ -134,3 +165,47 @@ export function formatMs(ms: number): string {
   if (ms < 120_000) return `${Math.round(ms / 100) / 10} s`;
   return `${Math.round(ms / 6000) / 10} min`;
 }
+
+/** A request that got no HTTP answer, classified. */
+export interface NetworkFailure {
+  kind: 'refused' | 'dns' | 'unreachable' | 'timeout' | 'reset' | 'tls' | 'other';
+  /** The system or TLS error code, e.g. `ECONNREFUSED`, `ENOTFOUND`, `SELF_SIGNED_CERT_IN_CHAIN`. */
+  code?: string;
+  /** One line for messages. */
+  text: string;
+}
+
+const TLS_CODES = /^(ERR_TLS_|CERT_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|ERR_SSL_|HOSTNAME_MISMATCH|ERR_OSSL)/;
+
+/** Classifies a fetch failure (undici wraps the system error in `cause`, sometimes twice). */
+export function classifyNetworkError(e: unknown, timedOut: boolean, timeoutMs: number): NetworkFailure {
+  if (timedOut) return { kind: 'timeout', text: `no answer within ${formatMs(timeoutMs)}` };
+  let code: string | undefined;
+  let detail: string | undefined;
+  for (let cur = e as { code?: unknown; message?: string; cause?: unknown } | undefined, depth = 0; cur && depth < 4; cur = cur.cause as typeof cur, depth++) {
+    if (typeof cur.code === 'string' && !code) code = cur.code;
+    if (cur !== e && cur.message && !detail) detail = cur.message;
+  }
+  const text = `${detail ?? (e as Error)?.message ?? String(e)}${code && !(detail ?? '').includes(code) ? ` (${code})` : ''}`;
+  if (code && TLS_CODES.test(code)) return { kind: 'tls', code, text };
+  switch (code) {
+    case 'ECONNREFUSED': return { kind: 'refused', code, text };
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME': return { kind: 'dns', code, text };
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EHOSTDOWN':
+    case 'ENETDOWN': return { kind: 'unreachable', code, text };
+    case 'ETIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT': return { kind: 'timeout', code, text };
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+    case 'UND_ERR_CLOSED': return { kind: 'reset', code, text };
+    default: return { kind: 'other', code, text };
+  }
+}
+

@@ -3,7 +3,7 @@
  * child process): starts the embedded sandbox, runs every step and prints the report; exit 0.
  * It runs at 40x here to keep the suite fast; at the default 15x it takes about 65 s.
  */
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -27,6 +27,10 @@ describe('podid-migrate demo', () => {
     // Progress went to stderr, as with apply.
     expect(r.stderr).toMatch(/\[COMPLETED\] .* cleanup/);
     expect(r.stdout + r.stderr).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/);
+    // The stopped sandbox left no credential behind; the journal and the report stay.
+    expect(existsSync(join(cwd, 'demo', 'sandbox', 'kubeconfig'))).toBe(false);
+    expect(existsSync(join(cwd, 'demo', 'sandbox', 'arm-token'))).toBe(false);
+    expect(existsSync(join(cwd, 'demo', 'journal.json'))).toBe(true);
     console.log(`figures: demo at 40x took ${seconds.toFixed(1)} s`);
   }, 180_000);
 });

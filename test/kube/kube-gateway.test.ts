@@ -3,6 +3,7 @@ import { startScriptedKubeApi } from './scripted-kube-api.ts';
 import type { ScriptedKubeApi } from './scripted-kube-api.ts';
 import { createKubeGateway, KINDS } from '../../src/kube/gateway.ts';
 import { KubeApiError, WaitTimeoutError, DryRunViolationError } from '../../src/kube/errors.ts';
+import { PermissionDeniedError } from '../../src/engine/errors.ts';
 import { formatDryRunEntry } from '../../src/kube/dry-run.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { CallCounter } from '../../src/kube/call-counter.ts';
@@ -110,9 +111,11 @@ describe('KubeGateway over HTTPS with client-node', () => {
     expect(await kube.get(KINDS.Deployment, 'default', 'absent')).toBeUndefined();
     api.faults.push({ method: 'GET', path: /daemonsets\/nmi$/, status: 403, body: { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Forbidden', message: 'daemonsets.apps "nmi" is forbidden', code: 403 } });
     const err = await kube.get(KINDS.DaemonSet, 'default', 'nmi').catch((e) => e);
-    expect(err).toBeInstanceOf(KubeApiError);
-    expect(err.status).toBe(403);
-    expect(err.reason).toBe('Forbidden');
+    // A 403 is an environment problem with its own typed error; the API error is its cause.
+    expect(err).toBeInstanceOf(PermissionDeniedError);
+    expect(err.cause).toBeInstanceOf(KubeApiError);
+    expect(err.cause.status).toBe(403);
+    expect(err.cause.reason).toBe('Forbidden');
     expect(err.message).not.toContain(api.token);
     expect(api.seen.filter((s) => s.path.endsWith('/daemonsets/nmi'))).toHaveLength(1);
   });

@@ -35,7 +35,7 @@ export interface ScriptedKubeApi {
   /** When set, evictions of pods are refused with this PDB name. */
   pdbBlocking?: string;
   /** Answers queued for the next matching requests (status, headers, body). */
-  faults: { method: string; path: RegExp; status: number; headers?: Record<string, string>; body?: unknown }[];
+  faults: { method: string; path: RegExp; status: number; headers?: Record<string, string>; body?: unknown; /** Runs when the fault answers (e.g. another writer changes the object). */ then?: () => void }[];
   close(): Promise<void>;
 }
 
@@ -118,6 +118,7 @@ export async function startScriptedKubeApi(opts: { pods?: number } = {}): Promis
     const fi = api.faults.findIndex((f) => f.method === method && f.path.test(u.pathname));
     if (fi >= 0) {
       const f = api.faults.splice(fi, 1)[0];
+      f.then?.();
       return send(f.status, f.body ?? status(f.status, 'TooManyRequests', 'scripted'), f.headers);
     }
     const dry = u.searchParams.get('dryRun') === 'All';
@@ -163,8 +164,23 @@ export async function startScriptedKubeApi(opts: { pods?: number } = {}): Promis
     }
     if (p === '/apis/apps/v1/namespaces/default/daemonsets/nmi') {
       if (method === 'GET') return send(200, daemonSet);
+      const stale = (rv: unknown) => rv !== undefined && rv !== daemonSet.metadata.resourceVersion;
+      const conflict = () =>
+        send(409, status(409, 'Conflict', 'Operation cannot be fulfilled on daemonsets.apps "nmi": the object has been modified; please apply your changes to the latest version and try again', { name: 'nmi', group: 'apps', kind: 'daemonsets' }));
+      if (method === 'PUT') {
+        if (stale(body?.metadata?.resourceVersion)) return conflict();
+        const next = structuredClone(body);
+        if (!dry) {
+          next.metadata.resourceVersion = String(Number(daemonSet.metadata.resourceVersion) + 1);
+          for (const k of Object.keys(daemonSet)) delete daemonSet[k];
+          Object.assign(daemonSet, next);
+        }
+        return send(200, next);
+      }
       if (method === 'PATCH') {
-        if (req.headers['content-type'] !== 'application/strategic-merge-patch+json') return send(415, status(415, 'UnsupportedMediaType', `unexpected ${req.headers['content-type']}`));
+        const ct = req.headers['content-type'];
+        if (ct !== 'application/strategic-merge-patch+json' && ct !== 'application/merge-patch+json') return send(415, status(415, 'UnsupportedMediaType', `unexpected ${ct}`));
+        if (stale(body?.metadata?.resourceVersion)) return conflict();
         const next = smp(structuredClone(daemonSet), body);
         if (!dry) {
           next.metadata.resourceVersion = String(Number(daemonSet.metadata.resourceVersion) + 1);

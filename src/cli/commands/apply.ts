@@ -1,9 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { PreconditionError, UsageError } from '../../engine/errors.ts';
-import { invalidSavedPlan, type RunbookPlan } from '../../engine/plan.ts';
+import type { RunbookPlan } from '../../engine/plan.ts';
+import { readValidatedSavedPlan } from '../../engine/inputs.ts';
 import type { DryRunMode, StepId } from '../../engine/step.ts';
-import { pathsFor } from '../context.ts';
+import { pathsFor, validateInputsBeforeConnecting } from '../context.ts';
 import { durationFlag, stepFlag } from '../options.ts';
 import { runWithProgress } from '../progress.ts';
 import { renderData, renderRunSummary } from '../render.ts';
@@ -39,7 +39,7 @@ export const applyCommand: CommandModule = {
       .option('--plan <file>', 'apply exactly a plan saved by `plan --out`; refused if the cluster has changed since')
       .option('-y, --yes', 'do not ask for confirmation')
       .option('--dry-run <mode>', 'client: no write call at all; server: Kubernetes writes with dryRun=All, Azure writes printed. No journal, no lock')
-      .option('--drain-timeout <duration>', 'drain: how long evictions may be retried per node (e.g. 15m)')
+      .option('--drain-timeout <duration>', 'drain: how long evictions may be retried per node (default 5m)')
       .option('--drain-strategy <strategy>', 'drain: how the drained node is replaced: reimage, delete or none')
       .option('--drain-force', 'drain: also delete pods no controller will re-create (like kubectl drain --force)')
       .option('--test-timeout <duration>', 'test: how long each test case may retry (default 80s, NMI\'s own wait)')
@@ -73,6 +73,7 @@ export const applyCommand: CommandModule = {
         let savedPlan: RunbookPlan | undefined;
         if (flags.plan) savedPlan = await readSavedPlan(resolve(globals.cwd, flags.plan), flags.plan);
 
+        await validateInputsBeforeConnecting(globals);
         await env.withRuntime(globals, dryRun, async (runtime, signal) => {
           const targetIndex = runtime.steps.findIndex((s) => s.id === (step ?? to));
           const range = step ? runtime.steps.filter((s) => s.id === step) : runtime.steps.slice(0, to ? targetIndex + 1 : undefined);
@@ -93,7 +94,8 @@ export const applyCommand: CommandModule = {
           const writes = dryRun === 'none' ? undefined : (runtime.recordedWrites?.() ?? []);
           if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, { dryRun, ...result, journal: dryRun === 'none' ? result.journal : undefined, ...(writes ? { writes } : {}) }));
           else {
-            env.err(renderRunSummary(result, env.paint(globals), 'apply', dryRun));
+            // The summary is the command's result: stdout, like every other result (progress goes to stderr).
+            env.out(renderRunSummary(result, env.paint(globals), 'apply', dryRun));
             if (writes) env.out(renderDryRunWrites(writes, dryRun));
           }
         });
@@ -101,22 +103,9 @@ export const applyCommand: CommandModule = {
   },
 };
 
+/** Reads and validates a saved plan before anything connects. @throws InvalidInputError naming every bad field */
 async function readSavedPlan(path: string, flagValue: string): Promise<RunbookPlan> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new UsageError(`--plan: cannot read ${flagValue} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`, 'Give a file written by `podid-migrate plan --out <file>`.');
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(`--plan: ${flagValue} is not JSON (${(error as Error).message}).`, 'Give a file written by `podid-migrate plan --out <file>`.');
-  }
-  const problem = invalidSavedPlan(value);
-  if (problem) throw new UsageError(`--plan: ${flagValue} is not a saved plan: ${problem}.`, 'Give a file written by `podid-migrate plan --out <file>`.');
-  return value as RunbookPlan;
+  return (await readValidatedSavedPlan(path, flagValue)) as RunbookPlan;
 }
 
 /**

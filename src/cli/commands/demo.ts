@@ -5,12 +5,12 @@
  * plan of the remaining steps, applies every step through the same runner and listr2 progress
  * view as `apply` (progress on stderr), then prints a report: per step what changed, the checks
  * that passed, Kubernetes and ARM calls and time, and the sandbox's outage meter. The sandbox
- * runs in this process and stops at the end; with `--keep` it runs as the detached daemon of
+ * runs in this process and stops at the end, deleting its `kubeconfig` and `arm-token`; with `--keep` it runs as the detached daemon of
  * `sandbox up` instead (so it outlives this command) and the report says how to look at it.
  *
  * Exit code: 0 when every step was applied and checked, otherwise the failing step's code.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UsageError, PreconditionError } from '../../engine/errors.ts';
@@ -99,7 +99,12 @@ async function startInProcess(flags: DemoFlags, dir: string, progress: (m: strin
     timeScale: sb.clock.timeScale,
     envFile: files.envFile,
     outage: async () => sb.meter.report(),
-    stop: () => sb.stop(),
+    // The sandbox's credentials are worthless once it stops, but a bearer token left on disk is
+    // still one too many: remove them with it (the CA certificate and env file are not secret).
+    stop: async () => {
+      await sb.stop();
+      for (const secret of [files.kubeconfig, files.armTokenFile]) rmSync(secret, { force: true });
+    },
   };
 }
 

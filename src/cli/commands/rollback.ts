@@ -36,7 +36,8 @@ export const rollbackCommand: CommandModule = {
             env.runner(runtime, globals, { dryRun: 'none', signal, events }).rollback({ step, to, all: flags.all }),
           );
           if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, result));
-          else env.err(renderRunSummary(result, env.paint(globals), 'rollback', 'none'));
+          // The summary is the command's result: stdout, like every other result (progress goes to stderr).
+          else env.out(renderRunSummary(result, env.paint(globals), 'rollback', 'none'));
         });
       });
   },
