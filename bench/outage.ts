@@ -9,6 +9,10 @@
  *   node_modules/.bin/node bench/outage.ts [--large] [--time-scale x] [--procedures upstream,in-place,drain]
  *
  * `--large` also runs scenarios/large.yaml (20 pools, 200 nodes; about 10 minutes per procedure).
+ * Every run keeps measuring for `--observe` simulated seconds after its last step (default 600),
+ * so failures that never end (a binding left in another namespace) count the same for all.
+ * `upstream@N` runs the documented procedure with N simulated seconds between two of its steps
+ * (an operator reading the doc); plain `upstream` runs its commands back to back, as a script.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,8 +22,9 @@ import { execa } from 'execa';
 
 const ROOT = join(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'podid-migrate');
-const { values } = parseArgs({ options: { large: { type: 'boolean' }, 'time-scale': { type: 'string' }, procedures: { type: 'string' } } });
-const procedures = (values.procedures ?? 'upstream,in-place,drain').split(',').map((p) => p.trim()).filter(Boolean);
+const { values } = parseArgs({ options: { large: { type: 'boolean' }, 'time-scale': { type: 'string' }, procedures: { type: 'string' }, observe: { type: 'string' } } });
+const observe = values.observe ?? '600';
+const procedures = (values.procedures ?? 'upstream,upstream@120,in-place,drain').split(',').map((p) => p.trim()).filter(Boolean);
 const scenarios: { name: string; file?: string }[] = [{ name: 'default' }, ...(values.large ? [{ name: 'large', file: join(ROOT, 'scenarios', 'large.yaml') }] : [])];
 
 interface DemoDoc {
@@ -33,8 +38,9 @@ interface DemoDoc {
 type Row = { procedure: string; doc?: DemoDoc; wallMs: number; unavailable?: string; failed?: string };
 
 async function run(procedure: string, scenario: { file?: string }): Promise<Row> {
-  const dir = mkdtempSync(join(tmpdir(), `podid-bench-outage-${procedure}-`));
-  const args = [BIN, 'demo', '--procedure', procedure, '-o', 'json', '--dir', dir, ...(scenario.file ? ['--scenario', scenario.file] : []), ...(values['time-scale'] ? ['--time-scale', values['time-scale']] : [])];
+  const [name, pause] = procedure.split('@');
+  const dir = mkdtempSync(join(tmpdir(), `podid-bench-outage-${name}-`));
+  const args = [BIN, 'demo', '--procedure', name, '-o', 'json', '--dir', dir, '--observe', observe, ...(pause ? ['--operator-pause', pause] : []), ...(scenario.file ? ['--scenario', scenario.file] : []), ...(values['time-scale'] ? ['--time-scale', values['time-scale']] : [])];
   const t0 = performance.now();
   const r = await execa(process.execPath, args, { cwd: dir, env: { CI: 'true' }, reject: false, timeout: 60 * 60_000 });
   const wallMs = performance.now() - t0;
@@ -66,11 +72,11 @@ for (const scenario of scenarios) {
     const drainStep = d.steps.find((s) => s.id === 'drain');
     const slowest = Math.max(0, ...d.drain.pools.map((p) => p.seconds));
     const ratio = base ? `${(d.outage.failingPodSeconds / base).toFixed(2)}x` : base === 0 ? (d.outage.failingPodSeconds === 0 ? '1.00x' : 'inf') : '-';
-    return [r.procedure, String(d.outage.failingPodSeconds), ratio, `${longest} s`, String(d.podsEvicted), `${(r.wallMs / 1000).toFixed(1)} s`, String(writes), drainStep && slowest ? `${drainStep.seconds.toFixed(1)} s / ${slowest.toFixed(1)} s` : '-'];
+    return [r.procedure, String(d.outage.failingPodSeconds), ratio, `${longest} s`, String(d.podsEvicted), `${d.realSeconds.toFixed(1)} s`, String(writes), drainStep && slowest ? `${drainStep.seconds.toFixed(1)} s / ${slowest.toFixed(1)} s` : '-'];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   console.log('');
-  console.log(`Outage by procedure, scenario ${scenario.name} (churn on; each on a fresh sandbox; failing pod-seconds and windows in simulated seconds, wall time real)`);
+  console.log(`Outage by procedure, scenario ${scenario.name} (churn on; each on a fresh sandbox, measured until ${observe} simulated s after its last step; failing pod-seconds and windows in simulated seconds, wall time real and without the observation)`);
   console.log(pad(header, widths));
   for (const b of body) console.log(pad(b, widths));
   for (const r of rows) {

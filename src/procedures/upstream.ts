@@ -65,6 +65,11 @@ export interface UpstreamProcedureOptions {
   aksId: string;
   /** The managed-mode manifest's objects; default {@link UPSTREAM_MANAGED_MANIFEST}. */
   manifest?: KubeObject[];
+  /**
+   * Real ms to wait between two of the doc's steps, as an operator reading it would (default 0:
+   * the commands run back to back, the shortest gap the procedure can have).
+   */
+  pauseBetweenPhasesMs?: number;
   /** How long the new NMI may take to be Active everywhere (real ms, default 10 min). */
   nmiTimeoutMs?: number;
   signal?: AbortSignal;
@@ -78,6 +83,21 @@ export interface UpstreamProcedureResult {
   phases: UpstreamPhaseResult[];
   /** Set when a phase failed (the later phases did not run). */
   error?: Error;
+}
+
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** Parses a multi-document manifest, skipping empty documents. */
@@ -129,6 +149,10 @@ export async function runUpstreamProcedure(opts: UpstreamProcedureOptions): Prom
   const say = opts.progress ?? (() => {});
   const phases: UpstreamPhaseResult[] = [];
   const phase = async (id: UpstreamPhaseId, title: string, body: () => Promise<string>): Promise<boolean> => {
+    if (phases.length && opts.pauseBetweenPhasesMs) {
+      say(`pausing ${(opts.pauseBetweenPhasesMs / 1000).toFixed(1)} s before the next step of the doc`);
+      await pause(opts.pauseBetweenPhasesMs, opts.signal);
+    }
     opts.onPhase?.({ id, title });
     const k0 = kube.calls();
     const a0 = azure.calls();

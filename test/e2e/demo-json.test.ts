@@ -45,15 +45,21 @@ describe('podid-migrate demo -o json', () => {
     const bad = await demo(['--procedure', 'helm']);
     expect(bad.exitCode).not.toBe(0);
     expect(bad.stderr).toMatch(/--procedure: "helm" is not a procedure[\s\S]*upstream, in-place, drain/);
+    const pause = await demo(['--operator-pause', '60']);
+    expect(pause.exitCode).not.toBe(0);
+    expect(pause.stderr).toMatch(/--operator-pause applies to --procedure upstream only/);
+    const observe = await demo(['--observe', '-3']);
+    expect(observe.stderr).toMatch(/--observe: "-3" is not a number of seconds/);
   }, 30_000);
 
   it('documented procedure: a valid document with its four phases, ARM writes one per identity and scale set, and the outage it causes', async () => {
-    const r = await demo(['--procedure', 'upstream', '-o', 'json', '--time-scale', '60']);
+    const r = await demo(['--procedure', 'upstream', '-o', 'json', '--time-scale', '60', '--observe', '60']);
     expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
     const doc = JSON.parse(r.stdout) as Doc;
     const validate = validator();
     expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
     expect(doc.procedure).toBe('upstream');
+    expect(doc).toMatchObject({ observeSeconds: 60, operatorPauseSeconds: 0 });
     expect(doc.steps.map((s) => [s.id, s.state])).toEqual([
       ['assign-identities', 'done'],
       ['delete-mic-nmi', 'done'],

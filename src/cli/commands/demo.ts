@@ -31,6 +31,31 @@ interface DemoFlags {
   dir?: string;
   churn: boolean;
   procedure?: string;
+  observe?: string;
+  operatorPause?: string;
+}
+
+/** Simulated seconds from a flag value; `undefined` when absent. */
+function parseSimSeconds(flag: string, raw: string | undefined): number {
+  if (raw === undefined) return 0;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0 || n > 86_400) throw new UsageError(`${flag}: "${raw}" is not a number of seconds in [0, 86400].`, `Pass simulated seconds, e.g. ${flag} 600.`);
+  return n;
+}
+
+/** How long the demo keeps measuring after the migration, and how fast the documented procedure's operator types. */
+interface DemoPacing {
+  /** Simulated seconds the outage meter keeps sampling after the last step (pods still failing keep counting). */
+  observeSeconds: number;
+  /** `upstream` only: simulated seconds between two of the doc's steps (0: run as a script). */
+  operatorPauseSeconds: number;
+}
+
+/** Waits `simSeconds` of sandbox time. */
+async function waitSimulated(sb: { timeScale: number }, simSeconds: number, say: (m: string) => void, what: string): Promise<void> {
+  if (simSeconds <= 0) return;
+  say(`${what}: ${simSeconds} simulated s (${(simSeconds / sb.timeScale).toFixed(1)} s real)`);
+  await new Promise((r) => setTimeout(r, (simSeconds * 1000) / sb.timeScale));
 }
 
 /**
@@ -64,6 +89,7 @@ export interface DemoReport {
   procedure: DemoProcedure;
   scenario: string;
   timeScale: number;
+  pacing: DemoPacing;
   /** `state` overrides the runner's outcome (the documented procedure's phases are `done`, not checked). */
   steps: (StepRunResult & { cost: StepCost; state?: string })[];
   totalMs: number;
@@ -142,6 +168,8 @@ export function demoDocument(r: DemoReport): Record<string, unknown> {
     procedure: r.procedure,
     scenario: r.scenario,
     timeScale: r.timeScale,
+    observeSeconds: r.pacing.observeSeconds,
+    ...(r.procedure === 'upstream' ? { operatorPauseSeconds: r.pacing.operatorPauseSeconds } : {}),
     realSeconds: Math.round(r.totalMs) / 1000,
     steps: r.steps.map((s) => ({ id: s.stepId, title: s.title, state: s.state ?? s.outcome, summary: s.summary, seconds: Math.round(s.durationMs) / 1000, kubeCalls: s.cost.kube, armCalls: s.cost.arm, armWrites: s.cost.armWrites })),
     drain: { pools: r.drainPools.map((p) => ({ pool: p.pool, node: p.node, seconds: p.seconds, evicted: p.evicted })) },
@@ -284,11 +312,15 @@ export const demoCommand: CommandModule = {
       .option('--no-churn', 'do not run the scenario batch churn')
       .option('--keep', `leave the sandbox running afterwards (as the background daemon of \`sandbox up\`, in --dir, default ${DEMO_KEEP_DIR})`)
       .option('--dir <dir>', 'where the sandbox client files, journal, inventory and JUnit report go (default: a temporary directory; with --keep .sandbox-demo)')
+      .option('--observe <seconds>', 'simulated seconds the outage meter keeps measuring after the migration (default 0)')
+      .option('--operator-pause <seconds>', 'with --procedure upstream: simulated seconds between two steps of the documented procedure, as an operator reading it (default 0: run as a script)')
       .option('--procedure <name>', `how to migrate: upstream (the documented procedure), in-place (the runbook, rolling NMI patch), drain (the runbook, NMI restarted on drained nodes) (default: in-place)`)
       .action(async (flags: DemoFlags, cmd) => {
         const globals = env.globals(cmd);
         parseTimeScale(flags.timeScale);
         const procedure = parseProcedure(flags.procedure);
+        const pacing: DemoPacing = { observeSeconds: parseSimSeconds('--observe', flags.observe), operatorPauseSeconds: parseSimSeconds('--operator-pause', flags.operatorPause) };
+        if (pacing.operatorPauseSeconds && procedure !== 'upstream') throw new UsageError('--operator-pause applies to --procedure upstream only.', 'Drop --operator-pause, or add --procedure upstream.');
         const json = globals.output === 'json';
         if (globals.output !== 'table' && !json) throw new UsageError(`-o/--output: demo prints a table or a JSON document, not ${globals.output}.`, 'Use -o table (default) or -o json.');
         const dir = resolve(globals.cwd, flags.dir ?? (flags.keep ? DEMO_KEEP_DIR : mkdtempSync(join(tmpdir(), 'podid-demo-'))));
@@ -298,7 +330,7 @@ export const demoCommand: CommandModule = {
         const sb = flags.keep ? await startDetached(flags, dir, say) : await startInProcess(flags, dir, say);
         try {
           say(`Sandbox ready: ${sb.clusterName} at ${sb.timeScale}x (files in ${dir})`);
-          const report = procedure === 'upstream' ? await migrateUpstream(env, sb, dir, started) : await migrate(env, globals, sb, dir, p, started, procedure, json);
+          const report = procedure === 'upstream' ? await migrateUpstream(env, sb, dir, started, pacing) : await migrate(env, globals, sb, dir, p, started, procedure, json, pacing);
           if (json) env.out(`${JSON.stringify(demoDocument(report), null, 2)}\n`);
           else env.out(renderDemoReport(report, p, sb));
           if (flags.keep && !json) {
@@ -333,7 +365,7 @@ async function gatewaysFor(sb: DemoSandbox) {
 }
 
 /** `--procedure upstream`: the documented procedure instead of the runbook; each of its phases is a row of the report. */
-async function migrateUpstream(env: Env, sb: DemoSandbox, dir: string, started: number): Promise<DemoReport> {
+async function migrateUpstream(env: Env, sb: DemoSandbox, dir: string, started: number, pacing: DemoPacing): Promise<DemoReport> {
   const { runUpstreamProcedure } = await import('../../procedures/upstream.ts');
   const { kube, azure } = await gatewaysFor(sb);
   const say = (m: string) => env.err(`${m}\n`);
@@ -341,14 +373,18 @@ async function migrateUpstream(env: Env, sb: DemoSandbox, dir: string, started: 
     kube,
     azure,
     aksId: sb.aksResourceId,
+    pauseBetweenPhasesMs: (pacing.operatorPauseSeconds * 1000) / sb.timeScale,
     progress: (m) => say(`  ${m}`),
     onPhase: ({ title, result }) => say(result ? `[${result.state === 'done' ? 'COMPLETED' : 'FAILED'}] ${title} (${formatDuration(result.durationMs)}): ${result.summary}` : `[STARTED] ${title}`),
   });
   if (run.error) throw new PreconditionError(`the documented procedure stopped: ${run.error.message}`, `The sandbox state is in ${dir}; run with --keep to look at it.`);
+  const totalMs = Date.now() - started;
+  await waitSimulated(sb, pacing.observeSeconds, say, 'observing the workloads after the procedure');
   return {
     procedure: 'upstream',
     scenario: sb.scenarioName,
     timeScale: sb.timeScale,
+    pacing,
     steps: run.phases.map((ph) => ({
       stepId: ph.id as StepId,
       title: ph.title,
@@ -360,7 +396,7 @@ async function migrateUpstream(env: Env, sb: DemoSandbox, dir: string, started: 
       evidence: [],
       cost: { kube: ph.kubeCalls, arm: ph.armCalls, armWrites: ph.armWrites },
     })),
-    totalMs: Date.now() - started,
+    totalMs,
     outage: await sb.outage(),
     drainPools: [],
     podsEvicted: 0,
@@ -369,7 +405,7 @@ async function migrateUpstream(env: Env, sb: DemoSandbox, dir: string, started: 
   };
 }
 
-async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSandbox, dir: string, p: Paint, started: number, procedure: DemoProcedure, json: boolean): Promise<DemoReport> {
+async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSandbox, dir: string, p: Paint, started: number, procedure: DemoProcedure, json: boolean, pacing: DemoPacing): Promise<DemoReport> {
   const { STEPS } = await import('../../steps/registry.ts');
   const { kube, azure } = await gatewaysFor(sb);
   const info = await kube.clusterInfo();
@@ -422,12 +458,14 @@ async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSa
   const run = await runWithProgress(rest, progress, (events) => runner(meter(events)).apply());
   all.push(...run.steps.filter((s) => s.stepId !== 'inventory'));
   const totalMs = Date.now() - started;
+  await waitSimulated(sb, pacing.observeSeconds, (m) => env.err(`${m}\n`), 'observing the workloads after the migration');
   const outage = await sb.outage();
   const journal = parseJournal(readFileSync(journalPath, 'utf8'), journalPath);
   return {
     procedure,
     scenario: sb.scenarioName,
     timeScale: sb.timeScale,
+    pacing,
     steps: all.map((s) => ({ ...s, cost: costs.get(s.stepId) ?? { kube: 0, arm: 0, armWrites: 0 } })),
     totalMs,
     outage,
