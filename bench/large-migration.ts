@@ -14,14 +14,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Runner, type RunnerEvents } from '../src/engine/runner.ts';
-import type { StepId, StepRegistry } from '../src/engine/step.ts';
+import type { ExecutorRegistry, StepId, StepRegistry } from '../src/engine/step.ts';
 import type { ClusterIdentity } from '../src/engine/journal.ts';
 import { createKubeGateway } from '../src/kube/index.ts';
 import { createAzureGateway, resolveAzureConnection } from '../src/azure/index.ts';
 import { writesBetween } from '../src/procedures/upstream.ts';
 import { loadScenarioFile, SCENARIOS_DIR } from '../src/sandbox/scenario.ts';
 import { Sandbox } from '../src/sandbox/sandbox.ts';
-import { STEPS } from '../src/steps/registry.ts';
+import { EXECUTORS, STEPS } from '../src/steps/registry.ts';
 import type { CallCounts } from '../src/kube/call-counter.ts';
 
 const { values } = parseArgs({ options: { scenario: { type: 'string' }, 'time-scale': { type: 'string' } } });
@@ -95,6 +95,7 @@ try {
   };
   const runner = new Runner({
     steps: STEPS as StepRegistry,
+    executors: EXECUTORS as ExecutorRegistry,
     kube,
     azure,
     cluster,
