@@ -10,11 +10,11 @@
  *
  * Exit code: 0 when every step was applied and checked, otherwise the failing step's code.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UsageError, PreconditionError } from '../../engine/errors.ts';
-import type { ClusterIdentity } from '../../engine/journal.ts';
+import { parseJournal, type ClusterIdentity, type JournalDocument, type StepEntry } from '../../engine/journal.ts';
 import { Runner, formatDuration, type RunnerEvents, type StepRunResult } from '../../engine/runner.ts';
 import type { ExecutorRegistry, StepId, StepRegistry } from '../../engine/step.ts';
 import type { CallCounts } from '../../kube/call-counter.ts';
@@ -30,6 +30,48 @@ interface DemoFlags {
   keep?: boolean;
   dir?: string;
   churn: boolean;
+  procedure?: string;
+  observe?: string;
+  operatorPause?: string;
+}
+
+/** Simulated seconds from a flag value; `undefined` when absent. */
+function parseSimSeconds(flag: string, raw: string | undefined): number {
+  if (raw === undefined) return 0;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0 || n > 86_400) throw new UsageError(`${flag}: "${raw}" is not a number of seconds in [0, 86400].`, `Pass simulated seconds, e.g. ${flag} 600.`);
+  return n;
+}
+
+/** How long the demo keeps measuring after the migration, and how fast the documented procedure's operator types. */
+interface DemoPacing {
+  /** Simulated seconds the outage meter keeps sampling after the last step (pods still failing keep counting). */
+  observeSeconds: number;
+  /** `upstream` only: simulated seconds between two of the doc's steps (0: run as a script). */
+  operatorPauseSeconds: number;
+}
+
+/** Waits `simSeconds` of sandbox time. */
+async function waitSimulated(sb: { timeScale: number }, simSeconds: number, say: (m: string) => void, what: string): Promise<void> {
+  if (simSeconds <= 0) return;
+  say(`${what}: ${simSeconds} simulated s (${(simSeconds / sb.timeScale).toFixed(1)} s real)`);
+  await new Promise((r) => setTimeout(r, (simSeconds * 1000) / sb.timeScale));
+}
+
+/**
+ * How the demo migrates: `upstream` follows the documented procedure (src/procedures/upstream.ts),
+ * `in-place` is the runbook with today's rolling NMI patch, `drain` the runbook with step
+ * `nmi-managed` run as `nmiRollout: 'drain'` (no service pod on a node while its NMI restarts).
+ */
+export const DEMO_PROCEDURES = ['upstream', 'in-place', 'drain'] as const;
+export type DemoProcedure = (typeof DEMO_PROCEDURES)[number];
+
+/** Validates `--procedure`. */
+export function parseProcedure(raw: string | undefined): DemoProcedure {
+  const p = raw ?? 'in-place';
+  if (!(DEMO_PROCEDURES as readonly string[]).includes(p)) throw new UsageError(`--procedure: "${raw}" is not a procedure.`, `Use one of: ${DEMO_PROCEDURES.join(', ')}.`);
+  if (p === 'drain') throw new UsageError('--procedure drain: the NMI rollout strategy "drain" of step nmi-managed is not available yet.', 'Use --procedure in-place (the runbook) or --procedure upstream (the documented procedure).');
+  return p as DemoProcedure;
 }
 
 /** Where `--keep` leaves the sandbox's client files, journal and inventory. */
@@ -44,11 +86,96 @@ export interface StepCost {
 
 /** What the demo reports at the end (also what tests read). */
 export interface DemoReport {
-  steps: (StepRunResult & { cost: StepCost })[];
+  procedure: DemoProcedure;
+  scenario: string;
+  timeScale: number;
+  pacing: DemoPacing;
+  /** `state` overrides the runner's outcome (the documented procedure's phases are `done`, not checked). */
+  steps: (StepRunResult & { cost: StepCost; state?: string })[];
   totalMs: number;
   outage: OutageReport;
+  /** Per pool: the node the drain step replaced and how long the pool took (real seconds), from the journal. */
+  drainPools: DrainPoolTiming[];
+  /** Pods evicted by the runbook's steps (the journal's `evicted` results). */
+  podsEvicted: number;
   dir: string;
   kept: boolean;
+}
+
+/** One pool of the drain step. */
+export interface DrainPoolTiming {
+  pool: string;
+  node: string;
+  /** Real seconds from the pool's first action intent to its last action done. */
+  seconds: number;
+  evicted: number;
+}
+
+/** Schema version of the `DemoReport` JSON document (schemas/demo.schema.json). */
+export const DEMO_REPORT_SCHEMA_VERSION = 1;
+
+/**
+ * The drain step's per-pool timing from its journal entry: the step's own `poolTimings` data
+ * (`[{ pool, node, seconds, evicted? }]`) when it records it, else computed from the intent and
+ * done timestamps of its `pool/<pool>/...` actions, with the node from `freshNodes`.
+ */
+export function drainPoolsFromJournal(entry: Pick<StepEntry, 'actions' | 'data'> | undefined): DrainPoolTiming[] {
+  if (!entry) return [];
+  const recorded = entry.data?.poolTimings;
+  if (Array.isArray(recorded)) {
+    return recorded
+      .filter((t): t is DrainPoolTiming => !!t && typeof t.pool === 'string' && typeof t.seconds === 'number')
+      .map((t) => ({ pool: t.pool, node: String(t.node ?? ''), seconds: t.seconds, evicted: typeof t.evicted === 'number' ? t.evicted : 0 }))
+      .sort((a, b) => a.pool.localeCompare(b.pool));
+  }
+  const fresh = (entry.data?.freshNodes ?? {}) as Record<string, string>;
+  const byPool = new Map<string, { start: number; end: number; node?: string; evicted: number }>();
+  for (const r of entry.actions) {
+    const m = /^pool\/([^/]+)\//.exec(r.actionId);
+    if (!m || r.rolledBack) continue;
+    const t = byPool.get(m[1]) ?? { start: Infinity, end: -Infinity, evicted: 0 };
+    t.start = Math.min(t.start, Date.parse(r.intentAt));
+    if (r.doneAt) t.end = Math.max(t.end, Date.parse(r.doneAt));
+    const pre = r.preState as { node?: string } | undefined;
+    t.node ??= pre?.node;
+    const evicted = (r.result as { evicted?: unknown } | undefined)?.evicted;
+    if (r.status === 'done' && typeof evicted === 'number') t.evicted += evicted;
+    byPool.set(m[1], t);
+  }
+  return [...byPool]
+    .filter(([, t]) => Number.isFinite(t.start) && Number.isFinite(t.end))
+    .map(([pool, t]) => ({ pool, node: fresh[pool] ?? t.node ?? '', seconds: Math.round(t.end - t.start) / 1000, evicted: t.evicted }))
+    .sort((a, b) => a.pool.localeCompare(b.pool));
+}
+
+/** Pods evicted according to a journal: the sum of every done action's numeric `evicted` result. */
+export function podsEvictedFromJournal(doc: Pick<JournalDocument, 'steps'>): number {
+  let n = 0;
+  for (const entry of Object.values(doc.steps)) {
+    for (const r of entry?.actions ?? []) {
+      const evicted = (r.result as { evicted?: unknown } | undefined)?.evicted;
+      if (r.status === 'done' && !r.rolledBack && typeof evicted === 'number') n += evicted;
+    }
+  }
+  return n;
+}
+
+/** The `-o json` document (schemas/demo.schema.json). */
+export function demoDocument(r: DemoReport): Record<string, unknown> {
+  return {
+    kind: 'DemoReport',
+    schemaVersion: DEMO_REPORT_SCHEMA_VERSION,
+    procedure: r.procedure,
+    scenario: r.scenario,
+    timeScale: r.timeScale,
+    observeSeconds: r.pacing.observeSeconds,
+    ...(r.procedure === 'upstream' ? { operatorPauseSeconds: r.pacing.operatorPauseSeconds } : {}),
+    realSeconds: Math.round(r.totalMs) / 1000,
+    steps: r.steps.map((s) => ({ id: s.stepId, title: s.title, state: s.state ?? s.outcome, summary: s.summary, seconds: Math.round(s.durationMs) / 1000, kubeCalls: s.cost.kube, armCalls: s.cost.arm, armWrites: s.cost.armWrites })),
+    drain: { pools: r.drainPools.map((p) => ({ pool: p.pool, node: p.node, seconds: p.seconds, evicted: p.evicted })) },
+    podsEvicted: r.podsEvicted,
+    outage: r.outage,
+  };
 }
 
 /** The sandbox the demo runs against: in this process, or the detached daemon (`--keep`). */
@@ -58,6 +185,7 @@ interface DemoSandbox {
   aksResourceId: string;
   subscriptionId: string;
   clusterName: string;
+  scenarioName: string;
   timeScale: number;
   envFile: string;
   outage(): Promise<OutageReport>;
@@ -96,6 +224,7 @@ async function startInProcess(flags: DemoFlags, dir: string, progress: (m: strin
     aksResourceId: sb.aksResourceId,
     subscriptionId: scenario.subscriptionId,
     clusterName: scenario.cluster.name,
+    scenarioName: scenario.name,
     timeScale: sb.clock.timeScale,
     envFile: files.envFile,
     outage: async () => sb.meter.report(),
@@ -123,6 +252,7 @@ async function startDetached(flags: DemoFlags, dir: string, progress: (m: string
     aksResourceId: st.aksResourceId,
     subscriptionId: sub,
     clusterName: st.aksResourceId.split('/').pop()!,
+    scenarioName: (await import('../../sandbox/scenario.ts')).loadScenarioFile(resolve(flags.scenario ?? (await import('../../sandbox/scenario.ts')).DEFAULT_SCENARIO_PATH)).name,
     timeScale: st.timeScale ?? 10,
     envFile: join(files.dir, 'env'),
     outage: async () => ((await controlRequest(st, 'GET', '/_sandbox/status')) as { outage: OutageReport }).outage,
@@ -144,12 +274,16 @@ function diff(after: CallCounts, before: CallCounts): { total: number; writes: n
 export function renderDemoReport(r: DemoReport, p: Paint, sandbox: { timeScale: number }): string {
   const lines: string[] = [];
   lines.push('');
-  lines.push(p.bold(`Migration report (sandbox at ${sandbox.timeScale}x; ${formatDuration(r.totalMs)} real time)`));
+  lines.push(p.bold(`Migration report, procedure ${r.procedure} (scenario ${r.scenario}, sandbox at ${sandbox.timeScale}x; ${formatDuration(r.totalMs)} real time)`));
   const rows = [['STEP', 'RESULT', 'TIME', 'K8S CALLS', 'ARM CALLS', 'CHECKS', 'WHAT CHANGED']];
   for (const s of r.steps) {
-    rows.push([s.stepId, s.outcome, formatDuration(s.durationMs), String(s.cost.kube), `${s.cost.arm}${s.cost.armWrites ? ` (${s.cost.armWrites} writes)` : ''}`, `${s.evidence.length} passed`, s.summary]);
+    rows.push([s.stepId, s.state ?? s.outcome, formatDuration(s.durationMs), String(s.cost.kube), `${s.cost.arm}${s.cost.armWrites ? ` (${s.cost.armWrites} writes)` : ''}`, `${s.evidence.length} passed`, s.summary]);
   }
   lines.push(table(rows).trimEnd());
+  if (r.drainPools.length) {
+    const slowest = Math.max(...r.drainPools.map((d) => d.seconds));
+    lines.push(`  drain per pool (real s): ${r.drainPools.map((d) => `${d.pool} ${d.seconds.toFixed(1)}`).join(', ')}; slowest ${slowest.toFixed(1)}, sum ${r.drainPools.reduce((a, d) => a + d.seconds, 0).toFixed(1)}`);
+  }
   const o = r.outage;
   const nmi = o.windows.filter((w) => w.cause.startsWith('nmi-restart'));
   const other = o.windows.filter((w) => !w.cause.startsWith('nmi-restart'));
@@ -183,9 +317,17 @@ export const demoCommand: CommandModule = {
       .option('--no-churn', 'do not run the scenario batch churn')
       .option('--keep', `leave the sandbox running afterwards (as the background daemon of \`sandbox up\`, in --dir, default ${DEMO_KEEP_DIR})`)
       .option('--dir <dir>', 'where the sandbox client files, journal, inventory and JUnit report go (default: a temporary directory; with --keep .sandbox-demo)')
+      .option('--observe <seconds>', 'simulated seconds the outage meter keeps measuring after the migration (default 0)')
+      .option('--operator-pause <seconds>', 'with --procedure upstream: simulated seconds between two steps of the documented procedure, as an operator reading it (default 0: run as a script)')
+      .option('--procedure <name>', `how to migrate: upstream (the documented procedure), in-place (the runbook, rolling NMI patch), drain (the runbook, NMI restarted on drained nodes) (default: in-place)`)
       .action(async (flags: DemoFlags, cmd) => {
         const globals = env.globals(cmd);
         parseTimeScale(flags.timeScale);
+        const procedure = parseProcedure(flags.procedure);
+        const pacing: DemoPacing = { observeSeconds: parseSimSeconds('--observe', flags.observe), operatorPauseSeconds: parseSimSeconds('--operator-pause', flags.operatorPause) };
+        if (pacing.operatorPauseSeconds && procedure !== 'upstream') throw new UsageError('--operator-pause applies to --procedure upstream only.', 'Drop --operator-pause, or add --procedure upstream.');
+        const json = globals.output === 'json';
+        if (globals.output !== 'table' && !json) throw new UsageError(`-o/--output: demo prints a table or a JSON document, not ${globals.output}.`, 'Use -o table (default) or -o json.');
         const dir = resolve(globals.cwd, flags.dir ?? (flags.keep ? DEMO_KEEP_DIR : mkdtempSync(join(tmpdir(), 'podid-demo-'))));
         const p = env.paint(globals);
         const say = (m: string) => env.err(`${m}\n`);
@@ -193,9 +335,10 @@ export const demoCommand: CommandModule = {
         const sb = flags.keep ? await startDetached(flags, dir, say) : await startInProcess(flags, dir, say);
         try {
           say(`Sandbox ready: ${sb.clusterName} at ${sb.timeScale}x (files in ${dir})`);
-          const report = await migrate(env, globals, sb, dir, p, started);
-          env.out(renderDemoReport(report, p, sb));
-          if (flags.keep) {
+          const report = procedure === 'upstream' ? await migrateUpstream(env, sb, dir, started, pacing) : await migrate(env, globals, sb, dir, p, started, procedure, json, pacing);
+          if (json) env.out(`${JSON.stringify(demoDocument(report), null, 2)}\n`);
+          else env.out(renderDemoReport(report, p, sb));
+          if (flags.keep && !json) {
             env.out(
               [
                 '',
@@ -216,12 +359,60 @@ export const demoCommand: CommandModule = {
   },
 };
 
-async function migrate(env: Parameters<CommandModule['register']>[1], globals: ReturnType<Parameters<CommandModule['register']>[1]['globals']>, sb: DemoSandbox, dir: string, p: Paint, started: number): Promise<DemoReport> {
+type Env = Parameters<CommandModule['register']>[1];
+
+async function gatewaysFor(sb: DemoSandbox) {
   const kubeModule = await import('../../kube/index.ts');
   const azureModule = await import('../../azure/index.ts');
-  const { STEPS, EXECUTORS } = await import('../../steps/registry.ts');
   const kube = kubeModule.createKubeGateway({ kubeconfig: sb.kubeconfig });
   const azure = azureModule.createAzureGateway({ subscriptionId: sb.subscriptionId, connection: azureModule.resolveAzureConnection(sb.armEnv) });
+  return { kube, azure };
+}
+
+/** `--procedure upstream`: the documented procedure instead of the runbook; each of its phases is a row of the report. */
+async function migrateUpstream(env: Env, sb: DemoSandbox, dir: string, started: number, pacing: DemoPacing): Promise<DemoReport> {
+  const { runUpstreamProcedure } = await import('../../procedures/upstream.ts');
+  const { kube, azure } = await gatewaysFor(sb);
+  const say = (m: string) => env.err(`${m}\n`);
+  const run = await runUpstreamProcedure({
+    kube,
+    azure,
+    aksId: sb.aksResourceId,
+    pauseBetweenPhasesMs: (pacing.operatorPauseSeconds * 1000) / sb.timeScale,
+    progress: (m) => say(`  ${m}`),
+    onPhase: ({ title, result }) => say(result ? `[${result.state === 'done' ? 'COMPLETED' : 'FAILED'}] ${title} (${formatDuration(result.durationMs)}): ${result.summary}` : `[STARTED] ${title}`),
+  });
+  if (run.error) throw new PreconditionError(`the documented procedure stopped: ${run.error.message}`, `The sandbox state is in ${dir}; run with --keep to look at it.`);
+  const totalMs = Date.now() - started;
+  await waitSimulated(sb, pacing.observeSeconds, say, 'observing the workloads after the procedure');
+  return {
+    procedure: 'upstream',
+    scenario: sb.scenarioName,
+    timeScale: sb.timeScale,
+    pacing,
+    steps: run.phases.map((ph) => ({
+      stepId: ph.id as StepId,
+      title: ph.title,
+      outcome: 'checked' as const,
+      state: ph.state,
+      summary: ph.summary,
+      durationMs: ph.durationMs,
+      actions: 0,
+      evidence: [],
+      cost: { kube: ph.kubeCalls, arm: ph.armCalls, armWrites: ph.armWrites },
+    })),
+    totalMs,
+    outage: await sb.outage(),
+    drainPools: [],
+    podsEvicted: 0,
+    dir,
+    kept: false,
+  };
+}
+
+async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSandbox, dir: string, p: Paint, started: number, procedure: DemoProcedure, json: boolean, pacing: DemoPacing): Promise<DemoReport> {
+  const { STEPS, EXECUTORS } = await import('../../steps/registry.ts');
+  const { kube, azure } = await gatewaysFor(sb);
   const info = await kube.clusterInfo();
   const cluster: ClusterIdentity = { name: sb.clusterName, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: sb.subscriptionId, aksResourceId: sb.aksResourceId };
   const journalPath = join(dir, 'journal.json');
@@ -253,7 +444,7 @@ async function migrate(env: Parameters<CommandModule['register']>[1], globals: R
       cluster,
       journalPath,
       inventoryPath,
-      options: { aksId: sb.aksResourceId, junitPath: join(dir, 'junit.xml'), kubeconfig: sb.kubeconfig },
+      options: { aksId: sb.aksResourceId, junitPath: join(dir, 'junit.xml'), kubeconfig: sb.kubeconfig, nmiRollout: procedure === 'drain' ? 'drain' : 'in-place' },
       stepTimeoutMs: globals.stepTimeoutMs,
       events,
       verbose: globals.verbose,
@@ -266,15 +457,26 @@ async function migrate(env: Parameters<CommandModule['register']>[1], globals: R
   all.push(...inv.steps);
 
   const plan = await runner().plan();
-  env.out(`${renderPlanTable(plan, p, journalPath)}\n`);
+  // With -o json stdout carries the report document alone.
+  (json ? env.err.bind(env) : env.out.bind(env))(`${renderPlanTable(plan, p, journalPath)}\n`);
 
   const rest = STEPS.slice(1);
   const run = await runWithProgress(rest, progress, (events) => runner(meter(events)).apply());
   all.push(...run.steps.filter((s) => s.stepId !== 'inventory'));
+  const totalMs = Date.now() - started;
+  await waitSimulated(sb, pacing.observeSeconds, (m) => env.err(`${m}\n`), 'observing the workloads after the migration');
+  const outage = await sb.outage();
+  const journal = parseJournal(readFileSync(journalPath, 'utf8'), journalPath);
   return {
+    procedure,
+    scenario: sb.scenarioName,
+    timeScale: sb.timeScale,
+    pacing,
     steps: all.map((s) => ({ ...s, cost: costs.get(s.stepId) ?? { kube: 0, arm: 0, armWrites: 0 } })),
-    totalMs: Date.now() - started,
-    outage: await sb.outage(),
+    totalMs,
+    outage,
+    drainPools: drainPoolsFromJournal(journal.steps.drain),
+    podsEvicted: podsEvictedFromJournal(journal),
     dir,
     kept: false,
   };

@@ -1,0 +1,102 @@
+/**
+ * `podid-migrate demo -o json` through the real entry point: stdout carries the report document
+ * alone, and it validates against schemas/demo.schema.json. Runs the documented procedure and the
+ * runbook (in-place) on fresh sandboxes at a high time scale; `--procedure drain` is refused until
+ * the strategy exists.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const BIN = join(ROOT, 'bin', 'podid-migrate');
+
+function validator() {
+  const ajv = new Ajv({ allErrors: true, strict: true });
+  const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
+  addFormats(ajv);
+  return ajv.compile(JSON.parse(readFileSync(join(ROOT, 'schemas', 'demo.schema.json'), 'utf8')));
+}
+
+async function demo(args: string[]) {
+  const cwd = mkdtempSync(join(tmpdir(), 'podid-demo-json-'));
+  return execa(process.execPath, [BIN, 'demo', '--dir', join(cwd, 'demo'), ...args], { cwd, env: { CI: 'true' }, reject: false, timeout: 200_000 });
+}
+
+interface Doc {
+  kind: string;
+  procedure: string;
+  steps: { id: string; state: string; armWrites: number; kubeCalls: number }[];
+  drain: { pools: { pool: string; node: string; seconds: number; evicted?: number }[] };
+  podsEvicted: number;
+  outage: { failingPodSeconds: number; windows: { cause: string }[]; byCause: Record<string, number> };
+}
+
+describe('podid-migrate demo -o json', () => {
+  it('refuses --procedure drain until the strategy exists, and an unknown procedure, before starting anything', async () => {
+    const drain = await demo(['--procedure', 'drain']);
+    expect(drain.exitCode).not.toBe(0);
+    expect(drain.stderr).toMatch(/--procedure drain: the NMI rollout strategy "drain" of step nmi-managed is not available yet/);
+    expect(drain.stderr).not.toMatch(/Sandbox ready/);
+    const bad = await demo(['--procedure', 'helm']);
+    expect(bad.exitCode).not.toBe(0);
+    expect(bad.stderr).toMatch(/--procedure: "helm" is not a procedure[\s\S]*upstream, in-place, drain/);
+    const pause = await demo(['--operator-pause', '60']);
+    expect(pause.exitCode).not.toBe(0);
+    expect(pause.stderr).toMatch(/--operator-pause applies to --procedure upstream only/);
+    const observe = await demo(['--observe', '-3']);
+    expect(observe.stderr).toMatch(/--observe: "-3" is not a number of seconds/);
+  }, 30_000);
+
+  it('documented procedure: a valid document with its four phases, ARM writes one per identity and scale set, and the outage it causes', async () => {
+    const r = await demo(['--procedure', 'upstream', '-o', 'json', '--time-scale', '60', '--observe', '60']);
+    expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
+    const doc = JSON.parse(r.stdout) as Doc;
+    const validate = validator();
+    expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
+    expect(doc.procedure).toBe('upstream');
+    expect(doc).toMatchObject({ observeSeconds: 60, operatorPauseSeconds: 0 });
+    expect(doc.steps.map((s) => [s.id, s.state])).toEqual([
+      ['assign-identities', 'done'],
+      ['delete-mic-nmi', 'done'],
+      ['delete-assigned-identity-crd', 'done'],
+      ['install-managed-nmi', 'done'],
+    ]);
+    // 8 identities on 5 scale sets; those MIC had already assigned need no PATCH.
+    expect(doc.steps[0].armWrites).toBeGreaterThan(0);
+    expect(doc.steps[0].armWrites).toBeLessThanOrEqual(40);
+    expect(doc.drain.pools).toEqual([]);
+    expect(doc.podsEvicted).toBe(0);
+    // Between the NMI delete and the new NMI nothing intercepts IMDS; the binding left in another namespace stops working.
+    expect(doc.outage.failingPodSeconds).toBeGreaterThan(0);
+    expect(Object.keys(doc.outage.byCause).join('\n')).toMatch(/no-binding-in-namespace/);
+    // Progress went to stderr.
+    expect(r.stderr).toMatch(/az vmss identity assign -g MC_prod_prod-weu_westeurope -n aks-pay-12345678-vmss --identities api-id/);
+  }, 210_000);
+
+  it('runbook in-place: a valid document with every step, per-pool drain timing from the journal, and the evictions', async () => {
+    const r = await demo(['-o', 'json', '--time-scale', '40']);
+    expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
+    const doc = JSON.parse(r.stdout) as Doc;
+    const validate = validator();
+    expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
+    expect(doc.procedure).toBe('in-place');
+    expect(doc.steps.map((s) => s.id)).toEqual(['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain', 'test', 'cleanup']);
+    expect(doc.steps.every((s) => s.state === 'checked')).toBe(true);
+    expect(doc.drain.pools.map((p) => p.pool)).toEqual(['batch', 'pay', 'platform', 'reports', 'system']);
+    for (const p of doc.drain.pools) {
+      expect(p.node).toMatch(new RegExp(`^aks-${p.pool}-12345678-vmss`));
+      expect(p.seconds).toBeGreaterThan(0);
+    }
+    const drainStep = doc.steps.find((s) => s.id === 'drain')!;
+    expect(doc.podsEvicted).toBe(doc.drain.pools.reduce((a, p) => a + (p.evicted ?? 0), 0));
+    expect(doc.podsEvicted).toBeGreaterThan(0);
+    expect(drainStep.kubeCalls).toBeGreaterThan(0);
+    // The plan table went to stderr with the progress: stdout is the document alone.
+    expect(r.stderr).toMatch(/Step 5 drain/);
+  }, 210_000);
+});
