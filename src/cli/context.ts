@@ -40,7 +40,7 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   // as --help, status or sandbox never need them.
   const [{ createKubeGateway }, { createAzureGateway }, { STEPS }] = await Promise.all([import('../kube/index.ts'), import('../azure/index.ts'), import('../steps/registry.ts')]);
   const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal });
-  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal });
+  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, cloud: options.cloud, dryRun: mode.dryRun, signal: mode.signal });
   const info = await kube.clusterInfo();
   return {
     steps: STEPS as unknown as StepRegistry,
