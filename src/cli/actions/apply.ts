@@ -6,7 +6,9 @@ import type { DryRunMode, StepId } from '../../engine/step.ts';
 import { pathsFor } from '../context.ts';
 import { durationFlag, stepFlag } from '../options.ts';
 import { runWithProgress } from '../progress.ts';
-import { renderData, renderRunSummary } from '../render.ts';
+import { renderData } from '../render.ts';
+import { envelope } from '../documents.ts';
+import { renderRunResult, runResultBody } from '../run-result.ts';
 import { formatDryRunEntry, type DryRunEntry } from '../../kube/dry-run.ts';
 import type { Command } from 'commander';
 import type { CliEnv } from '../main.ts';
@@ -72,9 +74,9 @@ export async function run(env: CliEnv, flags: ApplyFlags, cmd: Command): Promise
       env.runner(runtime, globals, { dryRun, signal, stepOptions, events }).apply({ step: step as StepId | undefined, to: to as StepId | undefined, savedPlan }),
     );
     const writes = dryRun === 'none' ? undefined : (runtime.recordedWrites?.() ?? []);
-    if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, { dryRun, ...result, journal: dryRun === 'none' ? result.journal : undefined, ...(writes ? { writes } : {}) }));
+    if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, envelope('apply', runResultBody(result, dryRun, writes))));
     else {
-      env.err(renderRunSummary(result, env.paint(globals), 'apply', dryRun));
+      env.out(renderRunResult(result, env.paint(globals), 'apply', dryRun));
       if (writes) env.out(renderDryRunWrites(writes, dryRun));
     }
   });

@@ -21,7 +21,8 @@ import type { CallCounts } from '../../kube/call-counter.ts';
 import type { OutageReport } from '../../sandbox/podidentity/outage-meter.ts';
 import type { Paint } from '../io.ts';
 import { runWithProgress } from '../progress.ts';
-import { renderPlanTable, table } from '../render.ts';
+import { renderData, renderPlanTable, table } from '../render.ts';
+import { envelope } from '../documents.ts';
 import type { Command } from 'commander';
 import type { CliEnv } from '../main.ts';
 import type { GlobalOptions } from '../options.ts';
@@ -136,6 +137,29 @@ function diff(after: CallCounts, before: CallCounts): { total: number; writes: n
   return { total: after.total - before.total, writes };
 }
 
+/** The body of the `demo -o json|yaml` document (`schemas/demo.schema.json`). */
+export function demoDocumentBody(r: DemoReport, sb: Pick<DemoSandbox, 'clusterName' | 'aksResourceId' | 'subscriptionId' | 'timeScale' | 'envFile'>, kept: boolean) {
+  return {
+    cluster: { name: sb.clusterName, aksResourceId: sb.aksResourceId, subscriptionId: sb.subscriptionId },
+    timeScale: sb.timeScale,
+    totalMs: r.totalMs,
+    dir: r.dir,
+    kept,
+    ...(kept ? { envFile: sb.envFile } : {}),
+    steps: r.steps.map((s) => ({
+      stepId: s.stepId,
+      title: s.title,
+      outcome: s.outcome,
+      summary: s.summary,
+      durationMs: s.durationMs,
+      actions: s.actions,
+      checks: [...s.evidence],
+      calls: { kube: s.cost.kube, arm: s.cost.arm, armWrites: s.cost.armWrites },
+    })),
+    outage: r.outage,
+  };
+}
+
 /** The final report as text. */
 export function renderDemoReport(r: DemoReport, p: Paint, sandbox: { timeScale: number }): string {
   const lines: string[] = [];
@@ -179,6 +203,10 @@ export async function run(env: CliEnv, flags: DemoFlags, cmd: Command): Promise<
   try {
     say(`Sandbox ready: ${sb.clusterName} at ${sb.timeScale}x (files in ${dir})`);
     const report = await migrate(env, globals, sb, dir, p, started);
+    if (globals.output === 'json' || globals.output === 'yaml') {
+      env.out(renderData(globals.output, envelope('demo', demoDocumentBody(report, sb, Boolean(flags.keep)))));
+      return;
+    }
     env.out(renderDemoReport(report, p, sb));
     if (flags.keep) {
       env.out(
@@ -248,7 +276,10 @@ async function migrate(env: CliEnv, globals: GlobalOptions, sb: DemoSandbox, dir
   all.push(...inv.steps);
 
   const plan = await runner().plan();
-  env.out(`${renderPlanTable(plan, p, journalPath)}\n`);
+  // With -o json|yaml stdout carries only the report document; the plan stays visible on stderr.
+  const planText = `${renderPlanTable(plan, p, journalPath)}\n`;
+  if (globals.output === 'json' || globals.output === 'yaml') env.err(planText);
+  else env.out(planText);
 
   const rest = STEPS.slice(1);
   const run = await runWithProgress(rest, progress, (events) => runner(meter(events)).apply());

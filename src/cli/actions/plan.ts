@@ -4,6 +4,7 @@ import { hasChanges } from '../../engine/plan.ts';
 import { pathsFor } from '../context.ts';
 import type { Command } from 'commander';
 import type { CliEnv } from '../main.ts';
+import { envelope } from '../documents.ts';
 import { renderData, renderPlanMarkdown, renderPlanTable } from '../render.ts';
 import { resolve } from 'node:path';
 
@@ -19,7 +20,7 @@ export async function run(env: CliEnv, opts: { out?: string; detailedExitcode?: 
       await writeFileAtomic(resolve(globals.cwd, opts.out), `${JSON.stringify(plan, null, 2)}\n`, { mode: 0o600 });
       env.err(`Saved the plan to ${opts.out}. Apply exactly it with: podid-migrate apply --plan ${opts.out}\n`);
     }
-    if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, plan));
+    if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, envelope('plan', plan)));
     else if (globals.output === 'markdown') env.out(renderPlanMarkdown(plan));
     else env.out(renderPlanTable(plan, env.paint(globals), journalPath));
     if (opts.detailedExitcode) {

@@ -1,7 +1,9 @@
 import { PreconditionError, UsageError } from '../../engine/errors.ts';
 import { stepFlag } from '../options.ts';
 import { runWithProgress } from '../progress.ts';
-import { renderData, renderRunSummary } from '../render.ts';
+import { renderData } from '../render.ts';
+import { envelope } from '../documents.ts';
+import { renderRunResult, runResultBody } from '../run-result.ts';
 import type { Command } from 'commander';
 import type { CliEnv } from '../main.ts';
 
@@ -26,7 +28,7 @@ export async function run(env: CliEnv, flags: { step?: string; to?: string; all?
     const result = await runWithProgress(range, { stderr: env.deps.stderr, animated: env.animated, verbose: globals.verbose, verb: 'rollback' }, (events) =>
       env.runner(runtime, globals, { dryRun: 'none', signal, events }).rollback({ step, to, all: flags.all }),
     );
-    if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, result));
-    else env.err(renderRunSummary(result, env.paint(globals), 'rollback', 'none'));
+    if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, envelope('rollback', runResultBody(result, 'none'))));
+    else env.out(renderRunResult(result, env.paint(globals), 'rollback', 'none'));
   });
 }
