@@ -3,7 +3,8 @@
  * Builds the shipped package: `src/` compiled to `dist/` (same layout, relative `.ts` imports
  * rewritten to `.js`), plus the non-TypeScript files that modules read next to themselves at
  * run time (the sandbox's Pod Identity manifests). Plain JavaScript so that any Node the
- * package supports can run it (`npm ci` runs it through `prepare`).
+ * package supports can run it (`npm ci` runs it through `prepare`). Transpile only: types are
+ * checked by `npm run typecheck` and before `npm pack` (`prepack`).
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
