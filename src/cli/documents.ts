@@ -22,6 +22,7 @@ export const DOCUMENT_COMMANDS = {
   history: 1,
   demo: 1,
   drift: 1,
+  'sandbox-status': 1,
 } as const;
 
 /** A command that prints a document. */

@@ -98,6 +98,19 @@ describe('documents from the sandbox', () => {
     expect((rolledBack.steps as { outcome: string }[])[0].outcome).toBe('rolled-back');
   }, 180_000);
 
+  it('sandbox status (a daemon started by sandbox up) validates against its schema', async () => {
+    const dir = join(work, 'daemon');
+    const up = await cli('sandbox', 'up', '--dir', dir, '--no-churn');
+    expect(up.code, up.stderr).toBe(0);
+    try {
+      const doc = await document('sandbox-status', 'sandbox', 'status', '--dir', dir);
+      expect((doc.state as { status: string }).status).toBe('ready');
+      expect((doc.live as { scenario: string }).scenario).toBe('default');
+    } finally {
+      expect((await cli('sandbox', 'down', '--dir', dir)).code).toBe(0);
+    }
+  }, 120_000);
+
   it('apply prints its result on stdout as a table: each step, the journal line, and the checks it passed', async () => {
     // A journal of its own: the cluster is as the sandbox started it.
     const r = await cli('--journal', join(work, 'table.json'), '--inventory', join(work, 'table.yaml'), 'apply', '--step', 'inventory', '--yes');

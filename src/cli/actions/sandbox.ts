@@ -9,6 +9,7 @@ import { SandboxError, sandboxDown, sandboxStatus, sandboxUp } from '../../sandb
 import { ScenarioError } from '../../sandbox/scenario.ts';
 import type { SandboxStatus } from '../../sandbox/sandbox.ts';
 import { renderData } from '../render.ts';
+import { envelope } from '../documents.ts';
 import type { Command } from 'commander';
 import type { CliEnv } from '../main.ts';
 
@@ -85,7 +86,7 @@ export async function status(env: CliEnv, opts: { dir: string }, cmd: Command): 
     throw asCliError(e);
   }
   if (globals.output === 'json' || globals.output === 'yaml') {
-    env.out(renderData(globals.output, { state: result.state, ...(result.live ? { live: result.live } : {}) }));
+    env.out(renderData(globals.output, envelope('sandbox-status', { state: result.state, ...(result.live ? { live: result.live } : {}) })));
     return;
   }
   if (!result.live) {
