@@ -35,7 +35,7 @@ PATH=$user_path npm pack --pack-destination "$work" --silent >/dev/null || fail 
 tgz=$(ls "$work"/podid-migrate-*.tgz) || fail "npm pack wrote no tarball"
 tar -tzf "$tgz" >"$work/contents"
 for f in package/dist/cli/main.js package/dist/sandbox/daemon.js package/dist/sandbox/manifests/managed-v1.8.17.yaml \
-  package/bin/podid-migrate package/bin/kubectl-podid_migrate package/bin/launch.js package/schemas/plan.schema.json \
+  package/bin/podid-migrate package/bin/kubectl-podid_migrate package/bin/kubectl_complete-podid_migrate package/bin/launch.js package/schemas/plan.schema.json \
   package/scenarios/default.yaml package/scenarios/scenario.schema.json package/inventory/inventory.schema.json package/LICENSE; do
   grep -qx "$f" "$work/contents" || fail "the tarball lacks $f"
 done
@@ -64,6 +64,7 @@ for node in "${nodes[@]}"; do
   plugin_help=$(PATH=$export_path kubectl podid-migrate --help) || fail "kubectl podid-migrate --help (Node $label)"
   grep -q '^Usage: kubectl podid-migrate \[options\] \[command\]' <<<"$plugin_help" || fail "kubectl podid-migrate --help does not name itself kubectl podid-migrate (Node $label)"
   PATH=$export_path kubectl plugin list 2>/dev/null | grep -q "$bin/kubectl-podid_migrate" || fail "kubectl plugin list does not show $bin/kubectl-podid_migrate"
+  [ "$(PATH=$export_path kubectl __complete podid-migrate ap 2>/dev/null | head -1)" = apply ] || fail "kubectl does not complete the plugin's commands (Node $label)"
 
   sandbox=$work/sandbox-$label
   sandboxes+=("$sandbox")
@@ -90,6 +91,6 @@ for node in "${nodes[@]}"; do
     [ "$status_code" = 1 ] && grep -q '^Error: no journal at ' <<<"$status_err" || fail "kubectl podid-migrate status without a journal: exit $status_code, \"$status_err\" (Node $label)"
   ) || exit 1
   PATH=$export_path podid-migrate sandbox down --dir "$sandbox" >/dev/null 2>&1 || fail "podid-migrate sandbox down (Node $label)"
-  echo "Node $label: --help, --version, kubectl podid-migrate --help, sandbox up, plan (table and JSON), sandbox down: ok"
+  echo "Node $label: --help, --version, kubectl podid-migrate --help and completion, sandbox up, plan (table and JSON), sandbox down: ok"
 done
 echo "installed package: ok (Node ${nodes[*]})"

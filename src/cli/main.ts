@@ -13,6 +13,12 @@ import type { Runtime, RuntimeFactory } from './context.ts';
 import { confirmOnTerminal, isCi, paint, type CliDeps, type Paint } from './io.ts';
 import { CLOUD_NAMES, journalPathFor, OUTPUT_FORMATS, parseAksId, validateGlobalOptions, type GlobalOptions, type RawGlobalOptions } from './options.ts';
 
+/**
+ * Hidden first argument: `podid-migrate __complete <words...>` prints the completions of the
+ * last word (Cobra's protocol, which kubectl uses for plugins through `kubectl_complete-*`).
+ */
+export const COMPLETE_COMMAND = '__complete';
+
 /** The package version, shown by `--version`. */
 export const VERSION = '0.1.0';
 
@@ -143,6 +149,12 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}, opt
   };
 
   const program = buildProgram(env, [...CORE_COMMANDS, ...deps.extraCommands], programName);
+  if (argv[2] === COMPLETE_COMMAND) {
+    // Dynamic completion (kubectl's plugin completion calls it): words in, candidates out.
+    const { completeWords, completionModel, formatCompletion } = await import('./actions/completion.ts');
+    env.out(formatCompletion(completeWords(completionModel(program), argv.slice(3))));
+    return EXIT.ok;
+  }
   const verbose = argv.includes('--verbose');
   try {
     await program.parseAsync(argv);

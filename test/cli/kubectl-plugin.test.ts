@@ -1,6 +1,8 @@
 /**
  * `kubectl podid-migrate`: stock kubectl finds `kubectl-podid_migrate` on PATH and runs it;
- * help and error hints name the tool the way it was invoked.
+ * help and error hints name the tool the way it was invoked; kubectl's own completion
+ * (`kubectl __complete`, what its shell scripts call) completes the plugin's commands, flags
+ * and values through `kubectl_complete-podid_migrate`.
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -44,5 +46,22 @@ describe('kubectl plugin', () => {
     const version = await kubectl('podid-migrate', '--version');
     expect(version.stdout.trim()).toBe(VERSION);
     expect(VERSION).toBe(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  });
+
+  it('kubectl completes the plugin: commands, sub-commands, flags, step ids, -o values; files for path flags', async () => {
+    /** Candidates and directive kubectl prints for `kubectl podid-migrate <words>`. */
+    const complete = async (...words: string[]) => {
+      const r = await kubectl('__complete', 'podid-migrate', ...words);
+      expect(r.code, r.stderr).toBe(0);
+      const lines = r.stdout.trimEnd().split('\n');
+      return { candidates: lines.slice(0, -1), directive: lines.at(-1) };
+    };
+    expect(await complete('ap')).toEqual({ candidates: ['apply'], directive: ':4' });
+    expect((await complete('')).candidates).toEqual(['plan', 'apply', 'rollback', 'status', 'history', 'force-unlock', 'sandbox', 'demo', 'completion', 'help']);
+    expect((await complete('apply', '--step', '')).candidates).toEqual(['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain', 'test', 'cleanup']);
+    expect((await complete('-o', 'js')).candidates).toEqual(['json']);
+    expect((await complete('sandbox', '')).candidates).toEqual(['up', 'down', 'status']);
+    expect((await complete('rollback', '--a')).candidates).toEqual(['--all', '--aks-id']);
+    expect(await complete('plan', '--out', '')).toEqual({ candidates: [], directive: ':0' });
   });
 });

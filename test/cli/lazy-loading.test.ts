@@ -41,7 +41,7 @@ async function modulesFor(args: string[]): Promise<{ code: number; out: string; 
 const HEAVY = /\/src\/(engine\/(runner|lock|plan)|kube\/|steps\/|sandbox\/|cli\/(render|progress|context)\.ts|azure\/(client|gateway|index)\.ts)|\/node_modules\/(?!commander\/)/;
 
 describe('cold start loads only what the answer needs', () => {
-  for (const args of [['--help'], ['plan', '--help'], ['apply', '--help'], ['sandbox', 'up', '--help'], ['--version'], ['completion', 'bash']]) {
+  for (const args of [['--help'], ['plan', '--help'], ['apply', '--help'], ['sandbox', 'up', '--help'], ['--version'], ['completion', 'bash'], ['__complete', 'apply', '--st']]) {
     it(`podid-migrate ${args.join(' ')}`, async () => {
       const r = await modulesFor(args);
       expect(r.code).toBe(0);

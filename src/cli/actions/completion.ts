@@ -209,6 +209,60 @@ export function fishCompletion(root: CommandSpec, bin: string): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Candidates for the word being completed, and Cobra's directive for the shell. */
+export interface Completion {
+  candidates: string[];
+  /** Cobra ShellCompDirective: 0 default (files), 4 no file completion, 16 directories only. */
+  directive: number;
+}
+
+const NO_FILES = 4;
+const DIRECTORIES = 16;
+
+/**
+ * Completes the last of `words` (the arguments after the program name, the last one possibly
+ * empty) the way the bash script does: flag values, then flags, sub-commands or arguments.
+ */
+export function completeWords(root: CommandSpec, words: readonly string[]): Completion {
+  const cur = words.at(-1) ?? '';
+  const before = words.slice(0, -1);
+  const all = [root, ...root.subcommands, ...root.subcommands.flatMap((c) => c.subcommands)];
+  const flagOf = (name: string) => all.flatMap((c) => c.flags).find((f) => names(f).includes(name));
+  let cmd: CommandSpec | undefined;
+  let sub: CommandSpec | undefined;
+  let positional = 0;
+  for (let i = 0; i < before.length; i++) {
+    const w = before[i];
+    if (w.startsWith('-')) {
+      if (!w.includes('=') && flagOf(w)?.value) i++;
+      continue;
+    }
+    if (!cmd) cmd = root.subcommands.find((c) => c.name === w);
+    else if (cmd.subcommands.length > 0 && !sub) sub = cmd.subcommands.find((c) => c.name === w);
+    else positional++;
+  }
+  const prev = before.at(-1);
+  const valueFlag = prev && prev.startsWith('-') && !prev.includes('=') ? flagOf(prev) : undefined;
+  const match = (candidates: readonly string[], directive = NO_FILES): Completion => ({ candidates: candidates.filter((c) => c.startsWith(cur)), directive });
+  if (valueFlag?.value) {
+    const v = valueFlag.value;
+    if (v === 'file') return { candidates: [], directive: 0 };
+    if (v === 'dir') return { candidates: [], directive: DIRECTORIES };
+    if (v === 'free') return { candidates: [], directive: NO_FILES };
+    return match(v.words);
+  }
+  const here = sub ?? cmd;
+  if (cur.startsWith('-')) return match([...(here ? here.flags.flatMap(names) : []), ...root.flags.flatMap(names)]);
+  if (!cmd) return match(root.subcommands.map((c) => c.name));
+  if (cmd.subcommands.length > 0 && !sub) return match(cmd.subcommands.map((c) => c.name));
+  return match(positional === 0 ? (here ?? cmd).argWords : []);
+}
+
+/** Cobra's `__complete` output: one candidate per line, then `:<directive>`. */
+export function formatCompletion(c: Completion): string {
+  return `${[...c.candidates, `:${c.directive}`].join('\n')}\n`;
+}
+
 /** The command tree of `program` as completion needs it (`help` included, as commander adds it). */
 export function completionModel(program: Command): CommandSpec {
   const spec = commandSpec(program);
