@@ -60,8 +60,7 @@ function notSignedIn(extra: Record<string, string> = {}): Record<string, string>
   };
 }
 
-async function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  const dir = mkdtempSync(join(home, 'run-'));
+async function cli(args: string[], env: Record<string, string>, dir = mkdtempSync(join(home, 'run-'))): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const r = await run(process.execPath, [BIN, '--journal', join(dir, 'j.json'), '--inventory', join(dir, 'i.yaml'), ...args], { env, cwd: dir, timeout: 60_000 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
@@ -88,6 +87,27 @@ describe('no Azure credential', () => {
     // The managed identity was really asked (on loopback), once per attempt at most.
     expect(imdsRequests).toBeGreaterThan(0);
   });
+
+  it('apply and rollback say the same and exit 1; a rollback that needs Azure changes nothing there', async () => {
+    const applyNoLogin = await cli(['apply', '--step', 'inventory', '--yes'], notSignedIn());
+    expect(applyNoLogin.code).toBe(1);
+    expect(applyNoLogin.stderr).toMatch(/^Error: not signed in to Azure \(AzureCloud\): no credential was available\./m);
+    expect(applyNoLogin.stderr).not.toMatch(/unexpected|CredentialUnavailableError|\n\s+at /i);
+
+    // Signed in (the sandbox's ARM token), assign adds identities; then, signed out, its rollback.
+    const dir = mkdtempSync(join(home, 'rollback-'));
+    const signedIn = notSignedIn({ PODID_MIGRATE_ARM_ENDPOINT: h.sb.armUrl, PODID_MIGRATE_ARM_TOKEN_FILE: h.files.armTokenFile, PODID_MIGRATE_CA_FILE: h.files.caFile });
+    const applied = await cli(['apply', '--to', 'assign', '--yes'], signedIn, dir);
+    expect(applied.code, applied.stderr).toBe(0);
+    const armWrites = h.sb.status().metrics.mutations.arm;
+    expect(armWrites).toBeGreaterThan(0);
+    const rollback = await cli(['rollback', '--step', 'assign', '--yes'], notSignedIn(), dir);
+    expect(rollback.code).toBe(1);
+    expect(rollback.stderr).toMatch(/^Error: not signed in to Azure \(AzureCloud\): no credential was available\. Tried, in order: .*the Azure CLI \(az login\)/m);
+    expect(rollback.stderr).toContain('  Sign in with the Azure CLI: az login');
+    expect(rollback.stderr).not.toMatch(/unexpected|CredentialUnavailableError|\n\s+at /i);
+    expect(h.sb.status().metrics.mutations.arm).toBe(armWrites);
+  }, 120_000);
 
   it('--cloud names the sovereign cloud and how to select it in the Azure CLI; a bad PODID_MIGRATE_CLOUD is a usage error', async () => {
     const gov = await cli(['plan', '--cloud', 'AzureUSGovernment'], notSignedIn());
