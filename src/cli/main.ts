@@ -163,7 +163,7 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}, opt
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version') return EXIT.ok;
       // Commander already printed "error: …" naming the option or argument.
-      deps.stderr.write(`  Run \`${programName} ${commandName(argv)}--help\` for the options.\n`);
+      deps.stderr.write(`  Run \`${programName} ${commandName(argv, program)}--help\` for the options.\n`);
       return EXIT.error;
     }
     if (error instanceof PodidError) {
@@ -179,8 +179,8 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}, opt
   }
 }
 
-function commandName(argv: string[]): string {
-  const known = new Set([...CORE_COMMANDS.map((c) => c.name)]);
+function commandName(argv: string[], program: Command): string {
+  const known = new Set(program.commands.map((c) => c.name()));
   const found = argv.slice(2).find((a) => known.has(a));
   return found ? `${found} ` : '';
 }
