@@ -1,8 +1,8 @@
 /**
  * Start-up cost: help, version and completion must not load any command's work. A child Node
  * records every module it resolves (module.registerHooks) while `main()` answers; only
- * commander may come from node_modules, and none of the engine runner, gateways, steps,
- * sandbox, renderers or progress view may load.
+ * commander may come from node_modules, none of the engine runner, gateways, steps, sandbox,
+ * renderers or progress view may load, nor built-ins such as crypto, readline or https.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,7 +38,8 @@ async function modulesFor(args: string[]): Promise<{ code: number; out: string; 
   return JSON.parse(r.stdout);
 }
 
-const HEAVY = /\/src\/(engine\/(runner|lock|plan)|kube\/|steps\/|sandbox\/|cli\/(render|progress|context)\.ts|azure\/(client|gateway|index)\.ts)|\/node_modules\/(?!commander\/)/;
+// Our heavy modules, any package but commander, and built-ins that cost milliseconds to load.
+const HEAVY = /\/src\/(engine\/(runner|lock|plan)|kube\/|steps\/|sandbox\/|cli\/(render|progress|context)\.ts|azure\/(client|gateway|index)\.ts)|\/node_modules\/(?!commander\/)|^node:(crypto|readline|https?|http2|tls|net|zlib|worker_threads)/;
 
 describe('cold start loads only what the answer needs', () => {
   for (const args of [['--help'], ['plan', '--help'], ['apply', '--help'], ['sandbox', 'up', '--help'], ['--version'], ['completion', 'bash'], ['__complete', 'apply', '--st']]) {
