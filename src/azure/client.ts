@@ -3,7 +3,9 @@
  * pipeline policy that carries retries, counting and the dry-run guard. This file and
  * `gateway.ts` are the only ones that import `@azure/*`.
  *
- * Real use: `DefaultAzureCredential` against `https://management.azure.com`. Sandbox: when
+ * Real use: `DefaultAzureCredential` against the ARM endpoint of the selected cloud (`--cloud`,
+ * default the public `https://management.azure.com`), wrapped so that a missing sign-in becomes
+ * one {@link AzureLoginError} saying what was tried and what to do. Sandbox: when
  * `PODID_MIGRATE_ARM_ENDPOINT` and `PODID_MIGRATE_ARM_TOKEN_FILE` are set (by
  * `source <sandbox dir>/env`), that endpoint and a static token read from the file, and the
  * CA in `PODID_MIGRATE_CA_FILE` trusted by these clients only (not process-wide).
@@ -21,6 +23,8 @@ import type { RetryOptions, CallScope, ProgressSink } from '../kube/retry.ts';
 import type { CallCounter } from '../kube/call-counter.ts';
 import type { DryRunRecorder } from '../kube/dry-run.ts';
 import { DryRunViolationError } from '../kube/errors.ts';
+import { AZURE_CLOUDS, CLOUD_ENV, isCloudName, type CloudName } from './clouds.ts';
+import { AzureConfigError, AzureLoginError } from './errors.ts';
 
 /** Environment variables that point the tool at a sandbox's ARM endpoint. */
 export const ARM_ENV = {
@@ -31,9 +35,13 @@ export const ARM_ENV = {
 
 /** Where ARM is and how to authenticate. */
 export interface AzureConnection {
-  /** ARM base URL, `https://management.azure.com` in real use. */
+  /** ARM base URL, `https://management.azure.com` in the public cloud. */
   endpoint: string;
   credential: TokenCredential;
+  /** The resource tokens are requested for (scope `<audience>/.default`); default the public ARM. */
+  audience?: string;
+  /** The cloud, when not a sandbox. */
+  cloud?: CloudName;
   /** PEM of an extra CA to trust, for these clients only. */
   caPem?: string;
   /** True when this is a sandbox endpoint (from the environment). */
@@ -42,25 +50,114 @@ export interface AzureConnection {
 
 /**
  * Resolves the connection from the environment: the sandbox's endpoint, token file and CA when
- * `PODID_MIGRATE_ARM_ENDPOINT` is set, else `DefaultAzureCredential` and public ARM.
- * Throws a message naming the variable when the sandbox settings are incomplete or unsafe.
+ * `PODID_MIGRATE_ARM_ENDPOINT` is set, else `DefaultAzureCredential` against the ARM endpoint
+ * and authority of `cloud` (default: `PODID_MIGRATE_CLOUD`, else `AzureCloud`).
+ * @throws AzureConfigError naming the variable when the settings are incomplete or unsafe
  */
-export function resolveAzureConnection(env: NodeJS.ProcessEnv = process.env): AzureConnection {
+export function resolveAzureConnection(env: NodeJS.ProcessEnv = process.env, cloud?: CloudName): AzureConnection {
+  const cloudName = cloud ?? env[CLOUD_ENV] ?? 'AzureCloud';
+  if (!isCloudName(cloudName)) {
+    throw new AzureConfigError(`${CLOUD_ENV}="${cloudName}" is not an Azure cloud.`, `Use one of: ${Object.keys(AZURE_CLOUDS).join(', ')}.`);
+  }
+  const c = AZURE_CLOUDS[cloudName];
   const endpoint = env[ARM_ENV.endpoint];
-  if (!endpoint) return { endpoint: 'https://management.azure.com', credential: new DefaultAzureCredential(), sandbox: false };
+  if (!endpoint) {
+    return {
+      endpoint: c.armEndpoint,
+      audience: c.audience,
+      cloud: cloudName,
+      credential: new SignInExplainingCredential(new DefaultAzureCredential({ authorityHost: c.authorityHost }), cloudName),
+      sandbox: false,
+    };
+  }
+  const sandboxHint = 'Run `source <sandbox dir>/env` again (podid-migrate sandbox up prints it), or unset PODID_MIGRATE_ARM_ENDPOINT to use Azure.';
   let url: URL;
   try {
     url = new URL(endpoint);
   } catch {
-    throw new Error(`${ARM_ENV.endpoint}=${endpoint} is not a URL`);
+    throw new AzureConfigError(`${ARM_ENV.endpoint}=${endpoint} is not a URL.`, sandboxHint);
   }
   // The SDK refuses to send a bearer token over plain http, and so do we.
-  if (url.protocol !== 'https:') throw new Error(`${ARM_ENV.endpoint} must be an https:// URL, got ${url.protocol}`);
+  if (url.protocol !== 'https:') throw new AzureConfigError(`${ARM_ENV.endpoint} must be an https:// URL, got ${url.protocol}`, sandboxHint);
   const tokenFile = env[ARM_ENV.tokenFile];
-  if (!tokenFile) throw new Error(`${ARM_ENV.endpoint} is set but ${ARM_ENV.tokenFile} is not; run: source <sandbox dir>/env`);
+  if (!tokenFile) throw new AzureConfigError(`${ARM_ENV.endpoint} is set but ${ARM_ENV.tokenFile} is not.`, sandboxHint);
   const caFile = env[ARM_ENV.caFile];
-  const caPem = caFile ? readFileSync(caFile, 'utf8') : undefined;
-  return { endpoint: url.origin, credential: new FileTokenCredential(tokenFile), caPem, sandbox: true };
+  let caPem: string | undefined;
+  try {
+    caPem = caFile ? readFileSync(caFile, 'utf8') : undefined;
+  } catch (e) {
+    throw new AzureConfigError(`${ARM_ENV.caFile}=${caFile} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}).`, sandboxHint);
+  }
+  return { endpoint: url.origin, audience: AZURE_CLOUDS.AzureCloud.audience, credential: new FileTokenCredential(tokenFile), caPem, sandbox: true };
+}
+
+/** What `DefaultAzureCredential` tries, in its order: how its errors name it, and how an operator knows it. */
+const DEFAULT_CREDENTIAL_SOURCES: readonly (readonly [RegExp, string])[] = [
+  [/EnvironmentCredential/, 'environment variables (AZURE_TENANT_ID, AZURE_CLIENT_ID with AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH)'],
+  [/WorkloadIdentityCredential/, 'workload identity (AZURE_FEDERATED_TOKEN_FILE)'],
+  [/ManagedIdentityCredential/, 'a managed identity of this machine'],
+  [/Visual Studio Code/i, 'Visual Studio Code'],
+  [/Azure CLI|AzureCliCredential/, 'the Azure CLI (az login)'],
+  [/PowerShell/, 'Azure PowerShell (Connect-AzAccount)'],
+  [/Azure Developer CLI|AzureDeveloperCliCredential/, 'the Azure Developer CLI (azd auth login)'],
+];
+
+/** The credential sources an `AggregateAuthenticationError` (or a single failure) names, in order. */
+function triedSources(error: unknown): string[] {
+  const errors = (error as { errors?: unknown[] })?.errors ?? [error];
+  const text = errors.map((e) => `${(e as Error)?.name} ${(e as Error)?.message ?? String(e)}`).join('\n');
+  const named = DEFAULT_CREDENTIAL_SOURCES.filter(([pattern]) => pattern.test(text)).map(([, label]) => label);
+  return named.length > 0 ? named : DEFAULT_CREDENTIAL_SOURCES.map(([, label]) => label);
+}
+
+/**
+ * Wraps a credential so that a failed sign-in is one {@link AzureLoginError}: what was tried
+ * and what to do (`az login`, the `DefaultAzureCredential` variables, `--subscription`). The
+ * original errors (which may name tenants and paths) are kept as `cause`, not printed.
+ */
+export class SignInExplainingCredential implements TokenCredential {
+  readonly inner: TokenCredential;
+  readonly cloud: CloudName;
+  constructor(inner: TokenCredential, cloud: CloudName) {
+    this.inner = inner;
+    this.cloud = cloud;
+  }
+
+  async getToken(scopes: string | string[], options?: Parameters<TokenCredential['getToken']>[1]): Promise<AccessToken | null> {
+    try {
+      const token = await this.inner.getToken(scopes, options);
+      if (!token) throw new Error('the credential returned no token');
+      return token;
+    } catch (e) {
+      if ((e as Error)?.name === 'AbortError') throw e;
+      throw signInError(e, this.cloud);
+    }
+  }
+}
+
+/** The {@link AzureLoginError} for a failed `DefaultAzureCredential` sign-in. */
+export function signInError(error: unknown, cloud: CloudName): AzureLoginError {
+  const name = (error as Error)?.name ?? '';
+  const unavailable = name === 'CredentialUnavailableError' || name === 'AggregateAuthenticationError';
+  const tried = triedSources(error);
+  const c = AZURE_CLOUDS[cloud];
+  const message = unavailable
+    ? `not signed in to Azure (${cloud}): no credential was available. Tried, in order: ${tried.join('; ')}.`
+    : `Azure sign-in failed (${cloud}, ${c.authorityHost}): ${firstLine(error)}`;
+  const hint = [
+    `Sign in with the Azure CLI: az login${cloud === 'AzureCloud' ? '' : `   (after: az cloud set --name ${cloud})`}`,
+    'Or, for a service principal or CI, set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH),',
+    '  or AZURE_FEDERATED_TOKEN_FILE for workload identity (the variables DefaultAzureCredential reads).',
+    'Then choose the subscription: --subscription <id> (default: the one in --aks-id); az account show --query id -o tsv prints yours.',
+    cloud === 'AzureCloud' ? 'For a sovereign cloud pass --cloud AzureUSGovernment or --cloud AzureChinaCloud (or set PODID_MIGRATE_CLOUD).' : `Cloud ${cloud}: ARM ${c.armEndpoint}, sign-in ${c.authorityHost}.`,
+  ].join('\n');
+  return new AzureLoginError(message, hint, undefined, { cause: error });
+}
+
+function firstLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  // The SDK's messages may end with a troubleshooting URL and several paragraphs: keep the gist.
+  return text.split('\n').map((l) => l.trim()).find(Boolean)?.slice(0, 300) ?? 'no details';
 }
 
 /**
@@ -129,9 +226,9 @@ export function createArmClients(conn: AzureConnection, subscriptionId: string, 
     retryOptions: { maxRetries: 0 },
     tlsOptions: conn.caPem ? { ca: conn.caPem } : undefined,
     userAgentOptions: { userAgentPrefix: 'podid-migrate' },
-    // Real ARM issues tokens for this audience whatever host the sandbox listens on.
-    credentials: { scopes: ['https://management.azure.com/.default'] },
-    credentialScopes: ['https://management.azure.com/.default'],
+    // Tokens are for the cloud's ARM audience (a sandbox uses the public one, whatever host it listens on).
+    credentials: { scopes: [`${conn.audience ?? AZURE_CLOUDS.AzureCloud.audience}/.default`] },
+    credentialScopes: [`${conn.audience ?? AZURE_CLOUDS.AzureCloud.audience}/.default`],
   };
   const compute = new ComputeManagementClient(conn.credential, subscriptionId, common);
   const msi = new ManagedServiceIdentityClient(conn.credential, subscriptionId, { ...common, $host: conn.endpoint });
@@ -228,6 +325,8 @@ export function gatewayPolicy(scope: ArmScope): PipelinePolicy {
           resp = await next(request);
         } catch (e) {
           if (scope.signal?.aborted) throw abortReason(scope.signal);
+          // Not signed in: asking again cannot help, and the operator should hear it at once.
+          if (e instanceof AzureLoginError) throw e;
           const failure = (e as Error)?.message ?? String(e);
           // A write that may have reached ARM is not repeated on a network error: the caller re-reads.
           // Connection failures are retried briefly only: an endpoint that is not there is reported in seconds.

@@ -2,6 +2,16 @@
  * Typed errors of the Azure gateway: the HTTP status, the ARM error code and message, and
  * (for a missing `assign/action`) the identities concerned. Never a request header, never a token.
  */
+import { PreconditionError } from '../engine/errors.ts';
+
+/**
+ * No Azure credential could get a token: says which sources `DefaultAzureCredential` tried
+ * and how to sign in. An environmental failure (exit 1), never reported as unexpected.
+ */
+export class AzureLoginError extends PreconditionError {}
+
+/** The sandbox/endpoint settings in the environment are incomplete or unsafe. */
+export class AzureConfigError extends PreconditionError {}
 
 /** An ARM request that failed (or a long-running operation that ended `Failed`). */
 export class AzureApiError extends Error {

@@ -13,7 +13,8 @@ import type { Identity } from '@azure/arm-msi';
 import type { ManagedCluster } from '@azure/arm-containerservice';
 import { createArmClients, resolveAzureConnection, azureTiming } from './client.ts';
 import type { ArmClients, AzureConnection, AzureTiming } from './client.ts';
-import { AzureApiError, linkedScopesOf } from './errors.ts';
+import { AzureApiError, AzureLoginError, linkedScopesOf } from './errors.ts';
+import type { CloudName } from './clouds.ts';
 import { CallCounter } from '../kube/call-counter.ts';
 import type { CallCounts } from '../kube/call-counter.ts';
 import { DryRunRecorder } from '../kube/dry-run.ts';
@@ -148,6 +149,8 @@ export interface AzureGatewayOptions {
   dryRun?: DryRunMode;
   /** Connection; resolved from the environment (sandbox or DefaultAzureCredential) when absent. */
   connection?: AzureConnection;
+  /** Cloud for a connection resolved from the environment (default `PODID_MIGRATE_CLOUD`, else `AzureCloud`). */
+  cloud?: CloudName;
   retry?: Partial<RetryOptions>;
   /** Poll interval of long-running operations in ms (default 2000). */
   pollIntervalMs?: number;
@@ -162,7 +165,7 @@ export interface AzureGatewayOptions {
 /** Builds the Azure gateway. */
 export function createAzureGateway(opts: AzureGatewayOptions): AzureGateway {
   if (!/^[0-9a-f-]{36}$/i.test(opts.subscriptionId)) throw new Error(`subscription id ${opts.subscriptionId} is not a GUID; pass --subscription`);
-  const conn = opts.connection ?? resolveAzureConnection();
+  const conn = opts.connection ?? resolveAzureConnection(process.env, opts.cloud);
   const timing = azureTiming({ retry: opts.retry, pollIntervalMs: opts.pollIntervalMs, maxPollIntervalMs: opts.maxPollIntervalMs, progress: opts.progress });
   return new ArmGateway(conn, opts.subscriptionId, timing, new DryRunRecorder(opts.dryRun ?? 'none'), new CallCounter(), { signal: opts.signal, deadline: opts.deadline });
 }
@@ -466,7 +469,7 @@ class ArmGateway implements AzureGateway {
  * also carries the request, and with it headers this tool never repeats.
  */
 export function toAzureError(e: unknown, operation: string, endpoint = 'https://management.azure.com'): Error {
-  if (e instanceof AzureApiError || e instanceof DeadlineExceededError || e instanceof DryRunViolationError || e instanceof EnvironmentError) return e;
+  if (e instanceof AzureApiError || e instanceof DeadlineExceededError || e instanceof DryRunViolationError || e instanceof EnvironmentError || e instanceof AzureLoginError) return e;
   // Credential errors (no `az login`, a bad token file) are already typed where they are made.
   if (e instanceof PodidError) return e;
   const err = e as { name?: string; statusCode?: number; code?: string; message?: string; details?: { error?: { code?: string; message?: string } } };

@@ -5,5 +5,6 @@
  */
 export { createAzureGateway, parseResourceId, identityDelta, chunk, MAX_IDENTITIES_PER_PATCH, ASSIGN_ACTION } from './gateway.ts';
 export type * from './gateway.ts';
-export { AzureApiError, isAzureNotFound } from './errors.ts';
-export { resolveAzureConnection, ARM_ENV } from './client.ts';
+export { AzureApiError, AzureConfigError, AzureLoginError, isAzureNotFound } from './errors.ts';
+export { resolveAzureConnection, ARM_ENV, SignInExplainingCredential } from './client.ts';
+export { AZURE_CLOUDS, CLOUD_NAMES, type CloudName } from './clouds.ts';

@@ -44,7 +44,7 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   const [{ createKubeGateway }, { createAzureGateway }, { STEPS, EXECUTORS }] = await Promise.all([import('../kube/index.ts'), import('../azure/index.ts'), import('../steps/registry.ts')]);
   // Long waits inside the gateways (a capped Retry-After, a conflict backoff, a slow rollout) say what they wait for.
   const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
-  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
+  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, cloud: options.cloud, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
   const info = await kube.clusterInfo();
   return {
     steps: STEPS as unknown as StepRegistry,

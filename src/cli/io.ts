@@ -1,7 +1,6 @@
 /**
  * The CLI's view of the outside world, injectable so tests drive `main()` without a terminal.
  */
-import { createInterface } from 'node:readline/promises';
 import { styleText } from 'node:util';
 import type { RuntimeFactory } from './context.ts';
 import type { CommandModule } from './commands/index.ts';
@@ -32,6 +31,8 @@ export interface CliDeps {
 
 /** Terminal yes/no prompt on stderr (stdout stays for data). */
 export async function confirmOnTerminal(question: string): Promise<boolean> {
+  // Loaded here: readline costs every start-up (even --help) several milliseconds.
+  const { createInterface } = await import('node:readline/promises');
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
     const answer = await rl.question(`${question} Only 'yes' will be accepted: `);

@@ -7,12 +7,35 @@ import { Command, CommanderError, Option } from 'commander';
 import { AbortedError, EXIT, PodidError, PreconditionError, UsageError } from '../engine/errors.ts';
 import { Journal, redact, type JournalDocument } from '../engine/journal.ts';
 import { redactDeep, redactingStream } from '../engine/redaction.ts';
-import { Runner, type RunnerEvents } from '../engine/runner.ts';
+import type { Runner, RunnerEvents } from '../engine/runner.ts';
 import type { DryRunMode } from '../engine/step.ts';
 import { CORE_COMMANDS, EXTRA_COMMANDS } from './commands/index.ts';
-import { createRuntime, runnerFor, type Runtime } from './context.ts';
+import type { Runtime, RuntimeFactory } from './context.ts';
 import { confirmOnTerminal, isCi, paint, type CliDeps, type Paint } from './io.ts';
-import { journalPathFor, OUTPUT_FORMATS, parseAksId, validateGlobalOptions, type GlobalOptions, type RawGlobalOptions } from './options.ts';
+import { CLOUD_NAMES, journalPathFor, OUTPUT_FORMATS, parseAksId, validateGlobalOptions, type GlobalOptions, type RawGlobalOptions } from './options.ts';
+
+/**
+ * Hidden first argument: `podid-migrate __complete <words...>` prints the completions of the
+ * last word (Cobra's protocol, which kubectl uses for plugins through `kubectl_complete-*`).
+ */
+export const COMPLETE_COMMAND = '__complete';
+
+/** The package version, shown by `--version`. */
+export const VERSION = '0.1.0';
+
+/** How the CLI was started. */
+export interface MainOptions {
+  /** The name help and hints use: `podid-migrate`, or `kubectl podid-migrate` for the kubectl plugin. */
+  programName?: string;
+}
+
+type ContextModule = typeof import('./context.ts');
+let contextModule: ContextModule | undefined;
+/** The runtime factory and runner live in context.ts, which pulls in the engine: loaded when a command connects. */
+async function loadContext(): Promise<ContextModule> {
+  return (contextModule ??= await import('./context.ts'));
+}
+const createRuntimeOnDemand: RuntimeFactory = async (options, mode) => (await loadContext()).createRuntime(options, mode);
 
 /** What command modules get: validated options, output, the runtime and helpers. */
 export interface CliEnv {
@@ -36,6 +59,8 @@ export interface CliEnv {
   runner(runtime: Runtime, globals: GlobalOptions, extra: { dryRun: DryRunMode; signal: AbortSignal; events?: RunnerEvents; stepOptions?: Record<string, unknown> }): Runner;
   /** The journal path, connecting only when neither --journal nor --aks-id names it. */
   journalPath(globals: GlobalOptions): Promise<string>;
+  /** What help and hints call the program (`podid-migrate` or `kubectl podid-migrate`). */
+  readonly programName: string;
   /** Reads the journal for status/history. @throws PreconditionError when there is none */
   readJournal(globals: GlobalOptions): Promise<{ doc: JournalDocument; path: string }>;
 }
@@ -48,7 +73,7 @@ function defaultDeps(): CliDeps {
     interactive: Boolean(process.stdin.isTTY && process.stderr.isTTY),
     cwd: process.cwd(),
     confirm: confirmOnTerminal,
-    createRuntime,
+    createRuntime: createRuntimeOnDemand,
     extraCommands: EXTRA_COMMANDS,
     onInterrupt: (handler) => {
       process.on('SIGINT', handler);
@@ -61,13 +86,15 @@ function defaultDeps(): CliDeps {
  * Runs the CLI with `argv` (as `process.argv`: node, script, args…) and resolves to the exit
  * code. Never calls `process.exit` except on a second Ctrl-C (the operator insists).
  */
-export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Promise<number> {
+export async function main(argv: string[], overrides: Partial<CliDeps> = {}, options: MainOptions = {}): Promise<number> {
   const given: CliDeps = { ...defaultDeps(), ...overrides };
   // Every output path (results, progress, logs, --verbose stacks) passes through redaction.
   const deps: CliDeps = { ...given, stdout: redactingStream(given.stdout), stderr: redactingStream(given.stderr) };
   const ci = isCi(deps.env);
+  const programName = options.programName ?? 'podid-migrate';
   const env: CliEnv = {
     deps,
+    programName,
     exitCode: EXIT.ok,
     ci,
     interactive: deps.interactive && !ci,
@@ -95,6 +122,7 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
       });
       let runtime: Runtime | undefined;
       try {
+        await loadContext();
         runtime = await deps.createRuntime(globals, { dryRun, signal: controller.signal, progress: (line) => void deps.stderr.write(`  waiting: ${line}\n`) });
         await fn(runtime, controller.signal);
       } finally {
@@ -102,7 +130,7 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
         await runtime?.close();
       }
     },
-    runner: (runtime, globals, extra) => runnerFor(runtime, globals, extra),
+    runner: (runtime, globals, extra) => contextModule!.runnerFor(runtime, globals, extra),
     journalPath: async (globals) => {
       if (globals.journal) return globals.journal;
       const aks = globals.aksId ? parseAksId(globals.aksId) : undefined;
@@ -124,7 +152,13 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
     },
   };
 
-  const program = buildProgram(env, [...CORE_COMMANDS, ...deps.extraCommands]);
+  const program = buildProgram(env, [...CORE_COMMANDS, ...deps.extraCommands], programName);
+  if (argv[2] === COMPLETE_COMMAND) {
+    // Dynamic completion (kubectl's plugin completion calls it): words in, candidates out.
+    const { completeWords, completionModel, formatCompletion } = await import('./actions/completion.ts');
+    env.out(formatCompletion(completeWords(completionModel(program), argv.slice(3))));
+    return EXIT.ok;
+  }
   const verbose = argv.includes('--verbose');
   try {
     await program.parseAsync(argv);
@@ -133,7 +167,7 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version') return EXIT.ok;
       // Commander already printed "error: …" naming the option or argument.
-      deps.stderr.write(`  Run \`podid-migrate ${commandName(argv)}--help\` for the options.\n`);
+      deps.stderr.write(`  Run \`${programName} ${commandName(argv, program)}--help\` for the options.\n`);
       return EXIT.error;
     }
     if (error instanceof PodidError) {
@@ -155,8 +189,8 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
   }
 }
 
-function commandName(argv: string[]): string {
-  const known = new Set([...CORE_COMMANDS.map((c) => c.name)]);
+function commandName(argv: string[], program: Command): string {
+  const known = new Set(program.commands.map((c) => c.name()));
   const found = argv.slice(2).find((a) => known.has(a));
   return found ? `${found} ` : '';
 }
@@ -168,13 +202,15 @@ export function formatError(error: PodidError): string {
   return `${lines.join('\n')}\n`;
 }
 
-function buildProgram(env: CliEnv, commands: ReadonlyArray<{ register(program: Command, env: CliEnv): void }>): Command {
-  const program = new Command('podid-migrate')
+/** The commander program with every command registered (actions load on demand); completion walks it. */
+export function buildProgram(env: CliEnv, commands: ReadonlyArray<{ register(program: Command, env: CliEnv): void }>, programName = 'podid-migrate'): Command {
+  const program = new Command(programName)
     .description('Move an AKS cluster from AAD Pod Identity standard mode to managed mode without an outage: plan, apply step by step, check, roll back.')
-    .version('0.1.0')
+    .version(VERSION)
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG or ~/.kube/config)')
     .option('--context <name>', 'kubeconfig context')
     .option('--subscription <id>', 'Azure subscription id (default: the one in --aks-id)')
+    .addOption(new Option('--cloud <name>', 'Azure cloud: ARM endpoint, sign-in authority and token audience (env PODID_MIGRATE_CLOUD; default AzureCloud)').choices(CLOUD_NAMES))
     .option('--aks-id <resource-id>', 'AKS managed cluster resource id (env PODID_MIGRATE_AKS_ID)')
     .option('--inventory <file>', 'inventory file (default: inventory/<cluster>.yaml)')
     .option('--journal <file>', 'journal file (default: .podid-migrate/<cluster>.json)')

@@ -5,6 +5,9 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { UsageError } from '../engine/errors.ts';
 import { defaultJournalPath, safeFileName } from '../engine/journal.ts';
 import { isStepId, STEP_IDS, type StepId } from '../engine/step.ts';
+import { CLOUD_ENV, CLOUD_NAMES, isCloudName, type CloudName } from '../azure/clouds.ts';
+
+export { CLOUD_NAMES };
 
 export const OUTPUT_FORMATS = ['table', 'json', 'yaml', 'markdown'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -14,6 +17,8 @@ export interface GlobalOptions {
   kubeconfig?: string;
   context?: string;
   subscription?: string;
+  /** Azure cloud (`--cloud` or `PODID_MIGRATE_CLOUD`; default `AzureCloud`). */
+  cloud: CloudName;
   /** AKS managed cluster resource id (`--aks-id` or `PODID_MIGRATE_AKS_ID`). */
   aksId?: string;
   /** Inventory file; default `inventory/<cluster>.yaml` under the working directory. */
@@ -69,6 +74,7 @@ export interface RawGlobalOptions {
   kubeconfig?: string;
   context?: string;
   subscription?: string;
+  cloud?: string;
   aksId?: string;
   inventory?: string;
   journal?: string;
@@ -87,6 +93,10 @@ export function validateGlobalOptions(raw: RawGlobalOptions, env: Record<string,
     throw new UsageError(`-o/--output: "${raw.output}" is not a format.`, `Use one of: ${OUTPUT_FORMATS.join(', ')}.`);
   }
   const aksId = raw.aksId ?? (env.PODID_MIGRATE_AKS_ID || undefined);
+  const cloud = raw.cloud ?? (env[CLOUD_ENV] || 'AzureCloud');
+  if (!isCloudName(cloud)) {
+    throw new UsageError(`${raw.cloud !== undefined ? '--cloud' : CLOUD_ENV}: "${cloud}" is not an Azure cloud.`, `Use one of: ${CLOUD_NAMES.join(', ')} (as \`az cloud show --query name\` prints it).`);
+  }
   let subscription = raw.subscription;
   if (subscription !== undefined && !GUID.test(subscription)) {
     throw new UsageError(`--subscription: "${subscription}" is not a subscription id.`, 'Give the subscription GUID, e.g. --subscription 1b2c3d4e-0000-0000-0000-000000000000 (az account show --query id).');
@@ -113,6 +123,7 @@ export function validateGlobalOptions(raw: RawGlobalOptions, env: Record<string,
     kubeconfig: abs(raw.kubeconfig),
     context: raw.context,
     subscription,
+    cloud,
     aksId,
     inventory: abs(raw.inventory),
     journal: abs(raw.journal),

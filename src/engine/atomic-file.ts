@@ -2,9 +2,16 @@
  * Crash-safe file replacement: a reader sees either the old content or the new one, never a
  * torn write, even if the process is killed at any instruction.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+
+/**
+ * Eight hex digits for a temp file name. WebCrypto's global, not `node:crypto`: importing that
+ * module costs every process (even `--help`) several milliseconds of start-up.
+ */
+function randomSuffix(): string {
+  return Array.from(globalThis.crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
 
 /** Test seams: called at the named point of {@link writeFileAtomic}. */
 export interface AtomicWriteHooks {
@@ -27,7 +34,7 @@ const TEMP_SUFFIX = '.tmp';
 export async function writeFileAtomic(target: string, data: string, options: { mode?: number; hooks?: AtomicWriteHooks } = {}): Promise<void> {
   const mode = options.mode ?? 0o600;
   const dir = dirname(target);
-  const temp = join(dir, `${tempPrefix(target)}${process.pid}.${randomBytes(4).toString('hex')}${TEMP_SUFFIX}`);
+  const temp = join(dir, `${tempPrefix(target)}${process.pid}.${randomSuffix()}${TEMP_SUFFIX}`);
   const handle = await fs.open(temp, 'wx', mode);
   try {
     await handle.writeFile(data, 'utf8');

@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_SCENARIO_PATH, loadScenarioFile } from './scenario.ts';
@@ -81,7 +81,8 @@ export interface UpOptions {
   onProgress?: (message: string) => void;
 }
 
-const DAEMON = join(dirname(fileURLToPath(import.meta.url)), 'daemon.ts');
+// The daemon next to this module: daemon.ts from the sources, daemon.js from the built package.
+const DAEMON = join(dirname(fileURLToPath(import.meta.url)), `daemon${extname(fileURLToPath(import.meta.url))}`);
 
 /** Starts a detached sandbox and resolves once it is ready. */
 export async function sandboxUp(opts: UpOptions = {}): Promise<SandboxState> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { drainPoolsFromJournal, parseProcedure, podsEvictedFromJournal } from '../../src/cli/commands/demo.ts';
+import { drainPoolsFromJournal, parseProcedure, podsEvictedFromJournal } from '../../src/cli/actions/demo.ts';
 import type { ActionRecord } from '../../src/engine/step.ts';
 
 const rec = (actionId: string, intentAt: string, doneAt: string | undefined, extra: Partial<ActionRecord> = {}): ActionRecord => ({

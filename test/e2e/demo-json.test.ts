@@ -4,23 +4,14 @@
  * runbook (in-place) on fresh sandboxes at a high time scale; `--procedure drain` is refused until
  * the strategy exists.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ajv } from 'ajv';
-import addFormatsModule from 'ajv-formats';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import { expectValidDocument } from '../helpers/schemas.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'podid-migrate');
-
-function validator() {
-  const ajv = new Ajv({ allErrors: true, strict: true });
-  const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
-  addFormats(ajv);
-  return ajv.compile(JSON.parse(readFileSync(join(ROOT, 'schemas', 'demo.schema.json'), 'utf8')));
-}
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'podid-migrate');
 
 async function demo(args: string[]) {
   const cwd = mkdtempSync(join(tmpdir(), 'podid-demo-json-'));
@@ -30,7 +21,8 @@ async function demo(args: string[]) {
 interface Doc {
   kind: string;
   procedure: string;
-  steps: { id: string; state: string; armWrites: number; kubeCalls: number }[];
+  kept: boolean;
+  steps: { id: string; state: string; armWrites: number; kubeCalls: number; checks: string[] }[];
   drain: { pools: { pool: string; node: string; seconds: number; evicted?: number }[] };
   podsEvicted: number;
   outage: { failingPodSeconds: number; windows: { cause: string }[]; byCause: Record<string, number> };
@@ -56,8 +48,8 @@ describe('podid-migrate demo -o json', () => {
     const r = await demo(['--procedure', 'upstream', '-o', 'json', '--time-scale', '60', '--observe', '60']);
     expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
     const doc = JSON.parse(r.stdout) as Doc;
-    const validate = validator();
-    expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
+    expectValidDocument('demo', doc);
+    expect(doc.kind).toBe('podid-migrate/demo');
     expect(doc.procedure).toBe('upstream');
     expect(doc).toMatchObject({ observeSeconds: 60, operatorPauseSeconds: 0 });
     expect(doc.steps.map((s) => [s.id, s.state])).toEqual([
@@ -82,11 +74,13 @@ describe('podid-migrate demo -o json', () => {
     const r = await demo(['-o', 'json', '--time-scale', '40']);
     expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
     const doc = JSON.parse(r.stdout) as Doc;
-    const validate = validator();
-    expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
+    expectValidDocument('demo', doc);
+    expect(doc.kind).toBe('podid-migrate/demo');
     expect(doc.procedure).toBe('in-place');
     expect(doc.steps.map((s) => s.id)).toEqual(['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain', 'test', 'cleanup']);
     expect(doc.steps.every((s) => s.state === 'checked')).toBe(true);
+    expect(doc.steps.every((s) => s.checks.length > 0)).toBe(true);
+    expect(doc.kept).toBe(false);
     expect(doc.drain.pools.map((p) => p.pool)).toEqual(['batch', 'pay', 'platform', 'reports', 'system']);
     for (const p of doc.drain.pools) {
       expect(p.node).toMatch(new RegExp(`^aks-${p.pool}-12345678-vmss`));

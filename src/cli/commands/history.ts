@@ -1,5 +1,4 @@
-import { renderData, renderHistoryMarkdown, renderHistoryTable } from '../render.ts';
-import type { CommandModule } from './index.ts';
+import { lazyAction, type CommandModule } from './index.ts';
 
 /** `history`: the journal's event log. */
 export const historyCommand: CommandModule = {
@@ -8,12 +7,6 @@ export const historyCommand: CommandModule = {
     program
       .command('history')
       .description("show the journal's event log, oldest first")
-      .action(async (_opts, cmd) => {
-        const globals = env.globals(cmd);
-        const { doc, path } = await env.readJournal(globals);
-        if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, { journalPath: path, events: doc.events }));
-        else if (globals.output === 'markdown') env.out(renderHistoryMarkdown(doc));
-        else env.out(renderHistoryTable(doc));
-      });
+      .action(lazyAction(env, () => import('../actions/history.ts')));
   },
 };

@@ -1,10 +1,4 @@
-import { writeFileAtomic } from '../../engine/atomic-file.ts';
-import { EXIT } from '../../engine/errors.ts';
-import { hasChanges } from '../../engine/plan.ts';
-import { pathsFor, validateInputsBeforeConnecting } from '../context.ts';
-import type { CommandModule } from './index.ts';
-import { renderData, renderPlanMarkdown, renderPlanTable } from '../render.ts';
-import { resolve } from 'node:path';
+import { lazyAction, type CommandModule } from './index.ts';
 
 /** `plan`: every step's actions and blockers, read-only. */
 export const planCommand: CommandModule = {
@@ -15,26 +9,6 @@ export const planCommand: CommandModule = {
       .description('show what every step would change, and every blocker, without changing anything')
       .option('--out <file>', 'save the plan (JSON) for `apply --plan <file>`')
       .option('--detailed-exitcode', 'exit 2 when changes are pending (0 when there is nothing to do); blockers always exit 4')
-      .action(async (opts: { out?: string; detailedExitcode?: boolean }, cmd) => {
-        const globals = env.globals(cmd);
-        if (opts.out !== undefined && opts.out.trim() === '') env.usage('--out: the path is empty.', 'Give a file to write the plan to, e.g. --out plan.json.');
-        await validateInputsBeforeConnecting(globals);
-        await env.withRuntime(globals, 'none', async (runtime, signal) => {
-          const runner = env.runner(runtime, globals, { dryRun: 'none', signal });
-          const plan = await runner.plan();
-          const { journalPath } = pathsFor(globals, runtime.cluster);
-          if (opts.out) {
-            await writeFileAtomic(resolve(globals.cwd, opts.out), `${JSON.stringify(plan, null, 2)}\n`, { mode: 0o600 });
-            env.err(`Saved the plan to ${opts.out}. Apply exactly it with: podid-migrate apply --plan ${opts.out}\n`);
-          }
-          if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, plan));
-          else if (globals.output === 'markdown') env.out(renderPlanMarkdown(plan));
-          else env.out(renderPlanTable(plan, env.paint(globals), journalPath));
-          // Blockers fail the command whatever the flags: a CI gate on `plan` must not pass a
-          // cluster that cannot be migrated.
-          if (plan.totals.blockers > 0) env.exitCode = EXIT.blockers;
-          else if (opts.detailedExitcode) env.exitCode = hasChanges(plan) ? EXIT.changes : EXIT.ok;
-        });
-      });
+      .action(lazyAction(env, () => import('../actions/plan.ts')));
   },
 };

@@ -16,6 +16,7 @@
  * `podid-migrate.io/probe=true` and deleted whatever happens; {@link sweepProbePods} removes
  * any left behind by an interrupted run.
  */
+import { decodeJwt } from 'jose';
 import { randomBytes } from 'node:crypto';
 import type { KubeGateway, KubeObject } from '../../kube/gateway.ts';
 import { KINDS } from '../../kube/kinds.ts';
@@ -189,11 +190,12 @@ export async function sweepProbePods(kube: KubeGateway): Promise<number> {
 export function decodeJwtPayload(tokenOrPayload: string): Record<string, unknown> | undefined {
   const trimmed = tokenOrPayload.trim();
   const parts = trimmed.split('.');
-  const segment = parts.length === 3 ? parts[1] : parts.length === 1 ? parts[0] : undefined;
-  if (!segment || !/^[A-Za-z0-9_-]+={0,2}$/.test(segment)) return undefined;
+  // The probe prints the claims segment only (never a signed token): decode it as the payload
+  // of a compact JWT with empty header and signature; jose reads neither of those.
+  const compact = parts.length === 3 ? trimmed : parts.length === 1 ? `.${trimmed}.` : undefined;
+  if (!compact) return undefined;
   try {
-    const value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')) as unknown;
-    return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+    return decodeJwt(compact) as Record<string, unknown>;
   } catch {
     return undefined;
   }

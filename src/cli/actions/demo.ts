@@ -1,0 +1,467 @@
+/**
+ * `podid-migrate demo`: the whole migration against the embedded sandbox, in one command.
+ *
+ * Starts the sandbox (default scenario, batch churn on), runs the `inventory` step, prints the
+ * plan of the remaining steps, applies every step through the same runner and listr2 progress
+ * view as `apply` (progress on stderr), then prints a report: per step what changed, the checks
+ * that passed, Kubernetes and ARM calls and time, and the sandbox's outage meter. The sandbox
+ * runs in this process and stops at the end, deleting its `kubeconfig` and `arm-token`; with `--keep` it runs as the detached daemon of
+ * `sandbox up` instead (so it outlives this command) and the report says how to look at it.
+ *
+ * Exit code: 0 when every step was applied and checked, otherwise the failing step's code.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { UsageError, PreconditionError } from '../../engine/errors.ts';
+import { parseJournal, type ClusterIdentity, type JournalDocument, type StepEntry } from '../../engine/journal.ts';
+import { Runner, formatDuration, type RunnerEvents, type StepRunResult } from '../../engine/runner.ts';
+import type { ExecutorRegistry, StepId, StepRegistry } from '../../engine/step.ts';
+import type { CallCounts } from '../../kube/call-counter.ts';
+import type { OutageReport } from '../../sandbox/podidentity/outage-meter.ts';
+import type { Paint } from '../io.ts';
+import { runWithProgress } from '../progress.ts';
+import { renderData, renderPlanTable, table } from '../render.ts';
+import { envelope } from '../documents.ts';
+import type { Command } from 'commander';
+import type { CliEnv } from '../main.ts';
+import { DEMO_KEEP_DIR } from '../commands/demo.ts';
+
+interface DemoFlags {
+  scenario?: string;
+  timeScale?: string;
+  keep?: boolean;
+  dir?: string;
+  churn: boolean;
+  procedure?: string;
+  observe?: string;
+  operatorPause?: string;
+}
+
+/** Simulated seconds from a flag value; `undefined` when absent. */
+function parseSimSeconds(flag: string, raw: string | undefined): number {
+  if (raw === undefined) return 0;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0 || n > 86_400) throw new UsageError(`${flag}: "${raw}" is not a number of seconds in [0, 86400].`, `Pass simulated seconds, e.g. ${flag} 600.`);
+  return n;
+}
+
+/** How long the demo keeps measuring after the migration, and how fast the documented procedure's operator types. */
+interface DemoPacing {
+  /** Simulated seconds the outage meter keeps sampling after the last step (pods still failing keep counting). */
+  observeSeconds: number;
+  /** `upstream` only: simulated seconds between two of the doc's steps (0: run as a script). */
+  operatorPauseSeconds: number;
+}
+
+/** Waits `simSeconds` of sandbox time. */
+async function waitSimulated(sb: { timeScale: number }, simSeconds: number, say: (m: string) => void, what: string): Promise<void> {
+  if (simSeconds <= 0) return;
+  say(`${what}: ${simSeconds} simulated s (${(simSeconds / sb.timeScale).toFixed(1)} s real)`);
+  await new Promise((r) => setTimeout(r, (simSeconds * 1000) / sb.timeScale));
+}
+
+/**
+ * How the demo migrates: `upstream` follows the documented procedure (src/procedures/upstream.ts),
+ * `in-place` is the runbook with today's rolling NMI patch, `drain` the runbook with step
+ * `nmi-managed` run as `nmiRollout: 'drain'` (no service pod on a node while its NMI restarts).
+ */
+export const DEMO_PROCEDURES = ['upstream', 'in-place', 'drain'] as const;
+export type DemoProcedure = (typeof DEMO_PROCEDURES)[number];
+
+/** Validates `--procedure`. */
+export function parseProcedure(raw: string | undefined): DemoProcedure {
+  const p = raw ?? 'in-place';
+  if (!(DEMO_PROCEDURES as readonly string[]).includes(p)) throw new UsageError(`--procedure: "${raw}" is not a procedure.`, `Use one of: ${DEMO_PROCEDURES.join(', ')}.`);
+  if (p === 'drain') throw new UsageError('--procedure drain: the NMI rollout strategy "drain" of step nmi-managed is not available yet.', 'Use --procedure in-place (the runbook) or --procedure upstream (the documented procedure).');
+  return p as DemoProcedure;
+}
+
+/** Per-step cost, from the gateways' call counters around each step. */
+export interface StepCost {
+  kube: number;
+  arm: number;
+  armWrites: number;
+}
+
+/** What the demo reports at the end (also what tests read). */
+export interface DemoReport {
+  procedure: DemoProcedure;
+  scenario: string;
+  timeScale: number;
+  pacing: DemoPacing;
+  /** `state` overrides the runner's outcome (the documented procedure's phases are `done`, not checked). */
+  steps: (StepRunResult & { cost: StepCost; state?: string })[];
+  totalMs: number;
+  outage: OutageReport;
+  /** Per pool: the node the drain step replaced and how long the pool took (real seconds), from the journal. */
+  drainPools: DrainPoolTiming[];
+  /** Pods evicted by the runbook's steps (the journal's `evicted` results). */
+  podsEvicted: number;
+  dir: string;
+  kept: boolean;
+}
+
+/** One pool of the drain step. */
+export interface DrainPoolTiming {
+  pool: string;
+  node: string;
+  /** Real seconds from the pool's first action intent to its last action done. */
+  seconds: number;
+  evicted: number;
+}
+
+
+/**
+ * The drain step's per-pool timing from its journal entry: the step's own `poolTimings` data
+ * (`[{ pool, node, seconds, evicted? }]`) when it records it, else computed from the intent and
+ * done timestamps of its `pool/<pool>/...` actions, with the node from `freshNodes`.
+ */
+export function drainPoolsFromJournal(entry: Pick<StepEntry, 'actions' | 'data'> | undefined): DrainPoolTiming[] {
+  if (!entry) return [];
+  const recorded = entry.data?.poolTimings;
+  if (Array.isArray(recorded)) {
+    return recorded
+      .filter((t): t is DrainPoolTiming => !!t && typeof t.pool === 'string' && typeof t.seconds === 'number')
+      .map((t) => ({ pool: t.pool, node: String(t.node ?? ''), seconds: t.seconds, evicted: typeof t.evicted === 'number' ? t.evicted : 0 }))
+      .sort((a, b) => a.pool.localeCompare(b.pool));
+  }
+  const fresh = (entry.data?.freshNodes ?? {}) as Record<string, string>;
+  const byPool = new Map<string, { start: number; end: number; node?: string; evicted: number }>();
+  for (const r of entry.actions) {
+    const m = /^pool\/([^/]+)\//.exec(r.actionId);
+    if (!m || r.rolledBack) continue;
+    const t = byPool.get(m[1]) ?? { start: Infinity, end: -Infinity, evicted: 0 };
+    t.start = Math.min(t.start, Date.parse(r.intentAt));
+    if (r.doneAt) t.end = Math.max(t.end, Date.parse(r.doneAt));
+    const pre = r.preState as { node?: string } | undefined;
+    t.node ??= pre?.node;
+    const evicted = (r.result as { evicted?: unknown } | undefined)?.evicted;
+    if (r.status === 'done' && typeof evicted === 'number') t.evicted += evicted;
+    byPool.set(m[1], t);
+  }
+  return [...byPool]
+    .filter(([, t]) => Number.isFinite(t.start) && Number.isFinite(t.end))
+    .map(([pool, t]) => ({ pool, node: fresh[pool] ?? t.node ?? '', seconds: Math.round(t.end - t.start) / 1000, evicted: t.evicted }))
+    .sort((a, b) => a.pool.localeCompare(b.pool));
+}
+
+/** Pods evicted according to a journal: the sum of every done action's numeric `evicted` result. */
+export function podsEvictedFromJournal(doc: Pick<JournalDocument, 'steps'>): number {
+  let n = 0;
+  for (const entry of Object.values(doc.steps)) {
+    for (const r of entry?.actions ?? []) {
+      const evicted = (r.result as { evicted?: unknown } | undefined)?.evicted;
+      if (r.status === 'done' && !r.rolledBack && typeof evicted === 'number') n += evicted;
+    }
+  }
+  return n;
+}
+
+/** The body of the `-o json|yaml` document (schemas/demo.schema.json; the caller adds the envelope). */
+export function demoDocument(r: DemoReport, sb?: Pick<DemoSandbox, 'clusterName' | 'aksResourceId' | 'subscriptionId' | 'envFile'>, kept = false): Record<string, unknown> {
+  return {
+    ...(sb ? { cluster: { name: sb.clusterName, aksResourceId: sb.aksResourceId, subscriptionId: sb.subscriptionId } } : {}),
+    dir: r.dir,
+    kept,
+    ...(kept && sb ? { envFile: sb.envFile } : {}),
+    procedure: r.procedure,
+    scenario: r.scenario,
+    timeScale: r.timeScale,
+    observeSeconds: r.pacing.observeSeconds,
+    ...(r.procedure === 'upstream' ? { operatorPauseSeconds: r.pacing.operatorPauseSeconds } : {}),
+    realSeconds: Math.round(r.totalMs) / 1000,
+    steps: r.steps.map((s) => ({ id: s.stepId, title: s.title, state: s.state ?? s.outcome, summary: s.summary, checks: [...s.evidence], seconds: Math.round(s.durationMs) / 1000, kubeCalls: s.cost.kube, armCalls: s.cost.arm, armWrites: s.cost.armWrites })),
+    drain: { pools: r.drainPools.map((p) => ({ pool: p.pool, node: p.node, seconds: p.seconds, evicted: p.evicted })) },
+    podsEvicted: r.podsEvicted,
+    outage: r.outage,
+  };
+}
+
+/** The sandbox the demo runs against: in this process, or the detached daemon (`--keep`). */
+interface DemoSandbox {
+  kubeconfig: string;
+  armEnv: Record<string, string>;
+  aksResourceId: string;
+  subscriptionId: string;
+  clusterName: string;
+  scenarioName: string;
+  timeScale: number;
+  envFile: string;
+  outage(): Promise<OutageReport>;
+  stop(): Promise<void>;
+}
+
+function parseTimeScale(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0 || n > 1000) throw new UsageError(`--time-scale: "${raw}" is not a number in (0, 1000].`, 'Pass e.g. --time-scale 10 (ten simulated seconds per real second).');
+  return n;
+}
+
+async function startInProcess(flags: DemoFlags, dir: string, progress: (m: string) => void): Promise<DemoSandbox> {
+  const { Sandbox } = await import('../../sandbox/sandbox.ts');
+  const { loadScenarioFile, DEFAULT_SCENARIO_PATH, ScenarioError } = await import('../../sandbox/scenario.ts');
+  let scenario;
+  try {
+    scenario = loadScenarioFile(resolve(flags.scenario ?? DEFAULT_SCENARIO_PATH));
+  } catch (e) {
+    if (e instanceof ScenarioError) throw new UsageError(e.message, e.hint);
+    throw e;
+  }
+  const sb = await Sandbox.start({ scenario, timeScale: parseTimeScale(flags.timeScale), churn: flags.churn });
+  try {
+    progress(`sandbox "${scenario.name}" starting (${sb.clock.timeScale}x)`);
+    await sb.waitReady(120_000);
+  } catch (e) {
+    await sb.stop();
+    throw e;
+  }
+  const files = sb.writeClientFiles(join(dir, 'sandbox'));
+  return {
+    kubeconfig: files.kubeconfig,
+    armEnv: { PODID_MIGRATE_ARM_ENDPOINT: sb.armUrl, PODID_MIGRATE_ARM_TOKEN_FILE: files.armTokenFile, PODID_MIGRATE_CA_FILE: files.caFile },
+    aksResourceId: sb.aksResourceId,
+    subscriptionId: scenario.subscriptionId,
+    clusterName: scenario.cluster.name,
+    scenarioName: scenario.name,
+    timeScale: sb.clock.timeScale,
+    envFile: files.envFile,
+    outage: async () => sb.meter.report(),
+    // The sandbox's credentials are worthless once it stops, but a bearer token left on disk is
+    // still one too many: remove them with it (the CA certificate and env file are not secret).
+    stop: async () => {
+      await sb.stop();
+      for (const secret of [files.kubeconfig, files.armTokenFile]) rmSync(secret, { force: true });
+    },
+  };
+}
+
+async function startDetached(flags: DemoFlags, dir: string, progress: (m: string) => void): Promise<DemoSandbox> {
+  const { sandboxUp, controlRequest, sandboxDown } = await import('../../sandbox/lifecycle.ts');
+  const st = await sandboxUp({ dir, scenario: flags.scenario, timeScale: parseTimeScale(flags.timeScale), churn: flags.churn, onProgress: progress });
+  const files = st.files!;
+  const sub = /^\/subscriptions\/([^/]+)\//.exec(st.aksResourceId ?? '')?.[1];
+  if (!st.aksResourceId || !sub) {
+    await sandboxDown(dir);
+    throw new PreconditionError('the sandbox daemon did not report its AKS resource id.', `See ${join(dir, 'sandbox.log')}.`);
+  }
+  return {
+    kubeconfig: files.kubeconfig,
+    armEnv: { PODID_MIGRATE_ARM_ENDPOINT: st.armUrl ?? '', PODID_MIGRATE_ARM_TOKEN_FILE: files.armTokenFile, PODID_MIGRATE_CA_FILE: files.caFile },
+    aksResourceId: st.aksResourceId,
+    subscriptionId: sub,
+    clusterName: st.aksResourceId.split('/').pop()!,
+    scenarioName: (await import('../../sandbox/scenario.ts')).loadScenarioFile(resolve(flags.scenario ?? (await import('../../sandbox/scenario.ts')).DEFAULT_SCENARIO_PATH)).name,
+    timeScale: st.timeScale ?? 10,
+    envFile: join(files.dir, 'env'),
+    outage: async () => ((await controlRequest(st, 'GET', '/_sandbox/status')) as { outage: OutageReport }).outage,
+    // --keep: the daemon outlives the demo on purpose.
+    stop: async () => {},
+  };
+}
+
+function diff(after: CallCounts, before: CallCounts): { total: number; writes: number } {
+  let writes = 0;
+  for (const [k, n] of Object.entries(after.byKey)) {
+    const d = n - (before.byKey[k] ?? 0);
+    if (d > 0 && /^(PATCH|PUT|POST|DELETE|create|update|patch|delete|deletecollection)\b/i.test(k)) writes += d;
+  }
+  return { total: after.total - before.total, writes };
+}
+
+/** The final report as text. */
+export function renderDemoReport(r: DemoReport, p: Paint, sandbox: { timeScale: number }): string {
+  const lines: string[] = [];
+  lines.push('');
+  lines.push(p.bold(`Migration report, procedure ${r.procedure} (scenario ${r.scenario}, sandbox at ${sandbox.timeScale}x; ${formatDuration(r.totalMs)} real time)`));
+  const rows = [['STEP', 'RESULT', 'TIME', 'K8S CALLS', 'ARM CALLS', 'CHECKS', 'WHAT CHANGED']];
+  for (const s of r.steps) {
+    rows.push([s.stepId, s.state ?? s.outcome, formatDuration(s.durationMs), String(s.cost.kube), `${s.cost.arm}${s.cost.armWrites ? ` (${s.cost.armWrites} writes)` : ''}`, `${s.evidence.length} passed`, s.summary]);
+  }
+  lines.push(table(rows).trimEnd());
+  if (r.drainPools.length) {
+    const slowest = Math.max(...r.drainPools.map((d) => d.seconds));
+    lines.push(`  drain per pool (real s): ${r.drainPools.map((d) => `${d.pool} ${d.seconds.toFixed(1)}`).join(', ')}; slowest ${slowest.toFixed(1)}, sum ${r.drainPools.reduce((a, d) => a + d.seconds, 0).toFixed(1)}`);
+  }
+  const o = r.outage;
+  const nmi = o.windows.filter((w) => w.cause.startsWith('nmi-restart'));
+  const other = o.windows.filter((w) => !w.cause.startsWith('nmi-restart'));
+  lines.push('');
+  lines.push(p.bold('Outage meter') + ` (every service pod, every simulated second, since ${o.since})`);
+  lines.push(`  failing pod-seconds ${o.failingPodSeconds} over ${o.samples} samples; ${o.windows.length} failure window(s)`);
+  for (const [cause, secs] of Object.entries(o.byCause).sort((a, b) => b[1] - a[1])) lines.push(`  ${String(secs).padStart(5)} pod-s  ${cause}`);
+  const longest = Math.max(0, ...nmi.map((w) => w.seconds));
+  if (nmi.length) lines.push(`  ${nmi.length} window(s) inside NMI restarts (the 10 s termination gap plus start-up), longest ${longest} s`);
+  // In standard mode every new pod waits for MIC to assign its identity: the cluster's own
+  // behaviour before the cutover, not an outage the migration caused.
+  const micWaits = other.filter((w) => w.cause === 'waiting-for-mic-assignment');
+  const unexpected = other.filter((w) => w.cause !== 'waiting-for-mic-assignment');
+  if (micWaits.length) lines.push(`  ${micWaits.length} window(s) of new pods waiting for MIC's assignment while standard mode still ran (standard mode's usual start-up wait), longest ${Math.max(...micWaits.map((w) => w.seconds))} s`);
+  if (unexpected.length) {
+    lines.push(p.red(`  ${unexpected.length} window(s) with another cause:`));
+    for (const w of unexpected.slice(0, 8)) lines.push(`    ${w.start} ${w.seconds} s  ${w.pod} on ${w.node}: ${w.cause}`);
+  } else lines.push(p.green('  no failure caused by the migration outside NMI restart windows'));
+  return lines.join('\n') + '\n';
+}
+
+/** `demo`: the full migration on the embedded sandbox. */
+export async function run(env: CliEnv, flags: DemoFlags, cmd: Command): Promise<void> {
+  const globals = env.globals(cmd);
+  parseTimeScale(flags.timeScale);
+  const procedure = parseProcedure(flags.procedure);
+  const pacing: DemoPacing = { observeSeconds: parseSimSeconds('--observe', flags.observe), operatorPauseSeconds: parseSimSeconds('--operator-pause', flags.operatorPause) };
+  if (pacing.operatorPauseSeconds && procedure !== 'upstream') throw new UsageError('--operator-pause applies to --procedure upstream only.', 'Drop --operator-pause, or add --procedure upstream.');
+  const json = globals.output === 'json' || globals.output === 'yaml';
+  if (globals.output === 'markdown') throw new UsageError('-o/--output: demo prints a table, or a document with -o json|yaml, not markdown.', 'Use -o table (default), -o json or -o yaml.');
+  const dir = resolve(globals.cwd, flags.dir ?? (flags.keep ? DEMO_KEEP_DIR : mkdtempSync(join(tmpdir(), 'podid-demo-'))));
+  const p = env.paint(globals);
+  const say = (m: string) => env.err(`${m}\n`);
+  const started = Date.now();
+  const sb = flags.keep ? await startDetached(flags, dir, say) : await startInProcess(flags, dir, say);
+  try {
+    say(`Sandbox ready: ${sb.clusterName} at ${sb.timeScale}x (files in ${dir})`);
+    const report = procedure === 'upstream' ? await migrateUpstream(env, sb, dir, started, pacing) : await migrate(env, globals, sb, dir, p, started, procedure, json, pacing);
+    if (json) env.out(renderData(globals.output, envelope('demo', demoDocument(report, sb, Boolean(flags.keep)))));
+    else env.out(renderDemoReport(report, p, sb));
+    if (flags.keep && !json) {
+      env.out(
+        [
+          '',
+          `The sandbox keeps running. To look at it:`,
+          `  source ${sb.envFile}`,
+          `  kubectl get nodes; kubectl get pods -A; kubectl get azureassignedidentities -A`,
+          `  podid-migrate status --journal ${join(dir, 'journal.json')}`,
+          `  podid-migrate sandbox status --dir ${dir}`,
+          `Stop it with: podid-migrate sandbox down --dir ${dir}`,
+          '',
+        ].join('\n'),
+      );
+    }
+  } finally {
+    await sb.stop();
+  }
+}
+
+type Env = CliEnv;
+
+async function gatewaysFor(sb: DemoSandbox) {
+  const kubeModule = await import('../../kube/index.ts');
+  const azureModule = await import('../../azure/index.ts');
+  const kube = kubeModule.createKubeGateway({ kubeconfig: sb.kubeconfig });
+  const azure = azureModule.createAzureGateway({ subscriptionId: sb.subscriptionId, connection: azureModule.resolveAzureConnection(sb.armEnv) });
+  return { kube, azure };
+}
+
+/** `--procedure upstream`: the documented procedure instead of the runbook; each of its phases is a row of the report. */
+async function migrateUpstream(env: Env, sb: DemoSandbox, dir: string, started: number, pacing: DemoPacing): Promise<DemoReport> {
+  const { runUpstreamProcedure } = await import('../../procedures/upstream.ts');
+  const { kube, azure } = await gatewaysFor(sb);
+  const say = (m: string) => env.err(`${m}\n`);
+  const run = await runUpstreamProcedure({
+    kube,
+    azure,
+    aksId: sb.aksResourceId,
+    pauseBetweenPhasesMs: (pacing.operatorPauseSeconds * 1000) / sb.timeScale,
+    progress: (m) => say(`  ${m}`),
+    onPhase: ({ title, result }) => say(result ? `[${result.state === 'done' ? 'COMPLETED' : 'FAILED'}] ${title} (${formatDuration(result.durationMs)}): ${result.summary}` : `[STARTED] ${title}`),
+  });
+  if (run.error) throw new PreconditionError(`the documented procedure stopped: ${run.error.message}`, `The sandbox state is in ${dir}; run with --keep to look at it.`);
+  const totalMs = Date.now() - started;
+  await waitSimulated(sb, pacing.observeSeconds, say, 'observing the workloads after the procedure');
+  return {
+    procedure: 'upstream',
+    scenario: sb.scenarioName,
+    timeScale: sb.timeScale,
+    pacing,
+    steps: run.phases.map((ph) => ({
+      stepId: ph.id as StepId,
+      title: ph.title,
+      outcome: 'checked' as const,
+      state: ph.state,
+      summary: ph.summary,
+      durationMs: ph.durationMs,
+      actions: 0,
+      evidence: [],
+      cost: { kube: ph.kubeCalls, arm: ph.armCalls, armWrites: ph.armWrites },
+    })),
+    totalMs,
+    outage: await sb.outage(),
+    drainPools: [],
+    podsEvicted: 0,
+    dir,
+    kept: false,
+  };
+}
+
+async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSandbox, dir: string, p: Paint, started: number, procedure: DemoProcedure, json: boolean, pacing: DemoPacing): Promise<DemoReport> {
+  const { STEPS, EXECUTORS } = await import('../../steps/registry.ts');
+  const { kube, azure } = await gatewaysFor(sb);
+  const info = await kube.clusterInfo();
+  const cluster: ClusterIdentity = { name: sb.clusterName, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: sb.subscriptionId, aksResourceId: sb.aksResourceId };
+  const journalPath = join(dir, 'journal.json');
+  const inventoryPath = join(dir, 'inventory.yaml');
+  const costs = new Map<StepId, StepCost>();
+  const marks = new Map<StepId, { kube: CallCounts; arm: CallCounts }>();
+  const meter = (inner: RunnerEvents): RunnerEvents => ({
+    ...inner,
+    stepStart: (id, title, phase) => {
+      if (!marks.has(id)) marks.set(id, { kube: kube.calls(), arm: azure.calls() });
+      inner.stepStart?.(id, title, phase);
+    },
+    stepEnd: (result) => {
+      const m = marks.get(result.stepId);
+      if (m) {
+        const k = diff(kube.calls(), m.kube);
+        const a = diff(azure.calls(), m.arm);
+        costs.set(result.stepId, { kube: k.total, arm: a.total, armWrites: a.writes });
+      }
+      inner.stepEnd?.(result);
+    },
+  });
+  const runner = (events?: RunnerEvents) =>
+    new Runner({
+      steps: STEPS as StepRegistry,
+      executors: EXECUTORS as ExecutorRegistry,
+      kube,
+      azure,
+      cluster,
+      journalPath,
+      inventoryPath,
+      options: { aksId: sb.aksResourceId, junitPath: join(dir, 'junit.xml'), kubeconfig: sb.kubeconfig, nmiRollout: procedure === 'drain' ? 'drain' : 'in-place' },
+      stepTimeoutMs: globals.stepTimeoutMs,
+      events,
+      verbose: globals.verbose,
+    });
+  const progress = { stderr: env.deps.stderr, animated: env.animated, verbose: globals.verbose, verb: 'apply' as const };
+  const all: StepRunResult[] = [];
+
+  const first = STEPS.slice(0, 1);
+  const inv = await runWithProgress(first, progress, (events) => runner(meter(events)).apply({ step: 'inventory' }));
+  all.push(...inv.steps);
+
+  const plan = await runner().plan();
+  // With -o json stdout carries the report document alone.
+  (json ? env.err.bind(env) : env.out.bind(env))(`${renderPlanTable(plan, p, journalPath)}\n`);
+
+  const rest = STEPS.slice(1);
+  const run = await runWithProgress(rest, progress, (events) => runner(meter(events)).apply());
+  all.push(...run.steps.filter((s) => s.stepId !== 'inventory'));
+  const totalMs = Date.now() - started;
+  await waitSimulated(sb, pacing.observeSeconds, (m) => env.err(`${m}\n`), 'observing the workloads after the migration');
+  const outage = await sb.outage();
+  const journal = parseJournal(readFileSync(journalPath, 'utf8'), journalPath);
+  return {
+    procedure,
+    scenario: sb.scenarioName,
+    timeScale: sb.timeScale,
+    pacing,
+    steps: all.map((s) => ({ ...s, cost: costs.get(s.stepId) ?? { kube: 0, arm: 0, armWrites: 0 } })),
+    totalMs,
+    outage,
+    drainPools: drainPoolsFromJournal(journal.steps.drain),
+    podsEvicted: podsEvictedFromJournal(journal),
+    dir,
+    kept: false,
+  };
+}
