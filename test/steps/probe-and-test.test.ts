@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { actionLogPathFor } from '../../src/engine/journal.ts';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
@@ -210,7 +211,7 @@ describe('test step', () => {
     const results = ctx.journal.getData<TestResult[]>('results')!;
     expect(results.find((r) => r.kind === 'command')?.output).toContain(`pool=pay node=${pay}`);
 
-    const journalText = readFileSync(ctx.journalPath, 'utf8');
+    const journalText = readFileSync(ctx.journalPath, 'utf8') + readFileSync(actionLogPathFor(ctx.journalPath), 'utf8');
     const xml = readFileSync(junitPath, 'utf8');
     for (const text of [journalText, xml, ctx.messages.join('\n')]) {
       for (const t of [good, wrong]) {
