@@ -79,7 +79,9 @@ async function current(dir: string, n: number): Promise<{ perSecond: number; cou
   const path = join(dir, `current-${n}.json`);
   await seed(path, n);
   const sj = (await Journal.open(path, CLUSTER)).forStep('cleanup');
-  return measure((i) => sj.runAction(action(i), savedCopy(i), async () => 'deleted'), n);
+  return measure(async (i) => {
+    await sj.runAction(action(i), savedCopy(i), async () => 'deleted');
+  }, n);
 }
 
 /** The previous implementation: the whole document rewritten atomically at intent and at done. */

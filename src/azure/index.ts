@@ -6,4 +6,5 @@
 export { createAzureGateway, parseResourceId, identityDelta, chunk, MAX_IDENTITIES_PER_PATCH, ASSIGN_ACTION } from './gateway.ts';
 export type * from './gateway.ts';
 export { AzureApiError, isAzureNotFound } from './errors.ts';
+export { snapshotAzureGateway } from './read-snapshot.ts';
 export { resolveAzureConnection, ARM_ENV } from './client.ts';

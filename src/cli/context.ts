@@ -4,7 +4,7 @@
  */
 import { PreconditionError } from '../engine/errors.ts';
 import type { ClusterIdentity } from '../engine/journal.ts';
-import { Runner, type RunnerEvents } from '../engine/runner.ts';
+import { Runner, type RunnerConfig, type RunnerEvents } from '../engine/runner.ts';
 import type { DryRunMode, StepRegistry } from '../engine/step.ts';
 import type { DryRunEntry } from '../kube/dry-run.ts';
 import { inventoryPathFor, journalPathFor, parseAksId, type GlobalOptions } from './options.ts';
@@ -18,6 +18,8 @@ export interface Runtime<K = unknown, A = unknown> {
   cluster: ClusterIdentity;
   /** In a dry run: the writes the gateways held back (client) or sent with dryRun=All (server). */
   recordedWrites?(): DryRunEntry[];
+  /** The command's read snapshot hook, handed to the runner as `readScope` (see `src/kube/read-snapshot.ts`). */
+  readScope?: RunnerConfig['readScope'];
   close(): Promise<void>;
 }
 
@@ -38,14 +40,21 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   }
   // Loaded on demand: the SDKs behind them take a noticeable time to import, and commands such
   // as --help, status or sandbox never need them.
-  const [{ createKubeGateway }, { createAzureGateway }, { STEPS }] = await Promise.all([import('../kube/index.ts'), import('../azure/index.ts'), import('../steps/registry.ts')]);
+  const [{ createKubeGateway, ReadSnapshot, snapshotKubeGateway }, { createAzureGateway, snapshotAzureGateway }, { STEPS }] = await Promise.all([
+    import('../kube/index.ts'),
+    import('../azure/index.ts'),
+    import('../steps/registry.ts'),
+  ]);
   const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal });
   const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal });
   const info = await kube.clusterInfo();
+  // One read snapshot per command, shared by both gateways (a write through either invalidates both).
+  const reads = new ReadSnapshot();
   return {
     steps: STEPS as unknown as StepRegistry,
-    kube,
-    azure,
+    kube: snapshotKubeGateway(kube, reads),
+    azure: snapshotAzureGateway(azure, reads),
+    readScope: (phase, call) => reads.during(phase, call),
     cluster: { name: aks.name, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: aks.subscriptionId, aksResourceId: options.aksId },
     recordedWrites: () => [...kube.dryRunLog(), ...azure.dryRunLog()],
     close: async () => {
@@ -85,5 +94,6 @@ export function runnerFor(
     signal: extra.signal,
     events: extra.events,
     verbose: options.verbose,
+    readScope: runtime.readScope,
   });
 }

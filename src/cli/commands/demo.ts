@@ -215,9 +215,12 @@ async function migrate(env: Parameters<CommandModule['register']>[1], globals: R
   const kubeModule = await import('../../kube/index.ts');
   const azureModule = await import('../../azure/index.ts');
   const { STEPS } = await import('../../steps/registry.ts');
-  const kube = kubeModule.createKubeGateway({ kubeconfig: sb.kubeconfig });
-  const azure = azureModule.createAzureGateway({ subscriptionId: sb.subscriptionId, connection: azureModule.resolveAzureConnection(sb.armEnv) });
-  const info = await kube.clusterInfo();
+  const cliKube = kubeModule.createKubeGateway({ kubeconfig: sb.kubeconfig });
+  const info = await cliKube.clusterInfo();
+  // The same read snapshot wiring as every other command (src/cli/context.ts).
+  const reads = new kubeModule.ReadSnapshot();
+  const kube = kubeModule.snapshotKubeGateway(cliKube, reads);
+  const azure = azureModule.snapshotAzureGateway(azureModule.createAzureGateway({ subscriptionId: sb.subscriptionId, connection: azureModule.resolveAzureConnection(sb.armEnv) }), reads);
   const cluster: ClusterIdentity = { name: sb.clusterName, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: sb.subscriptionId, aksResourceId: sb.aksResourceId };
   const journalPath = join(dir, 'journal.json');
   const inventoryPath = join(dir, 'inventory.yaml');
@@ -251,6 +254,7 @@ async function migrate(env: Parameters<CommandModule['register']>[1], globals: R
       stepTimeoutMs: globals.stepTimeoutMs,
       events,
       verbose: globals.verbose,
+      readScope: (phase, call) => reads.during(phase, call),
     });
   const progress = { stderr: env.deps.stderr, animated: env.animated, verbose: globals.verbose, verb: 'apply' as const };
   const all: StepRunResult[] = [];
