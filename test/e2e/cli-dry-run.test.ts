@@ -48,6 +48,16 @@ describe('CLI plan, apply --dry-run=server and status against the sandbox', () =
     expect(plan.totals.blockers).toBe(0);
     expect(JSON.stringify(plan)).not.toContain('inventoryPreview');
     expect(env.sandbox.status().metrics.mutations).toEqual({ kube: 0, arm: 0 });
+    // One read snapshot for the command: every kind is listed once however many steps plan from it,
+    // and each identity's permission is read once.
+    const kubeCalls = Object.entries(env.sandbox.status().metrics.kube).filter(([label]) => !label.includes(':'));
+    const lists = kubeCalls.filter(([label]) => label.startsWith('list '));
+    expect(lists.length).toBeGreaterThan(5);
+    expect(lists.filter(([, n]) => n !== 1)).toEqual([]);
+    const permissionReads = env.sandbox.metrics.count({ api: 'arm', caller: 'client', verb: 'GET', resource: 'Permissions_ListForResource' });
+    const document = byStep.inventory.plan!.actions.at(-1)!.details as { document: { identities: unknown[] } };
+    expect(permissionReads).toBeGreaterThan(0);
+    expect(permissionReads).toBeLessThanOrEqual(document.document.identities.length);
   }, 60_000);
 
   it('apply --dry-run=server makes every read, sends Kubernetes writes as dry runs, and persists nothing', async () => {
