@@ -47,12 +47,15 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   ]);
   const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal });
   const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, dryRun: mode.dryRun, signal: mode.signal });
-  const info = await kube.clusterInfo();
   // One read snapshot per command, shared by both gateways (a write through either invalidates both).
   const reads = new ReadSnapshot();
+  const sharedKube = snapshotKubeGateway(kube, reads);
+  // Read through the snapshot, so the inventory's own cluster identity check needs no second GET.
+  const identity = await reads.run('shared', () => sharedKube.clusterIdentity());
+  const info = { apiServer: identity.server, kubeSystemUid: identity.kubeSystemUid };
   return {
     steps: STEPS as unknown as StepRegistry,
-    kube: snapshotKubeGateway(kube, reads),
+    kube: sharedKube,
     azure: snapshotAzureGateway(azure, reads),
     readScope: (phase, call) => reads.during(phase, call),
     cluster: { name: aks.name, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: aks.subscriptionId, aksResourceId: options.aksId },

@@ -90,6 +90,8 @@ export class KubeClient {
   readonly userAgent: string;
   /** Discovery documents by apiVersion, shared by every transport so each is fetched once. */
   readonly discoveryCache: Record<string, V1APIResourceList> = {};
+  /** Discovery reads in flight by apiVersion, so concurrent first uses of a group share one GET. */
+  readonly discoveryInFlight = new Map<string, Promise<unknown>>();
 
   private constructor(kc: KubeConfig, opts: KubeClientOptions) {
     this.kubeConfig = kc;
@@ -145,13 +147,26 @@ export class KubeClient {
  * fields unknown to the SDK's models and legacy capitalised keys survive a read-modify-write.
  */
 class PathApi extends KubernetesObjectApi {
-  constructor(config: Configuration, cache: Record<string, V1APIResourceList>) {
+  readonly #inFlight: Map<string, Promise<unknown>>;
+
+  constructor(config: Configuration, cache: Record<string, V1APIResourceList>, inFlight: Map<string, Promise<unknown>>) {
     super(config);
     this.apiVersionResourceCache = cache;
+    this.#inFlight = inFlight;
   }
 
   /** Path of the collection (`name` absent) or the object. */
   async pathFor(ref: ResourceRef, namespace: string | undefined, name: string | undefined): Promise<string> {
+    if (!this.apiVersionResourceCache[ref.apiVersion]) {
+      // Parallel lists of one group would each read its discovery document: read it once. A
+      // failure is left to specUriPath below, which reads again and reports it as before.
+      let pending = this.#inFlight.get(ref.apiVersion);
+      if (!pending) {
+        pending = this.resource(ref.apiVersion, ref.kind).catch(() => undefined).finally(() => this.#inFlight.delete(ref.apiVersion));
+        this.#inFlight.set(ref.apiVersion, pending);
+      }
+      await pending;
+    }
     const spec = { apiVersion: ref.apiVersion, kind: ref.kind, metadata: { namespace, name } };
     return this.specUriPath(spec, name === undefined ? 'list' : 'read');
   }
@@ -182,7 +197,7 @@ export class KubeTransport {
       httpApi,
       middleware: [setHeaderMiddleware('User-Agent', client.userAgent)],
     });
-    this.paths = new PathApi(this.configuration, client.discoveryCache);
+    this.paths = new PathApi(this.configuration, client.discoveryCache, client.discoveryInFlight);
   }
 
   pathFor(ref: ResourceRef, namespace: string | undefined, name?: string): Promise<string> {
