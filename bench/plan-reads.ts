@@ -34,6 +34,13 @@ async function child(mode: 'on' | 'off'): Promise<void> {
       done();
     },
   });
+  let peakHeap = 0;
+  let atPeakRss = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 };
+  const sampler = setInterval(() => {
+    const m = process.memoryUsage();
+    peakHeap = Math.max(peakHeap, m.heapUsed);
+    if (m.rss > atPeakRss.rss) atPeakRss = { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+  }, 20);
   const started = performance.now();
   const code = await main(['node', 'podid-migrate', 'plan', '-o', 'json'], {
     stdout: stdout as unknown as NodeJS.WriteStream,
@@ -43,6 +50,7 @@ async function child(mode: 'on' | 'off'): Promise<void> {
     },
   });
   const ms = performance.now() - started;
+  clearInterval(sampler);
   let blockers: string[] = [];
   try {
     const plan = JSON.parse(out) as { steps: { plan?: { blockers: { code: string; subject: string }[] } }[] };
@@ -50,7 +58,7 @@ async function child(mode: 'on' | 'off'): Promise<void> {
   } catch {
     blockers = [`(no JSON plan on stdout: exit ${code})`];
   }
-  process.stderr.write(`RESULT ${JSON.stringify({ code, ms, maxRssKiB: process.resourceUsage().maxRSS, blockers })}\n`);
+  process.stderr.write(`RESULT ${JSON.stringify({ code, ms, maxRssKiB: process.resourceUsage().maxRSS, peakHeapKiB: Math.round(peakHeap / 1024), atPeakRss: Object.fromEntries(Object.entries(atPeakRss).map(([k, v]) => [k, Math.round(v / 1048576)])), blockers })}\n`);
 }
 
 async function parent(): Promise<void> {
@@ -120,7 +128,7 @@ async function parent(): Promise<void> {
       PODID_MIGRATE_AKS_ID: sb.aksResourceId,
       CI: 'true',
     };
-    type Result = { code: number; ms: number; maxRssKiB: number; blockers: string[] };
+    type Result = { code: number; ms: number; maxRssKiB: number; peakHeapKiB: number; atPeakRss: Record<string, number>; blockers: string[] };
     const runPlan = async (mode: 'on' | 'off') => {
       sb.metrics.reset();
       const result = await new Promise<Result>((resolve, reject) => {
@@ -169,10 +177,12 @@ async function parent(): Promise<void> {
     row('ARM requests', sum(runs.off.arm), sum(runs.on.arm));
     row('  of which permission checks', sum(runs.off.arm, (l) => l.includes('Permissions_')), sum(runs.on.arm, (l) => l.includes('Permissions_')));
     row('peak RSS of the plan process', mib(runs.off.result.maxRssKiB), mib(runs.on.result.maxRssKiB));
+    row('  peak JS heap used (sampled every 20 ms)', mib(runs.off.result.peakHeapKiB), mib(runs.on.result.peakHeapKiB));
     row('wall time', `${(runs.off.result.ms / 1000).toFixed(1)} s`, `${(runs.on.result.ms / 1000).toFixed(1)} s`);
     console.log('');
     console.log(`ratios on/off: Kubernetes requests ${(sum(runs.on.kube) / sum(runs.off.kube)).toFixed(2)}, ARM requests ${(sum(runs.on.arm) / sum(runs.off.arm)).toFixed(2)}, peak RSS ${(runs.on.result.maxRssKiB / runs.off.result.maxRssKiB).toFixed(2)}, time ${(runs.on.result.ms / runs.off.result.ms).toFixed(2)}`);
     console.log(`snapshot on: peak RSS ${mib(runs.on.result.maxRssKiB)} (goal < 300 MiB); list pages per kind above (one list of N objects is ceil(N/500) pages)`);
+    for (const mode of ['off', 'on'] as const) console.log(`memory at the sampled RSS peak (${mode}), MiB: ${JSON.stringify(runs[mode].result.atPeakRss)}`);
     if (process.env.PLAN_READS_DEBUG) for (const mode of ["off", "on"] as const) console.log(mode, runs[mode].kube, runs[mode].arm);
     for (const mode of ['off', 'on'] as const) console.log(`blockers (${mode}): ${runs[mode].result.blockers.join('; ') || 'none'}`);
     for (const mode of ['off', 'on'] as const) console.log(`blockers with pool${POOLS - 1}-id's assign permission denied (${mode}): ${denied[mode].blockers.join('; ') || 'none'} (exit ${denied[mode].code})`);

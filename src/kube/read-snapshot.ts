@@ -257,9 +257,9 @@ class SnapshotKubeGateway implements KubeGateway {
     const tags = [kubeKindTag(ref.kind)];
     const exact = () => this.#snapshot.read(`kube:list:${refKey(ref)}:${JSON.stringify([opts.namespace, opts.labelSelector, opts.fieldSelector])}`, tags, () => this.#inner.list<T>(ref, opts));
     if (!labels || !fields) return copies(await exact());
-    let all: T[];
+    let all: CompactObject[];
     try {
-      all = await this.#snapshot.read(`kube:list:${refKey(ref)}`, tags, () => this.#inner.list<T>(ref, { pageSize: opts.pageSize }));
+      all = await this.#snapshot.read(`kube:list:${refKey(ref)}`, tags, async () => compact(await this.#inner.list(ref, { pageSize: opts.pageSize })));
     } catch (e) {
       // Listing the kind across namespaces is refused (RBAC) where the narrower query may not be.
       if (e instanceof KubeApiError && e.status === 403 && (opts.namespace || opts.labelSelector || opts.fieldSelector)) return copies(await exact());
@@ -267,18 +267,20 @@ class SnapshotKubeGateway implements KubeGateway {
     }
     const out: T[] = [];
     for (const o of all) {
-      if (opts.namespace && o.metadata?.namespace !== undefined && o.metadata.namespace !== opts.namespace) continue;
-      if (labels(o) && fields(o)) out.push(structuredClone(o));
+      if (opts.namespace && o.namespace !== undefined && o.namespace !== opts.namespace) continue;
+      if (!labels(o.labelsOnly)) continue;
+      const obj = JSON.parse(o.json) as T;
+      if (fields(obj)) out.push(obj);
     }
     return out;
   }
 
   async get<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string): Promise<T | undefined> {
     if (this.#snapshot.mode !== 'shared') return this.#inner.get<T>(ref, namespace, name);
-    const listed = this.#snapshot.peek<T[]>(`kube:list:${refKey(ref)}`);
+    const listed = this.#snapshot.peek<CompactObject[]>(`kube:list:${refKey(ref)}`);
     if (listed) {
-      const found = (await listed).find((o) => o.metadata?.name === name && (namespace === undefined || o.metadata?.namespace === undefined || o.metadata.namespace === namespace));
-      return found ? structuredClone(found) : undefined;
+      const found = (await listed).find((o) => o.name === name && (namespace === undefined || o.namespace === undefined || o.namespace === namespace));
+      return found ? (JSON.parse(found.json) as T) : undefined;
     }
     const obj = await this.#snapshot.read(`kube:get:${refKey(ref)}:${namespace ?? ''}/${name}`, [kubeKindTag(ref.kind)], () => this.#inner.get<T>(ref, namespace, name));
     return obj === undefined ? undefined : structuredClone(obj);
@@ -337,6 +339,30 @@ class SnapshotKubeGateway implements KubeGateway {
   dryRunLog(): DryRunEntry[] {
     return this.#inner.dryRunLog();
   }
+}
+
+/**
+ * A listed object as the snapshot keeps it: its JSON text (a third to a fifth of the memory of
+ * the parsed object, and every caller gets a fresh parse, never a shared object) with the keys a
+ * list is filtered by.
+ */
+interface CompactObject {
+  namespace?: string;
+  name?: string;
+  /** `{metadata: {labels}}`: what a label selector reads. */
+  labelsOnly: KubeObject;
+  json: string;
+}
+
+function compact(items: KubeObject[]): CompactObject[] {
+  const out: CompactObject[] = new Array(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const o = items[i];
+    out[i] = { namespace: o.metadata?.namespace, name: o.metadata?.name, labelsOnly: { metadata: { labels: { ...(o.metadata?.labels ?? {}) } } }, json: JSON.stringify(o) };
+    // Let the parsed object go as soon as possible: a 10,000-pod list is large.
+    (items as unknown[])[i] = undefined;
+  }
+  return out;
 }
 
 function refKey(ref: ResourceRef): string {
