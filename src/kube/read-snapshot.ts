@@ -258,18 +258,28 @@ class SnapshotKubeGateway implements KubeGateway {
     const exact = () => this.#snapshot.read(`kube:list:${refKey(ref)}:${JSON.stringify([opts.namespace, opts.labelSelector, opts.fieldSelector])}`, tags, () => this.#inner.list<T>(ref, opts));
     if (!labels || !fields) return copies(await exact());
     let all: CompactObject[];
+    // The caller whose read fills the snapshot gets the objects the server sent (no copy: nobody
+    // else holds them); later callers parse the kept JSON. So a fill costs the JSON text on top of
+    // what an unshared list costs, not a second set of objects.
+    let fresh: T[] | undefined;
     try {
-      all = await this.#snapshot.read(`kube:list:${refKey(ref)}`, tags, async () => compact(await this.#inner.list(ref, { pageSize: opts.pageSize })));
+      all = await this.#snapshot.read(`kube:list:${refKey(ref)}`, tags, async () => {
+        const items = await this.#inner.list<T>(ref, { pageSize: opts.pageSize });
+        const kept = compact(items);
+        fresh = items;
+        return kept;
+      });
     } catch (e) {
       // Listing the kind across namespaces is refused (RBAC) where the narrower query may not be.
       if (e instanceof KubeApiError && e.status === 403 && (opts.namespace || opts.labelSelector || opts.fieldSelector)) return copies(await exact());
       throw e;
     }
     const out: T[] = [];
-    for (const o of all) {
+    for (let i = 0; i < all.length; i++) {
+      const o = all[i];
       if (opts.namespace && o.namespace !== undefined && o.namespace !== opts.namespace) continue;
       if (!labels(o.labelsOnly)) continue;
-      const obj = JSON.parse(o.json) as T;
+      const obj = fresh ? fresh[i] : (JSON.parse(o.json) as T);
       if (fields(obj)) out.push(obj);
     }
     return out;
@@ -354,13 +364,11 @@ interface CompactObject {
   json: string;
 }
 
-function compact(items: KubeObject[]): CompactObject[] {
+function compact(items: readonly KubeObject[]): CompactObject[] {
   const out: CompactObject[] = new Array(items.length);
   for (let i = 0; i < items.length; i++) {
     const o = items[i];
     out[i] = { namespace: o.metadata?.namespace, name: o.metadata?.name, labelsOnly: { metadata: { labels: { ...(o.metadata?.labels ?? {}) } } }, json: JSON.stringify(o) };
-    // Let the parsed object go as soon as possible: a 10,000-pod list is large.
-    (items as unknown[])[i] = undefined;
   }
   return out;
 }
