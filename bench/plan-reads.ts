@@ -11,20 +11,20 @@
  *   node bench/plan-reads.ts [pods=10000] [nodes=500]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 
 if (process.argv[2] === '--child') {
-  await child(process.argv[3] as 'on' | 'off');
+  await child(process.argv[3] as 'on' | 'off', process.argv.slice(4));
 } else {
   await parent();
 }
 
-/** One `plan -o json` through the CLI; prints `RESULT <json>` on stderr. */
-async function child(mode: 'on' | 'off'): Promise<void> {
+/** One command (default `plan -o json`) through the CLI; prints `RESULT <json>` on stderr. */
+async function child(mode: 'on' | 'off', args: string[]): Promise<void> {
   const { main } = await import('../src/cli/main.ts');
   const { createRuntime } = await import('../src/cli/context.ts');
   let out = '';
@@ -42,7 +42,7 @@ async function child(mode: 'on' | 'off'): Promise<void> {
     if (m.rss > atPeakRss.rss) atPeakRss = { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
   }, 20);
   const started = performance.now();
-  const code = await main(['node', 'podid-migrate', 'plan', '-o', 'json'], {
+  const code = await main(['node', 'podid-migrate', ...(args.length ? args : ['plan', '-o', 'json'])], {
     stdout: stdout as unknown as NodeJS.WriteStream,
     createRuntime: async (options, m) => {
       const runtime = await createRuntime(options, m);
@@ -129,10 +129,10 @@ async function parent(): Promise<void> {
       CI: 'true',
     };
     type Result = { code: number; ms: number; maxRssKiB: number; peakHeapKiB: number; atPeakRss: Record<string, number>; blockers: string[] };
-    const runPlan = async (mode: 'on' | 'off') => {
+    const runPlan = async (mode: 'on' | 'off', args: string[] = [], cwd = dir) => {
       sb.metrics.reset();
       const result = await new Promise<Result>((resolve, reject) => {
-        const proc = spawn(process.execPath, [import.meta.filename, '--child', mode], { env, cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+        const proc = spawn(process.execPath, [import.meta.filename, '--child', mode, ...args], { env, cwd, stdio: ['ignore', 'ignore', 'pipe'] });
         let err = '';
         proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
         proc.once('exit', () => {
@@ -147,6 +147,13 @@ async function parent(): Promise<void> {
       return { result, kube: own(snap.kube), arm: own(snap.arm) };
     };
     const runs = { off: await runPlan('off'), on: await runPlan('on') };
+    // apply --step inventory: plan (preflight), plan again, apply, check; each run with its own journal and inventory file.
+    const applyIn = (mode: 'on' | 'off') => {
+      const cwd = join(dir, `apply-${mode}`);
+      mkdirSync(cwd);
+      return runPlan(mode, ['apply', '--step', 'inventory', '--yes'], cwd);
+    };
+    const applied = { off: await applyIn('off'), on: await applyIn('on') };
     // Then the same with one identity the caller may not assign: both must report it as a blocker.
     sb.arm.denyAssign(`/subscriptions/${scenario.subscriptionId}/resourceGroups/identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pool${POOLS - 1}-id`);
     const denied = { off: (await runPlan('off')).result, on: (await runPlan('on')).result };
@@ -179,6 +186,11 @@ async function parent(): Promise<void> {
     row('peak RSS of the plan process', mib(runs.off.result.maxRssKiB), mib(runs.on.result.maxRssKiB));
     row('  peak JS heap used (sampled every 20 ms)', mib(runs.off.result.peakHeapKiB), mib(runs.on.result.peakHeapKiB));
     row('wall time', `${(runs.off.result.ms / 1000).toFixed(1)} s`, `${(runs.on.result.ms / 1000).toFixed(1)} s`);
+    row('apply --step inventory: exit code', applied.off.result.code, applied.on.result.code);
+    row('  Kubernetes requests', sum(applied.off.kube), sum(applied.on.kube));
+    row('    of which list pages', sum(applied.off.kube, (l) => l.startsWith('list ')), sum(applied.on.kube, (l) => l.startsWith('list ')));
+    row('  ARM requests', sum(applied.off.arm), sum(applied.on.arm));
+    row('  peak RSS', mib(applied.off.result.maxRssKiB), mib(applied.on.result.maxRssKiB));
     console.log('');
     console.log(`ratios on/off: Kubernetes requests ${(sum(runs.on.kube) / sum(runs.off.kube)).toFixed(2)}, ARM requests ${(sum(runs.on.arm) / sum(runs.off.arm)).toFixed(2)}, peak RSS ${(runs.on.result.maxRssKiB / runs.off.result.maxRssKiB).toFixed(2)}, time ${(runs.on.result.ms / runs.off.result.ms).toFixed(2)}`);
     console.log(`snapshot on: peak RSS ${mib(runs.on.result.maxRssKiB)} (goal < 300 MiB); list pages per kind above (one list of N objects is ceil(N/500) pages)`);
