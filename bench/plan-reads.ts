@@ -186,6 +186,13 @@ async function parent(): Promise<void> {
     row('peak RSS of the plan process', mib(runs.off.result.maxRssKiB), mib(runs.on.result.maxRssKiB));
     row('  peak JS heap used (sampled every 20 ms)', mib(runs.off.result.peakHeapKiB), mib(runs.on.result.peakHeapKiB));
     row('wall time', `${(runs.off.result.ms / 1000).toFixed(1)} s`, `${(runs.on.result.ms / 1000).toFixed(1)} s`);
+    let jsonBytes = 0;
+    for (const k of kinds) {
+      const [plural, ...group] = k.split('.');
+      const type = sb.store.type(group.join('.'), plural);
+      if (type) for (const o of sb.store.scan(type)) jsonBytes += JSON.stringify(o).length;
+    }
+    row('JSON text of every listed kind (what the snapshot keeps)', '', mib(jsonBytes / 1024));
     row('apply --step inventory: exit code', applied.off.result.code, applied.on.result.code);
     row('  Kubernetes requests', sum(applied.off.kube), sum(applied.on.kube));
     row('    of which list pages', sum(applied.off.kube, (l) => l.startsWith('list ')), sum(applied.on.kube, (l) => l.startsWith('list ')));
