@@ -16,6 +16,7 @@
  * SDK-free: it decorates the gateway interfaces only.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { CallCounts, ClusterIdentity, DeleteOptions, DeleteResult, DryRunEntry, DryRunMode, EvictionResult, KubeGateway, KubeObject, ListOptions, PatchType, ProxyResponse, ResourceRef, WaitOptions, WaitProbe } from './gateway.ts';
 import { KubeApiError } from './errors.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
@@ -257,29 +258,30 @@ class SnapshotKubeGateway implements KubeGateway {
     const tags = [kubeKindTag(ref.kind)];
     const exact = () => this.#snapshot.read(`kube:list:${refKey(ref)}:${JSON.stringify([opts.namespace, opts.labelSelector, opts.fieldSelector])}`, tags, () => this.#inner.list<T>(ref, opts));
     if (!labels || !fields) return copies(await exact());
-    let all: CompactObject[];
+    let kept: CompactList;
     // The caller whose read fills the snapshot gets the objects the server sent (no copy: nobody
-    // else holds them); later callers parse the kept JSON. So a fill costs the JSON text on top of
-    // what an unshared list costs, not a second set of objects.
+    // else holds them); later callers parse the kept text. So a fill costs the compressed text on
+    // top of what an unshared list costs, not a second set of objects.
     let fresh: T[] | undefined;
     try {
-      all = await this.#snapshot.read(`kube:list:${refKey(ref)}`, tags, async () => {
+      kept = await this.#snapshot.read(`kube:list:${refKey(ref)}`, tags, async () => {
         const items = await this.#inner.list<T>(ref, { pageSize: opts.pageSize });
-        const kept = compact(items);
+        const list = compact(items);
         fresh = items;
-        return kept;
+        return list;
       });
     } catch (e) {
       // Listing the kind across namespaces is refused (RBAC) where the narrower query may not be.
       if (e instanceof KubeApiError && e.status === 403 && (opts.namespace || opts.labelSelector || opts.fieldSelector)) return copies(await exact());
       throw e;
     }
+    const read = fresh ? (i: number) => fresh![i] : reader<T>(kept);
     const out: T[] = [];
-    for (let i = 0; i < all.length; i++) {
-      const o = all[i];
+    for (let i = 0; i < kept.index.length; i++) {
+      const o = kept.index[i];
       if (opts.namespace && o.namespace !== undefined && o.namespace !== opts.namespace) continue;
       if (!labels(o.labelsOnly)) continue;
-      const obj = fresh ? fresh[i] : (JSON.parse(o.json) as T);
+      const obj = read(i);
       if (fields(obj)) out.push(obj);
     }
     return out;
@@ -287,10 +289,11 @@ class SnapshotKubeGateway implements KubeGateway {
 
   async get<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string): Promise<T | undefined> {
     if (this.#snapshot.mode !== 'shared') return this.#inner.get<T>(ref, namespace, name);
-    const listed = this.#snapshot.peek<CompactObject[]>(`kube:list:${refKey(ref)}`);
+    const listed = this.#snapshot.peek<CompactList>(`kube:list:${refKey(ref)}`);
     if (listed) {
-      const found = (await listed).find((o) => o.name === name && (namespace === undefined || o.namespace === undefined || o.namespace === namespace));
-      return found ? (JSON.parse(found.json) as T) : undefined;
+      const kept = await listed;
+      const i = kept.index.findIndex((o) => o.name === name && (namespace === undefined || o.namespace === undefined || o.namespace === namespace));
+      return i < 0 ? undefined : reader<T>(kept)(i);
     }
     const obj = await this.#snapshot.read(`kube:get:${refKey(ref)}:${namespace ?? ''}/${name}`, [kubeKindTag(ref.kind)], () => this.#inner.get<T>(ref, namespace, name));
     return obj === undefined ? undefined : structuredClone(obj);
@@ -351,26 +354,46 @@ class SnapshotKubeGateway implements KubeGateway {
   }
 }
 
+/** Objects per compressed chunk of a kept list (a page's worth). */
+const CHUNK = 500;
+
 /**
- * A listed object as the snapshot keeps it: its JSON text (a third to a fifth of the memory of
- * the parsed object, and every caller gets a fresh parse, never a shared object) with the keys a
- * list is filtered by.
+ * A listed kind as the snapshot keeps it: per object the keys a list is filtered by, and the
+ * objects' JSON in deflated chunks of {@link CHUNK} (similar objects compress about tenfold, so a
+ * 10,000-pod list costs a few MiB instead of its 20 MiB of text or its object graph). Every read
+ * parses its own objects: callers never share one.
  */
-interface CompactObject {
-  namespace?: string;
-  name?: string;
-  /** `{metadata: {labels}}`: what a label selector reads. */
-  labelsOnly: KubeObject;
-  json: string;
+interface CompactList {
+  index: { namespace?: string; name?: string; labelsOnly: KubeObject }[];
+  chunks: Buffer[];
 }
 
-function compact(items: readonly KubeObject[]): CompactObject[] {
-  const out: CompactObject[] = new Array(items.length);
-  for (let i = 0; i < items.length; i++) {
-    const o = items[i];
-    out[i] = { namespace: o.metadata?.namespace, name: o.metadata?.name, labelsOnly: { metadata: { labels: { ...(o.metadata?.labels ?? {}) } } }, json: JSON.stringify(o) };
+function compact(items: readonly KubeObject[]): CompactList {
+  const index: CompactList['index'] = new Array(items.length);
+  const chunks: Buffer[] = [];
+  for (let start = 0; start < items.length; start += CHUNK) {
+    const part = items.slice(start, start + CHUNK);
+    for (let j = 0; j < part.length; j++) {
+      const o = part[j];
+      index[start + j] = { namespace: o.metadata?.namespace, name: o.metadata?.name, labelsOnly: { metadata: { labels: { ...(o.metadata?.labels ?? {}) } } } };
+    }
+    chunks.push(deflateRawSync(JSON.stringify(part), { level: 1 }));
   }
-  return out;
+  return { index, chunks };
+}
+
+/** Object `i` of a kept list, as a fresh parse; each chunk is inflated at most once per reader. */
+function reader<T>(kept: CompactList): (i: number) => T {
+  const parsed = new Map<number, T[]>();
+  return (i) => {
+    const c = Math.floor(i / CHUNK);
+    let objs = parsed.get(c);
+    if (!objs) {
+      objs = JSON.parse(inflateRawSync(kept.chunks[c]).toString('utf8')) as T[];
+      parsed.set(c, objs);
+    }
+    return objs[i % CHUNK];
+  };
 }
 
 function refKey(ref: ResourceRef): string {

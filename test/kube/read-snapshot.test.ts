@@ -78,6 +78,24 @@ describe('read snapshot over the Kubernetes gateway', () => {
     expect(reads.stats()).toMatchObject({ fills: 3 });
   });
 
+  it('keeps lists larger than one compressed chunk whole', async () => {
+    const kube = new FakeKube();
+    for (let i = 0; i < 1234; i++) kube.add(pod(`ns${i % 3}`, `p-${String(i).padStart(4, '0')}`, { app: i % 2 ? 'odd' : 'even', i: String(i) }, `node-${i % 7}`));
+    const reads = new ReadSnapshot();
+    const gw = snapshotKubeGateway(kube, reads);
+    const all = await reads.run('shared', () => gw.list(KINDS.Pod));
+    const again = await reads.run('shared', () => gw.list(KINDS.Pod));
+    expect(again).toEqual(all);
+    expect(again[0]).not.toBe(all[0]);
+    const odd = await reads.run('shared', () => gw.list(KINDS.Pod, { namespace: 'ns2', labelSelector: 'app=odd', fieldSelector: 'spec.nodeName=node-3' }));
+    expect(names(odd)).toEqual(names(await kube.list(KINDS.Pod)).filter((n) => {
+      const i = Number(n.split('-')[1]);
+      return i % 3 === 2 && i % 2 === 1 && i % 7 === 3;
+    }));
+    expect((await reads.run('shared', () => gw.get(KINDS.Pod, 'ns0', 'p-1233')))?.metadata?.labels?.i).toBe('1233');
+    expect(kube.reads.filter((r) => r === 'list Pod')).toHaveLength(2);
+  });
+
   it('reads live outside a shared run, and hands out copies that cannot change the snapshot', async () => {
     const kube = cluster();
     const reads = new ReadSnapshot();
