@@ -382,15 +382,18 @@ function compact(items: readonly KubeObject[]): CompactList {
   return { index, chunks };
 }
 
-/** Object `i` of a kept list, as a fresh parse; each chunk is inflated at most once per reader. */
+/**
+ * Object `i` of a kept list, as a fresh parse. Only the chunk being read is held (lists are read
+ * in order), so a filtered list does not keep the objects it skipped.
+ */
 function reader<T>(kept: CompactList): (i: number) => T {
-  const parsed = new Map<number, T[]>();
+  let current = -1;
+  let objs: T[] = [];
   return (i) => {
     const c = Math.floor(i / CHUNK);
-    let objs = parsed.get(c);
-    if (!objs) {
+    if (c !== current) {
       objs = JSON.parse(inflateRawSync(kept.chunks[c]).toString('utf8')) as T[];
-      parsed.set(c, objs);
+      current = c;
     }
     return objs[i % CHUNK];
   };
