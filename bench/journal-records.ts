@@ -7,7 +7,7 @@
  * whole-file rewrite the journal used before its action log (implemented inline below: every
  * intent and done re-serialises the document, scans it for tokens and replaces the file atomically).
  *
- *   node bench/journal-records.ts [seconds-per-measure=3]
+ *   node bench/journal-records.ts [seconds-per-journal=3]
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -63,29 +63,42 @@ async function seed(path: string, n: number): Promise<void> {
   await writeFile(path, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
 }
 
-/** Records actions for SECONDS (at least 5) and returns records/s. */
-async function measure(record: (i: number) => Promise<void>, first: number): Promise<{ perSecond: number; count: number }> {
-  const started = performance.now();
-  let count = 0;
-  while (count < 5 || performance.now() - started < SECONDS * 1000) {
-    await record(first + count);
-    count++;
+type Recorder = (i: number) => Promise<void>;
+
+/**
+ * Measures recorders side by side: ROUNDS rounds, each giving every recorder SECONDS / ROUNDS
+ * in turn, so a change in the machine's load hits every recorder alike. Returns records/s each.
+ */
+async function measureSideBySide(recorders: Recorder[], firstIndex: number[]): Promise<{ perSecond: number; count: number }[]> {
+  const ROUNDS = 6;
+  const totals = recorders.map(() => ({ ms: 0, count: 0 }));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [k, record] of recorders.entries()) {
+      const started = performance.now();
+      let n = 0;
+      while (n < 2 || performance.now() - started < (SECONDS * 1000) / ROUNDS) {
+        await record(firstIndex[k] + totals[k].count + n);
+        n++;
+      }
+      totals[k].ms += performance.now() - started;
+      totals[k].count += n;
+    }
   }
-  return { perSecond: count / ((performance.now() - started) / 1000), count };
+  return totals.map((t) => ({ perSecond: t.count / (t.ms / 1000), count: t.count }));
 }
 
-/** The action log (this journal). */
-async function current(dir: string, n: number): Promise<{ perSecond: number; count: number }> {
+/** The action log (this journal), on a journal holding `n` actions. */
+async function current(dir: string, n: number): Promise<Recorder> {
   const path = join(dir, `current-${n}.json`);
   await seed(path, n);
   const sj = (await Journal.open(path, CLUSTER)).forStep('cleanup');
-  return measure(async (i) => {
+  return async (i) => {
     await sj.runAction(action(i), savedCopy(i), async () => 'deleted');
-  }, n);
+  };
 }
 
 /** The previous implementation: the whole document rewritten atomically at intent and at done. */
-async function wholeFileRewrite(dir: string, n: number): Promise<{ perSecond: number; count: number }> {
+async function wholeFileRewrite(dir: string, n: number): Promise<Recorder> {
   const path = join(dir, `rewrite-${n}.json`);
   await seed(path, n);
   const doc = (await Journal.read(path))! as JournalDocument;
@@ -94,7 +107,7 @@ async function wholeFileRewrite(dir: string, n: number): Promise<{ perSecond: nu
     assertNoTokens(doc);
     await writeFileAtomic(path, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
   };
-  return measure(async (i) => {
+  return async (i) => {
     const a = action(i);
     const preState = savedCopy(i);
     assertNoTokens(preState);
@@ -110,18 +123,19 @@ async function wholeFileRewrite(dir: string, n: number): Promise<{ perSecond: nu
     doc.events.push({ at: record.doneAt, event: 'action-done', stepId: 'cleanup', message: a.target });
     if (doc.events.length > 5000) doc.events.splice(0, doc.events.length - 5000);
     await save();
-  }, n);
+  };
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'podid-journal-bench-'));
 try {
   const rows: { impl: string; n: number; perSecond: number; count: number }[] = [];
-  for (const n of SIZES) {
-    rows.push({ impl: 'action log', n, ...(await current(dir, n)) });
-    rows.push({ impl: 'whole-file rewrite', n, ...(await wholeFileRewrite(dir, n)) });
+  for (const [impl, make] of [['action log', current], ['whole-file rewrite', wholeFileRewrite]] as const) {
+    const recorders = await Promise.all(SIZES.map((n) => make(dir, n)));
+    const results = await measureSideBySide(recorders, SIZES);
+    for (const [k, n] of SIZES.entries()) rows.push({ impl, n, ...results[k] });
   }
   const rate = (impl: string, n: number) => rows.find((r) => r.impl === impl && r.n === n)!.perSecond;
-  console.log(`journal: actions recorded per second (intent + done, each fsynced), ${SECONDS} s per measure`);
+  console.log(`journal: actions recorded per second (intent + done, each fsynced); ${SECONDS} s per journal, in 6 alternating rounds`);
   console.log('');
   console.log(`${'implementation'.padEnd(20)} ${SIZES.map((n) => `${n} existing`.padStart(16)).join(' ')} ${'ratio'.padStart(12)}`);
   for (const impl of ['action log', 'whole-file rewrite']) {
