@@ -91,7 +91,7 @@ class SnapshotAzureGateway implements AzureGateway {
 
   async canAssign(identityId: string): Promise<AssignPermission> {
     // One permission read per identity scope and command: this tool never changes role assignments.
-    const answer = await this.#snapshot.read(`arm:permissions:${identityId.toLowerCase()}`, ['arm:permissions'], () => this.#inner.canAssign(identityId));
+    const answer = await this.#snapshot.read(`arm:permissions:${identityId.toLowerCase()}`, [`arm:permissions:${identityId.toLowerCase()}`], () => this.#inner.canAssign(identityId));
     return { ...answer, identityId };
   }
 

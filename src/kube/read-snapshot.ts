@@ -8,7 +8,10 @@
  *
  * Reads are served from the snapshot only inside {@link ReadSnapshot.run} with mode `shared`
  * (the runner does that for `plan` and `check`); everywhere else, inside `waitFor` probes
- * included, they go to the server. Every write, in any mode, drops what it may have changed:
+ * included, they go to the server, and a live read drops what the snapshot holds of that kind
+ * (whoever reads live expects it to change: an apply acting on it, a wait for a rollout), so a
+ * check re-reads it even when this command wrote nothing, e.g. a resumed apply that only waits
+ * for the rollout an earlier run started. Every write, in any mode, drops what it may have changed:
  * its own kind and the kinds controllers derive from it ({@link kindsChangedBy}), before it is
  * sent and again once it returned. Entries also expire after `maxAgeMs`, which bounds how old a
  * shared read can be when something other than this tool changes the cluster.
@@ -106,7 +109,12 @@ export class ReadSnapshot {
    * from `load` in `live` mode. The value is shared between callers: never mutate it.
    */
   read<T>(key: string, tags: readonly string[], load: () => Promise<T>): Promise<T> {
-    if (this.mode !== 'shared') return load();
+    if (this.mode !== 'shared') {
+      // A live read means the caller expects this to change (an apply acting on it, a wait): what
+      // the snapshot holds of it may be stale now, so the next shared read (the check) reads again.
+      this.invalidate(tags);
+      return load();
+    }
     const cached = this.#fresh(key);
     if (cached) {
       this.#stats.hits++;
@@ -252,7 +260,10 @@ class SnapshotKubeGateway implements KubeGateway {
   }
 
   async list<T extends KubeObject = KubeObject>(ref: ResourceRef, opts: ListOptions = {}): Promise<T[]> {
-    if (this.#snapshot.mode !== 'shared') return this.#inner.list<T>(ref, opts);
+    if (this.#snapshot.mode !== 'shared') {
+      this.#snapshot.invalidate([kubeKindTag(ref.kind)]);
+      return this.#inner.list<T>(ref, opts);
+    }
     const labels = parseLabelSelector(opts.labelSelector);
     const fields = parseFieldSelector(opts.fieldSelector);
     const tags = [kubeKindTag(ref.kind)];
@@ -288,7 +299,10 @@ class SnapshotKubeGateway implements KubeGateway {
   }
 
   async get<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string): Promise<T | undefined> {
-    if (this.#snapshot.mode !== 'shared') return this.#inner.get<T>(ref, namespace, name);
+    if (this.#snapshot.mode !== 'shared') {
+      this.#snapshot.invalidate([kubeKindTag(ref.kind)]);
+      return this.#inner.get<T>(ref, namespace, name);
+    }
     const listed = this.#snapshot.peek<CompactList>(`kube:list:${refKey(ref)}`);
     if (listed) {
       const kept = await listed;

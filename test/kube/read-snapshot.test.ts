@@ -184,8 +184,8 @@ describe('read snapshot over the Kubernetes gateway', () => {
         return nodes.length === 3 ? nodes : undefined;
       }, { describe: 'a third node', timeoutMs: 1000 });
       expect(seen).toHaveLength(3);
-      // Outside the wait the shared read is what it was; the wait did not touch it.
-      expect(await gw.list(KINDS.Node)).toHaveLength(2);
+      // The wait's live reads dropped the older shared read: the next one sees the change too.
+      expect(await gw.list(KINDS.Node)).toHaveLength(3);
     });
   });
 
@@ -219,12 +219,22 @@ describe('read snapshot over the Kubernetes gateway', () => {
     expect(calls).toEqual([{ labelSelector: 'app=api b' }]);
   });
 
-  it('phases: plan and check share reads, apply and rollback read live', async () => {
+  it('phases: plan and check share reads; apply and rollback read live and drop what they read', async () => {
     const kube = cluster();
     const reads = new ReadSnapshot();
     const gw = snapshotKubeGateway(kube, reads);
-    for (const phase of ['plan', 'apply', 'check', 'rollback', 'plan']) await reads.during(phase, () => gw.list(KINDS.Node));
-    expect(kube.reads).toEqual(['list Node', 'list Node', 'list Node']);
+    await reads.during('plan', () => Promise.all([gw.list(KINDS.Node), gw.list(KINDS.Pod), gw.get(KINDS.Deployment, 'default', 'mic')]));
+    await reads.during('plan', () => Promise.all([gw.list(KINDS.Node), gw.list(KINDS.Pod)]));
+    expect(kube.reads).toEqual(['list Node', 'list Pod', 'get Deployment']);
+    kube.reads.length = 0;
+    // An apply that writes nothing but waits on the Deployment (a resumed run whose rollout is under way).
+    await reads.during('apply', () => gw.waitFor(async () => gw.get(KINDS.Deployment, 'default', 'mic'), { describe: 'mic', timeoutMs: 100 }));
+    await reads.during('check', () => Promise.all([gw.list(KINDS.Node), gw.list(KINDS.Pod), gw.get(KINDS.Deployment, 'default', 'mic')]));
+    expect(kube.reads).toEqual(['get Deployment', 'get Deployment']);
+    kube.reads.length = 0;
+    await reads.during('rollback', () => gw.list(KINDS.Node));
+    await reads.during('plan', () => gw.list(KINDS.Node));
+    expect(kube.reads).toEqual(['list Node', 'list Node']);
   });
 
   it('two inventory plans in one command read the cluster once, and an identity that cannot be assigned is a blocker in both', async () => {
