@@ -8,3 +8,4 @@ export type * from './gateway.ts';
 export { AzureApiError, AzureConfigError, AzureLoginError, isAzureNotFound } from './errors.ts';
 export { resolveAzureConnection, ARM_ENV, SignInExplainingCredential } from './client.ts';
 export { AZURE_CLOUDS, CLOUD_NAMES, type CloudName } from './clouds.ts';
+export { snapshotAzureGateway } from './read-snapshot.ts';

@@ -5,7 +5,7 @@
 import { PreconditionError } from '../engine/errors.ts';
 import { readValidatedInventory } from '../engine/inputs.ts';
 import type { ClusterIdentity } from '../engine/journal.ts';
-import { Runner, type RunnerEvents } from '../engine/runner.ts';
+import { Runner, type RunnerConfig, type RunnerEvents } from '../engine/runner.ts';
 import type { DryRunMode, ExecutorRegistry, StepRegistry } from '../engine/step.ts';
 import type { DryRunEntry } from '../kube/dry-run.ts';
 import { inventoryPathFor, journalPathFor, parseAksId, type GlobalOptions } from './options.ts';
@@ -21,6 +21,8 @@ export interface Runtime<K = unknown, A = unknown> {
   cluster: ClusterIdentity;
   /** In a dry run: the writes the gateways held back (client) or sent with dryRun=All (server). */
   recordedWrites?(): DryRunEntry[];
+  /** The command's read snapshot hook, handed to the runner as `readScope` (see `src/kube/read-snapshot.ts`). */
+  readScope?: RunnerConfig['readScope'];
   close(): Promise<void>;
 }
 
@@ -41,16 +43,26 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   }
   // Loaded on demand: the SDKs behind them take a noticeable time to import, and commands such
   // as --help, status or sandbox never need them.
-  const [{ createKubeGateway }, { createAzureGateway }, { STEPS, EXECUTORS }] = await Promise.all([import('../kube/index.ts'), import('../azure/index.ts'), import('../steps/registry.ts')]);
+  const [{ createKubeGateway, ReadSnapshot, snapshotKubeGateway }, { createAzureGateway, snapshotAzureGateway }, { STEPS, EXECUTORS }] = await Promise.all([
+    import('../kube/index.ts'),
+    import('../azure/index.ts'),
+    import('../steps/registry.ts'),
+  ]);
   // Long waits inside the gateways (a capped Retry-After, a conflict backoff, a slow rollout) say what they wait for.
   const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
   const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, cloud: options.cloud, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
-  const info = await kube.clusterInfo();
+  // One read snapshot per command, shared by both gateways (a write through either invalidates both).
+  const reads = new ReadSnapshot();
+  const sharedKube = snapshotKubeGateway(kube, reads);
+  // Read through the snapshot, so the inventory's own cluster identity check needs no second GET.
+  const identity = await reads.run('shared', () => sharedKube.clusterIdentity());
+  const info = { apiServer: identity.server, kubeSystemUid: identity.kubeSystemUid };
   return {
     steps: STEPS as unknown as StepRegistry,
     executors: EXECUTORS as unknown as ExecutorRegistry,
-    kube,
-    azure,
+    kube: sharedKube,
+    azure: snapshotAzureGateway(azure, reads),
+    readScope: (phase, call) => reads.during(phase, call),
     cluster: { name: aks.name, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: aks.subscriptionId, aksResourceId: options.aksId },
     recordedWrites: () => [...kube.dryRunLog(), ...azure.dryRunLog()],
     close: async () => {
@@ -91,6 +103,7 @@ export function runnerFor(
     signal: extra.signal,
     events: extra.events,
     verbose: options.verbose,
+    readScope: runtime.readScope,
   });
 }
 

@@ -3,10 +3,21 @@
  * point (crash, Ctrl-C, lost laptop) and be resumed or undone later.
  *
  * Location: `.podid-migrate/<cluster-name>.json` under the working directory unless `--journal`
- * says otherwise; the directory is created with mode 0700 and the file with 0600. Every change is
- * written atomically ({@link writeFileAtomic}). A file that cannot be parsed, has another
- * `schemaVersion`, or fails validation is refused with {@link JournalCorruptError} and never
- * overwritten. Values that look like bearer tokens are refused ({@link SecretLeakError}).
+ * says otherwise; the directory is created with mode 0700 and the files with 0600.
+ *
+ * Two files make one journal:
+ * - the **snapshot** `<journal>` (one JSON document), replaced atomically ({@link writeFileAtomic})
+ *   at step boundaries: state changes, inventory, run events, `save()`;
+ * - the **action log** `<journal>.wal` ({@link actionLogPathFor}): one JSON line per action
+ *   intent, done/failed, `setData` and `markRolledBack`, appended and fsynced before the call
+ *   resolves, so recording one action costs the same whatever the journal's size. Every reader
+ *   ({@link Journal.read}, {@link Journal.open}) replays it over the snapshot; each snapshot write
+ *   folds it in (compaction) and resets it to a header line.
+ *
+ * A torn last line (a writer killed mid-append) is dropped: the call it belonged to never
+ * returned. Anything else that cannot be read (bad JSON, an unknown version, a gap in the
+ * sequence, a log of another journal) is refused with {@link JournalCorruptError} and neither
+ * file is overwritten. Values that look like bearer tokens are refused ({@link SecretLeakError}).
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -98,6 +109,11 @@ export interface JournalDocument {
   inventory?: { path: string; sha256: string };
   steps: Record<StepId, StepEntry>;
   events: JournalEvent[];
+  /**
+   * Sequence number of the last action log entry this snapshot holds (absent: none yet). The
+   * action log's entries after it are replayed on top (see {@link actionLogPathFor}).
+   */
+  logSeq?: number;
 }
 
 /** Default journal path for a cluster: `<cwd>/.podid-migrate/<cluster-name>.json`. */
@@ -149,6 +165,184 @@ function emptyStep(id: StepId): StepEntry {
   return { id, state: 'pending', attempts: 0, notes: [], evidence: [], failures: [], actions: [], archivedActions: [], data: {} };
 }
 
+/** Where the action log of the journal at `path` lives: `<journal>.wal`, beside it. */
+export function actionLogPathFor(path: string): string {
+  return `${path}.wal`;
+}
+
+const LOG_KIND = 'podid-migrate/journal-log';
+/** The action log format version this code reads and writes. */
+export const ACTION_LOG_SCHEMA_VERSION = 1;
+
+/** First line of the action log: which snapshot it extends. */
+interface LogHeader {
+  kind: typeof LOG_KIND;
+  schemaVersion: typeof ACTION_LOG_SCHEMA_VERSION;
+  /** Ties the log to its snapshot: the snapshot's `createdAt` and the cluster's kube-system uid. */
+  journal: string;
+  /** The snapshot's `logSeq` when this log was started: its first entry is `baseSeq + 1`. */
+  baseSeq: number;
+}
+
+/** One change, as appended to the action log. `events` are the journal events recorded with it. */
+type LogOp =
+  | { op: 'intent'; step: StepId; record: ActionRecord }
+  | { op: 'done'; step: StepId; index: number; status: 'done' | 'failed'; doneAt: string; result?: unknown; error?: string }
+  | { op: 'data'; step: StepId; key: string; value: unknown }
+  | { op: 'rolled-back'; step: StepId; actionId: string };
+type LogEntry = LogOp & { seq: number; at: string; events?: JournalEvent[] };
+
+function logIdentity(doc: JournalDocument): string {
+  return `${doc.createdAt}|${doc.cluster.kubeSystemUid}`;
+}
+
+function pushEvent(doc: JournalDocument, event: JournalEvent): void {
+  doc.events.push(event);
+  if (doc.events.length > MAX_EVENTS) doc.events.splice(0, doc.events.length - MAX_EVENTS);
+}
+
+/** Applies one logged change to the document (on write and, identically, on replay). */
+function applyOp(doc: JournalDocument, entry: LogEntry): void {
+  const step = doc.steps[entry.step];
+  switch (entry.op) {
+    case 'intent':
+      step.actions.push(entry.record);
+      break;
+    case 'done': {
+      const record = step.actions[entry.index];
+      record.status = entry.status;
+      record.doneAt = entry.doneAt;
+      if (entry.result !== undefined) record.result = entry.result;
+      if (entry.error !== undefined) record.error = entry.error;
+      break;
+    }
+    case 'data':
+      step.data[entry.key] = entry.value;
+      step.updatedAt = entry.at;
+      break;
+    case 'rolled-back':
+      for (const record of step.actions) if (record.actionId === entry.actionId) record.rolledBack = true;
+      step.updatedAt = entry.at;
+      break;
+  }
+  for (const event of entry.events ?? []) pushEvent(doc, event);
+  doc.updatedAt = entry.at;
+}
+
+/** What replaying an action log found. */
+interface Replay {
+  /** Last sequence number applied (the snapshot's when the log adds nothing). */
+  seq: number;
+  /** `baseSeq` of the log file, or undefined when there is none. */
+  baseSeq?: number;
+  /** Bytes of the log up to its last complete line (a torn tail past it is dropped). */
+  validBytes: number;
+}
+
+/** Thrown by {@link replayLog} when the log was reset (compacted) after the snapshot was read: read both again. */
+class CompactedMeanwhile extends Error {}
+
+/**
+ * Replays the action log `text` (of file `logPath`) over `doc`. Entries up to `doc.logSeq` are
+ * already in the snapshot and skipped. A last line without its newline is a torn append and is
+ * ignored; any other unreadable line is refused.
+ * @throws JournalCorruptError, CompactedMeanwhile
+ */
+function replayLog(doc: JournalDocument, text: string, logPath: string): Replay {
+  const snapshotSeq = doc.logSeq ?? 0;
+  const keep = `Neither file was changed. Restore the journal from a backup, or move ${logPath} and its snapshot aside and start a new journal with --journal <new path> (the old files still record what was done).`;
+  const end = text.lastIndexOf('\n') + 1;
+  const lines = text.slice(0, end).split('\n').slice(0, -1);
+  if (lines.length === 0) return { seq: snapshotSeq, validBytes: end };
+  const fail = (line: number, what: string): never => {
+    throw new JournalCorruptError(`journal action log ${logPath} line ${line}: ${what}.`, keep, logPath);
+  };
+  const parse = (line: number): Record<string, unknown> => {
+    try {
+      const value = JSON.parse(lines[line - 1]) as unknown;
+      if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
+    } catch {
+      // reported below
+    }
+    return fail(line, 'is not a JSON object');
+  };
+  const header = parse(1);
+  if (header.kind !== LOG_KIND) fail(1, `"kind" is ${JSON.stringify(header.kind)}, expected "${LOG_KIND}"`);
+  if (header.schemaVersion !== ACTION_LOG_SCHEMA_VERSION) {
+    const newer = typeof header.schemaVersion === 'number' && header.schemaVersion > ACTION_LOG_SCHEMA_VERSION;
+    throw new JournalCorruptError(
+      `journal action log ${logPath} has schemaVersion ${JSON.stringify(header.schemaVersion)}; this podid-migrate reads version ${ACTION_LOG_SCHEMA_VERSION} only.`,
+      newer ? 'It was written by a newer podid-migrate: run that version (the files were not changed).' : keep,
+      logPath,
+    );
+  }
+  if (header.journal !== logIdentity(doc)) fail(1, `it belongs to another journal (${JSON.stringify(header.journal)}), not the snapshot beside it (${logIdentity(doc)})`);
+  const baseSeq = header.baseSeq;
+  if (typeof baseSeq !== 'number' || !Number.isInteger(baseSeq) || baseSeq < 0) fail(1, '"baseSeq" is not a non-negative integer');
+  // The writer folded the log into a newer snapshot after we read ours.
+  if ((baseSeq as number) > snapshotSeq) throw new CompactedMeanwhile();
+  let seq = snapshotSeq;
+  for (let line = 2; line <= lines.length; line++) {
+    const entry = parse(line) as unknown as LogEntry;
+    if (typeof entry.seq !== 'number' || typeof entry.at !== 'string') fail(line, '"seq" or "at" is missing');
+    if (entry.seq <= snapshotSeq) continue;
+    if (entry.seq !== seq + 1) fail(line, `sequence number ${entry.seq} follows ${seq}: entries are missing`);
+    if (!isStepId(entry.step)) fail(line, `unknown step ${JSON.stringify(entry.step)}`);
+    const actions = doc.steps[entry.step].actions;
+    if (entry.op === 'intent') {
+      const r = entry.record as Partial<ActionRecord> | undefined;
+      if (!r || typeof r.actionId !== 'string' || r.status !== 'intent') fail(line, 'the intent has no action record');
+    } else if (entry.op === 'done') {
+      if (!Number.isInteger(entry.index) || !actions[entry.index]) fail(line, `it completes action #${entry.index}, which step "${entry.step}" does not have`);
+      if (entry.status !== 'done' && entry.status !== 'failed') fail(line, `unknown action status ${JSON.stringify(entry.status)}`);
+    } else if (entry.op === 'data') {
+      if (typeof entry.key !== 'string') fail(line, '"key" is missing');
+    } else if (entry.op === 'rolled-back') {
+      if (typeof entry.actionId !== 'string') fail(line, '"actionId" is missing');
+    } else {
+      fail(line, `unknown operation ${JSON.stringify((entry as { op?: unknown }).op)}`);
+    }
+    if (entry.events !== undefined && !Array.isArray(entry.events)) fail(line, '"events" is not a list');
+    applyOp(doc, entry);
+    seq = entry.seq;
+  }
+  return { seq, baseSeq: baseSeq as number, validBytes: end };
+}
+
+async function readText(path: string, what: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new JournalCorruptError(
+      `cannot read ${what} ${path}: ${(error as Error).message}.`,
+      'Check the file permissions (the journal is mode 0600, readable by its owner only).',
+      path,
+    );
+  }
+}
+
+/** Reads the snapshot and replays its action log; retries when a writer compacted in between. */
+async function load(path: string): Promise<{ doc: JournalDocument; replay: Replay } | undefined> {
+  const logPath = actionLogPathFor(path);
+  for (let attempt = 0; ; attempt++) {
+    const text = await readText(path, 'journal');
+    if (text === undefined) return undefined;
+    const doc = parseJournal(text, path);
+    const log = await readText(logPath, 'journal action log');
+    if (log === undefined) return { doc, replay: { seq: doc.logSeq ?? 0, validBytes: 0 } };
+    try {
+      return { doc, replay: replayLog(doc, log, logPath) };
+    } catch (error) {
+      if (error instanceof CompactedMeanwhile && attempt < 20) continue;
+      if (error instanceof CompactedMeanwhile) {
+        throw new JournalCorruptError(`journal action log ${logPath} starts after its snapshot ${path}: entries are missing.`, 'Neither file was changed. Restore the journal from a backup, or start a new one with --journal <new path>.', logPath);
+      }
+      throw error;
+    }
+  }
+}
+
 /** Options for opening a journal. */
 export interface JournalOptions {
   /** Write nothing (dry-run): every change stays in memory. */
@@ -157,6 +351,8 @@ export interface JournalOptions {
   now?: () => Date;
   /** Test seam passed to the atomic writer. */
   writeHooks?: AtomicWriteHooks;
+  /** Test seam: called after an action log line is written and fsynced, before the call continues. */
+  afterAppend?: (entry: { seq: number; op: string; step: StepId }) => Promise<void> | void;
 }
 
 /**
@@ -171,44 +367,58 @@ export class Journal {
   private doc: JournalDocument;
   private readonly now: () => Date;
   private readonly writeHooks?: AtomicWriteHooks;
+  private readonly afterAppend?: JournalOptions['afterAppend'];
   private writeChain: Promise<void> = Promise.resolve();
+  /** Last sequence number applied to `doc` (snapshot + log). */
+  private seq: number;
+  /** `logSeq` of the snapshot on disk. */
+  private snapshotSeq: number;
+  /** `baseSeq` of the action log on disk, undefined when there is none. */
+  private logBase: number | undefined;
+  /** Bytes of the log file that hold complete lines (anything past it is a torn append). */
+  private logValidBytes: number;
+  /** True once this process made sure the log ends with its last complete line. */
+  private logChecked = false;
+  /** Events recorded with `event()` and not yet on disk. */
+  private pendingEvents: JournalEvent[] = [];
+  /** Per step: action id -> the first record carrying a pre-state (built on demand). */
+  private preStates = new Map<StepId, Map<string, ActionRecord>>();
 
-  private constructor(path: string, doc: JournalDocument, fresh: boolean, options: JournalOptions) {
+  private constructor(path: string, doc: JournalDocument, fresh: boolean, replay: Replay, options: JournalOptions) {
     this.path = path;
     this.doc = doc;
     this.fresh = fresh;
     this.inMemory = options.inMemory ?? false;
     this.now = options.now ?? (() => new Date());
     this.writeHooks = options.writeHooks;
+    this.afterAppend = options.afterAppend;
+    this.seq = replay.seq;
+    this.snapshotSeq = doc.logSeq ?? 0;
+    this.logBase = replay.baseSeq;
+    this.logValidBytes = replay.validBytes;
+  }
+
+  /** The action log beside this journal (see {@link actionLogPathFor}). */
+  get logPath(): string {
+    return actionLogPathFor(this.path);
   }
 
   /**
-   * Reads and validates the journal at `path` without binding it to a cluster (for `status`
-   * and `history`). Returns undefined when the file does not exist.
-   * @throws JournalCorruptError when the file exists but is not a valid journal of this schema version.
+   * Reads and validates the journal at `path` (snapshot plus action log) without binding it to
+   * a cluster (for `status` and `history`). Returns undefined when the file does not exist.
+   * @throws JournalCorruptError when the files exist but are not a valid journal of this schema version.
    */
   static async read(path: string): Promise<JournalDocument | undefined> {
-    let text: string;
-    try {
-      text = await fs.readFile(path, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new JournalCorruptError(
-        `cannot read journal ${path}: ${(error as Error).message}.`,
-        'Check the file permissions (the journal is mode 0600, readable by its owner only).',
-        path,
-      );
-    }
-    return parseJournal(text, path);
+    return (await load(path))?.doc;
   }
 
   /**
-   * Opens the journal for `cluster`: loads and validates an existing file (refusing another
-   * cluster's) or starts a new one in memory (written on the first change).
+   * Opens the journal for `cluster`: loads and validates an existing file and its action log
+   * (refusing another cluster's) or starts a new one in memory (written on the first change).
    * @throws JournalCorruptError, ClusterMismatchError
    */
   static async open(path: string, cluster: ClusterIdentity, options: JournalOptions = {}): Promise<Journal> {
-    const existing = await Journal.read(path);
+    const existing = await load(path);
     const now = (options.now ?? (() => new Date()))().toISOString();
     if (!existing) {
       const doc: JournalDocument = {
@@ -220,14 +430,14 @@ export class Journal {
         steps: Object.fromEntries(STEP_IDS.map((id) => [id, emptyStep(id)])) as Record<StepId, StepEntry>,
         events: [],
       };
-      return new Journal(path, doc, true, options);
+      return new Journal(path, doc, true, { seq: 0, validBytes: 0 }, options);
     }
-    assertSameCluster(existing.cluster, cluster, path);
-    assertNoTokensInFile(existing, path);
-    const journal = new Journal(path, existing, false, options);
-    if (existing.cluster.apiServer !== cluster.apiServer) {
+    assertSameCluster(existing.doc.cluster, cluster, path);
+    assertNoTokensInFile(existing.doc, path);
+    const journal = new Journal(path, existing.doc, false, existing.replay, options);
+    if (existing.doc.cluster.apiServer !== cluster.apiServer) {
       // Same cluster (same kube-system uid) reached through another URL, e.g. after enabling private link.
-      journal.event('cluster-endpoint-changed', `API server is now ${cluster.apiServer} (was ${existing.cluster.apiServer})`);
+      journal.event('cluster-endpoint-changed', `API server is now ${cluster.apiServer} (was ${existing.doc.cluster.apiServer})`);
       journal.doc.cluster.apiServer = cluster.apiServer;
     }
     return journal;
@@ -250,12 +460,14 @@ export class Journal {
     return this.doc.steps[id];
   }
 
-  /** Applies `change` to the step entry, stamps it, and persists. */
+  /** Applies `change` to the step entry, stamps it, and persists (a snapshot write: step boundaries only). */
   async updateStep(id: StepId, change: (entry: StepEntry, at: string) => void): Promise<void> {
     const at = this.now().toISOString();
     const entry = this.doc.steps[id];
     change(entry, at);
     entry.updatedAt = at;
+    // The change may have touched the records in any way: index them again when next asked.
+    this.preStates.delete(id);
     await this.save();
   }
 
@@ -281,12 +493,13 @@ export class Journal {
     await this.save();
   }
 
-  /** Appends an event (persisted with the next save, or immediately with `persist`). */
+  /** Appends an event (persisted with the next write, or immediately with {@link log}). */
   event(event: string, message: string, stepId?: StepId, detail?: unknown, at = this.now().toISOString()): void {
     // Events carry text from the cluster (blocker messages, server errors): redacted, so a
-    // token-shaped value there can never make the next save refuse the whole journal.
-    this.doc.events.push({ at, event, message: redactText(message), ...(stepId ? { stepId } : {}), ...(detail === undefined ? {} : { detail: redactDeep(detail) }) });
-    if (this.doc.events.length > MAX_EVENTS) this.doc.events.splice(0, this.doc.events.length - MAX_EVENTS);
+    // token-shaped value there can never make the next write refuse the whole journal.
+    const entry: JournalEvent = { at, event, message: redactText(message), ...(stepId ? { stepId } : {}), ...(detail === undefined ? {} : { detail: redactDeep(detail) }) };
+    pushEvent(this.doc, entry);
+    this.pendingEvents.push(entry);
   }
 
   /** Appends an event and persists it. */
@@ -295,12 +508,22 @@ export class Journal {
     await this.save();
   }
 
+  private firstRecordWithPreState(stepId: StepId, actionId: string): ActionRecord | undefined {
+    let index = this.preStates.get(stepId);
+    if (!index) {
+      index = new Map();
+      for (const r of this.doc.steps[stepId].actions) if (r.preState !== undefined && !index.has(r.actionId)) index.set(r.actionId, r);
+      this.preStates.set(stepId, index);
+    }
+    return index.get(actionId);
+  }
+
   /** The journal as one step sees it ({@link StepJournal}). */
   forStep(id: StepId): StepJournal {
     const view = (stepId: StepId): StepJournalView => ({
       records: () => structuredClone(this.doc.steps[stepId].actions),
       firstPreState: <T>(actionId: string) => {
-        const first = this.doc.steps[stepId].actions.find((r) => r.actionId === actionId && r.preState !== undefined);
+        const first = this.firstRecordWithPreState(stepId, actionId);
         return first ? (structuredClone(first.preState) as T) : undefined;
       },
       getData: <T>(key: string) => {
@@ -314,14 +537,10 @@ export class Journal {
       of: (other) => view(other),
       setData: async (key, value) => {
         assertNoTokens(value, `$.steps.${id}.data.${key}`);
-        await this.updateStep(id, (entry) => {
-          entry.data[key] = structuredClone(value);
-        });
+        await this.record({ op: 'data', step: id, key, value: structuredClone(value) });
       },
       markRolledBack: async (actionId) => {
-        await this.updateStep(id, (entry) => {
-          for (const record of entry.actions) if (record.actionId === actionId) record.rolledBack = true;
-        });
+        await this.record({ op: 'rolled-back', step: id, actionId });
       },
       settleRecord: async (actionId, outcome) => {
         await this.updateStep(id, (entry, at) => {
@@ -348,7 +567,6 @@ export class Journal {
       runAction: async <T>(action: JournalAction, preState: unknown, mutate: () => Promise<T>): Promise<T> => {
         assertNoTokens(action, `$.steps.${id}.actions[${action.id}]`);
         assertNoTokens(preState, `$.steps.${id}.actions[${action.id}].preState`);
-        const entry = this.doc.steps[id];
         const record: ActionRecord = {
           actionId: action.id,
           ...(action.kind ? { kind: action.kind } : {}),
@@ -361,31 +579,28 @@ export class Journal {
           intentAt: this.now().toISOString(),
         };
         // Only the first intent keeps a pre-state: a resumed step sees a half-changed object, not the original.
-        const hasPreState = entry.actions.some((r) => r.actionId === action.id && r.preState !== undefined);
+        const hasPreState = this.firstRecordWithPreState(id, action.id) !== undefined;
         if (!hasPreState && preState !== undefined) record.preState = structuredClone(preState);
-        entry.actions.push(record);
+        const index = this.doc.steps[id].actions.length;
         this.event('action-intent', `${action.op} ${action.target}: ${action.summary}`, id);
-        await this.save();
+        await this.record({ op: 'intent', step: id, record });
+        if (record.preState !== undefined) this.preStates.get(id)?.set(action.id, record);
         let result: T;
         try {
           result = await mutate();
         } catch (error) {
-          record.status = 'failed';
-          record.doneAt = this.now().toISOString();
-          record.error = redact((error as Error)?.message ?? String(error));
-          this.event('action-failed', `${action.target}: ${record.error}`, id);
-          await this.save();
+          const message = redact((error as Error)?.message ?? String(error));
+          this.event('action-failed', `${action.target}: ${message}`, id);
+          await this.record({ op: 'done', step: id, index, status: 'failed', doneAt: this.now().toISOString(), error: message });
           throw error;
         }
-        record.status = 'done';
-        record.doneAt = this.now().toISOString();
+        let json: unknown;
         if (result !== undefined) {
-          const json = toJson(result);
+          json = toJson(result);
           assertNoTokens(json, `$.steps.${id}.actions[${action.id}].result`);
-          record.result = json;
         }
         this.event('action-done', `${action.op} ${action.target}`, id);
-        await this.save();
+        await this.record({ op: 'done', step: id, index, status: 'done', doneAt: this.now().toISOString(), ...(json === undefined ? {} : { result: json }) });
         return result;
       },
     };
@@ -400,23 +615,103 @@ export class Journal {
   }
 
   /**
-   * Persists the document atomically. Writes are serialised; each resolves once its own content is on disk.
-   * @throws SecretLeakError (the file is left unchanged)
+   * Applies one change to the document and appends it to the action log (one line, fsynced),
+   * so its cost does not depend on how much the journal already holds. A journal that has no
+   * snapshot on disk yet writes one instead.
+   * @throws SecretLeakError (nothing is changed or written)
+   */
+  private async record(op: LogOp): Promise<void> {
+    const entry = { ...op, seq: this.seq + 1, at: this.now().toISOString(), ...(this.pendingEvents.length ? { events: this.pendingEvents } : {}) } as LogEntry;
+    assertNoTokens(entry, `$.steps.${op.step}`);
+    this.seq = entry.seq;
+    this.pendingEvents = [];
+    // The events are in the document already (`event()` put them there); the log line carries them to disk.
+    applyOp(this.doc, { ...entry, events: undefined });
+    if (this.inMemory) return;
+    if (this.fresh) {
+      await this.save();
+      return;
+    }
+    const line = `${JSON.stringify(entry)}\n`;
+    const write = this.writeChain.then(async () => {
+      // Opened per append, so no file handle outlives the call (a journal has no close to forget).
+      const handle = await this.openLog();
+      try {
+        await handle.write(line, this.logValidBytes, 'utf8');
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+      this.logValidBytes += Buffer.byteLength(line);
+      await this.afterAppend?.({ seq: entry.seq, op: entry.op, step: entry.step });
+    });
+    this.writeChain = write.catch(() => {});
+    await write;
+  }
+
+  /** The action log, open for writing: created with its header if absent, a torn tail cut off. */
+  private async openLog(): Promise<fs.FileHandle> {
+    if (this.logBase === undefined) {
+      const header = this.logHeader(this.snapshotSeq);
+      await writeFileAtomic(this.logPath, header, { mode: 0o600, hooks: this.writeHooks });
+      this.logBase = this.snapshotSeq;
+      this.logValidBytes = Buffer.byteLength(header);
+      this.logChecked = true;
+    }
+    const handle = await fs.open(this.logPath, 'r+');
+    if (!this.logChecked) {
+      // A line torn by a killed writer is dropped: appending after it would bury it mid-file.
+      try {
+        if ((await handle.stat()).size !== this.logValidBytes) await handle.truncate(this.logValidBytes);
+      } catch (error) {
+        await handle.close();
+        throw error;
+      }
+      this.logChecked = true;
+    }
+    return handle;
+  }
+
+  private logHeader(baseSeq: number): string {
+    const header: LogHeader = { kind: LOG_KIND, schemaVersion: ACTION_LOG_SCHEMA_VERSION, journal: logIdentity(this.doc), baseSeq };
+    return `${JSON.stringify(header)}\n`;
+  }
+
+  /**
+   * Persists the whole document atomically (snapshot write, compaction): the action log is folded
+   * in and reset to its header. Writes are serialised; each resolves once its own content is on disk.
+   * @throws SecretLeakError (the files are left unchanged)
    */
   async save(): Promise<void> {
     this.doc.updatedAt = this.now().toISOString();
+    this.doc.logSeq = this.seq;
     assertNoTokens(this.doc);
+    this.pendingEvents = [];
     if (this.inMemory) return;
     const text = `${JSON.stringify(this.doc, null, 2)}\n`;
+    const seq = this.seq;
     const write = this.writeChain.then(async () => {
       if (this.fresh) {
         await fs.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
       }
       await writeFileAtomic(this.path, text, { mode: 0o600, hooks: this.writeHooks });
       this.fresh = false;
+      this.snapshotSeq = seq;
+      // The snapshot now holds every logged entry; start the log again after it. A crash before
+      // this reset is harmless: replay skips entries the snapshot already holds.
+      if (this.logBase !== undefined && this.logBase !== seq) {
+        await writeFileAtomic(this.logPath, this.logHeader(seq), { mode: 0o600, hooks: this.writeHooks });
+        this.logBase = seq;
+        this.logValidBytes = Buffer.byteLength(this.logHeader(seq));
+      }
     });
     this.writeChain = write.catch(() => {});
     await write;
+  }
+
+  /** Folds the action log into the snapshot if it holds anything the snapshot does not (compaction). */
+  async compact(): Promise<void> {
+    if (!this.inMemory && !this.fresh && (this.seq !== this.snapshotSeq || this.pendingEvents.length > 0)) await this.save();
   }
 
   /** Removes temp files left by a killed writer. Call only while holding the lock. */
@@ -523,5 +818,6 @@ export function parseJournal(text: string, path: string): JournalDocument {
   if (!Array.isArray(doc.events)) fail('"events" is not a list');
   const problems = journalProblems(value);
   if (problems.length) fail(problems.length === 1 ? problems[0] : `\n  ${problems.slice(0, 25).join('\n  ')}\n`);
+  if (doc.logSeq !== undefined && !(typeof doc.logSeq === 'number' && Number.isInteger(doc.logSeq) && doc.logSeq >= 0)) fail('"logSeq" is not a non-negative integer');
   return value as JournalDocument;
 }

@@ -77,6 +77,13 @@ export interface RunnerConfig<K = unknown, A = unknown> {
   events?: RunnerEvents;
   /** Store error stacks in the journal's log. */
   verbose?: boolean;
+  /**
+   * Read snapshot hook: every step call runs inside `readScope(phase, call)`, phase being `plan`,
+   * `apply`, `check` or `rollback` (verifyRollback included). The CLI passes the command's
+   * `ReadSnapshot.during`, so plans share one read of the cluster and a check re-reads only what
+   * the apply's writes may have changed. Absent: every read goes to the server.
+   */
+  readScope?: <T>(phase: 'plan' | 'apply' | 'check' | 'rollback', call: () => Promise<T>) => Promise<T>;
 }
 
 /** Outcome of one step in an apply or rollback run. */
@@ -558,7 +565,7 @@ export class Runner<K = unknown, A = unknown> {
   }
 
   /** Runs one step call with its own deadline, racing the abort so a step that ignores the signal still stops the run. */
-  private async call<T>(step: Step<K, A>, journal: Journal, inventory: LoadedInventory | undefined, phase: string, fn: (ctx: StepContext<K, A>) => Promise<T>): Promise<T> {
+  private async call<T>(step: Step<K, A>, journal: Journal, inventory: LoadedInventory | undefined, phase: 'plan' | 'apply' | 'check' | 'rollback', fn: (ctx: StepContext<K, A>) => Promise<T>): Promise<T> {
     const options = this.config.options ?? {};
     const timeoutMs = step.deadlineMs?.(options) ?? this.config.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
@@ -603,7 +610,10 @@ export class Runner<K = unknown, A = unknown> {
     });
     aborted.catch(() => {});
     try {
-      return await Promise.race([fn(ctx), aborted]);
+      // Read snapshot wiring (see RunnerConfig.readScope): the phase decides whether reads are shared.
+      const readScope = this.config.readScope;
+      const work = readScope ? readScope(phase, () => fn(ctx)) : fn(ctx);
+      return await Promise.race([work, aborted]);
     } finally {
       clearTimeout(timer);
       if (onAbort) signal.removeEventListener('abort', onAbort);

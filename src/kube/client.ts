@@ -101,6 +101,8 @@ export class KubeClient {
   readonly connectAttempts: number;
   /** Discovery documents by apiVersion, shared by every transport so each is fetched once. */
   readonly discoveryCache: Record<string, V1APIResourceList> = {};
+  /** Discovery reads in flight by apiVersion, so concurrent first uses of a group share one GET. */
+  readonly discoveryInFlight = new Map<string, Promise<unknown>>();
 
   private constructor(kc: KubeConfig, opts: KubeClientOptions) {
     this.kubeConfig = kc;
@@ -164,26 +166,37 @@ export class KubeClient {
  */
 class PathApi extends KubernetesObjectApi {
   private readonly discover: (path: string) => Promise<V1APIResourceList>;
-  constructor(config: Configuration, cache: Record<string, V1APIResourceList>, discover: (path: string) => Promise<V1APIResourceList>) {
+  readonly #inFlight: Map<string, Promise<unknown>>;
+  constructor(config: Configuration, cache: Record<string, V1APIResourceList>, inFlight: Map<string, Promise<unknown>>, discover: (path: string) => Promise<V1APIResourceList>) {
     super(config);
     this.apiVersionResourceCache = cache;
+    this.#inFlight = inFlight;
     this.discover = discover;
   }
 
   /**
    * Discovery through the gateway's own request path, so its failures are classified like any
-   * other (client-node's version rewrites the message of whatever error it meets).
+   * other (client-node's version rewrites the message of whatever error it meets). Parallel
+   * first uses of one group share one GET.
    */
   protected override async resource(apiVersion: string, kind: string): Promise<V1APIResource | undefined> {
     const cached = this.apiVersionResourceCache[apiVersion]?.resources.find((r) => r.kind === kind);
     if (cached) return cached;
-    const list = await this.discover(this.apiVersionPath(apiVersion));
+    let pending = this.#inFlight.get(apiVersion) as Promise<V1APIResourceList> | undefined;
+    if (!pending) {
+      pending = this.discover(this.apiVersionPath(apiVersion)).finally(() => this.#inFlight.delete(apiVersion));
+      this.#inFlight.set(apiVersion, pending);
+    }
+    const list = await pending;
     this.apiVersionResourceCache[apiVersion] = list;
     return list.resources.find((r) => r.kind === kind);
   }
 
   /** Path of the collection (`name` absent) or the object. */
   async pathFor(ref: ResourceRef, namespace: string | undefined, name: string | undefined): Promise<string> {
+    // Parallel lists of one group share one discovery read (see resource). A failure is left to
+    // specUriPath below, which reads again and reports it.
+    if (!this.apiVersionResourceCache[ref.apiVersion]) await this.resource(ref.apiVersion, ref.kind).catch(() => undefined);
     const spec = { apiVersion: ref.apiVersion, kind: ref.kind, metadata: { namespace, name } };
     return this.specUriPath(spec, name === undefined ? 'list' : 'read');
   }
@@ -214,7 +227,7 @@ export class KubeTransport {
       httpApi,
       middleware: [setHeaderMiddleware('User-Agent', client.userAgent)],
     });
-    this.paths = new PathApi(this.configuration, client.discoveryCache, async (path) => JSON.parse((await this.request('GET', path)).text) as V1APIResourceList);
+    this.paths = new PathApi(this.configuration, client.discoveryCache, client.discoveryInFlight, async (path) => JSON.parse((await this.request('GET', path)).text) as V1APIResourceList);
   }
 
   pathFor(ref: ResourceRef, namespace: string | undefined, name?: string): Promise<string> {

@@ -8,6 +8,8 @@ import type { KubeGateway, KubeGatewayOptions } from './gateway.ts';
 export { KINDS, classifyEvictionRefusal } from './gateway.ts';
 export type * from './gateway.ts';
 export { KubeApiError, WaitTimeoutError, DryRunViolationError, isNotFound, isConflict } from './errors.ts';
+export { ReadSnapshot, snapshotKubeGateway } from './read-snapshot.ts';
+export type { ReadMode, ReadSnapshotOptions, ReadSnapshotStats } from './read-snapshot.ts';
 
 /** The API server and `kube-system` UID the journal binds itself to. */
 export interface ClusterInfo {

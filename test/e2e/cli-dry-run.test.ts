@@ -48,6 +48,16 @@ describe('CLI plan, apply --dry-run=server and status against the sandbox', () =
     expect(plan.totals.blockers).toBe(0);
     expect(JSON.stringify(plan)).not.toContain('inventoryPreview');
     expect(env.sandbox.status().metrics.mutations).toEqual({ kube: 0, arm: 0 });
+    // One read snapshot for the command: every kind is listed once however many steps plan from it,
+    // and each identity's permission is read once.
+    const kubeCalls = Object.entries(env.sandbox.status().metrics.kube).filter(([label]) => !label.includes(':'));
+    const lists = kubeCalls.filter(([label]) => label.startsWith('list '));
+    expect(lists.length).toBeGreaterThan(5);
+    expect(lists.filter(([, n]) => n !== 1)).toEqual([]);
+    const permissionReads = env.sandbox.metrics.count({ api: 'arm', caller: 'client', verb: 'GET', resource: 'Permissions_ListForResource' });
+    const document = byStep.inventory.plan!.actions.at(-1)!.details as { document: { identities: unknown[] } };
+    expect(permissionReads).toBeGreaterThan(0);
+    expect(permissionReads).toBeLessThanOrEqual(document.document.identities.length);
   }, 60_000);
 
   it('apply --dry-run=server makes every read, sends Kubernetes writes as dry runs, and persists nothing', async () => {
@@ -76,9 +86,14 @@ describe('CLI plan, apply --dry-run=server and status against the sandbox', () =
   }, 60_000);
 
   it('apply --step inventory then status -o json shows the journal', async () => {
+    const lists = (resource: string) => env.sandbox.metrics.count({ api: 'kube', caller: 'client', verb: 'list', resource });
+    const before = { pods: lists('pods'), nodes: lists('nodes'), bindings: lists('azureidentitybindings.aadpodidentity.k8s.io') };
     const applied = await runCli(env, ['apply', '--step', 'inventory', '--yes']);
     expect(applied.code, applied.all).toBe(0);
     expect(env.sandbox.status().metrics.mutations).toEqual({ kube: 2, arm: 0 });
+    // Plan, plan again, apply and check share one read: the check re-lists only what the two
+    // copies may have changed (bindings, identities, MIC's assignments), not pods or nodes.
+    expect({ pods: lists('pods') - before.pods, nodes: lists('nodes') - before.nodes, bindings: lists('azureidentitybindings.aadpodidentity.k8s.io') - before.bindings }).toEqual({ pods: 1, nodes: 1, bindings: 2 });
     const r = await runCli(env, ['status', '-o', 'json']);
     expect(r.code, r.all).toBe(0);
     const status = JSON.parse(r.stdout) as { cluster: { aksResourceId: string }; steps: { stepId?: string; id?: string; state: string }[] | Record<string, { state: string }> };

@@ -9,7 +9,8 @@ import { createAzureGateway, resolveAzureConnection } from '../../src/azure/inde
 import type { AzureGateway } from '../../src/azure/gateway.ts';
 import { execa, type ResultPromise } from 'execa';
 import { Runner, type RunnerEvents } from '../../src/engine/runner.ts';
-import type { ClusterIdentity } from '../../src/engine/journal.ts';
+import { Journal, type ClusterIdentity } from '../../src/engine/journal.ts';
+import type { StepId } from '../../src/engine/step.ts';
 import { createKubeGateway } from '../../src/kube/index.ts';
 import type { KubeGateway, KubeObject } from '../../src/kube/gateway.ts';
 import { Sandbox } from '../../src/sandbox/sandbox.ts';
@@ -291,8 +292,9 @@ export async function crashAndResume(env: Env, step: string, held: HeldWrite): P
     env.sandbox.faults.remove(ruleId);
     if (r.signal !== 'SIGKILL' && !exited) throw new Error(`the CLI was not killed: ${r.all}`);
   }
-  const journal = JSON.parse(readFileSync(env.journalPath, 'utf8')) as { steps: Record<string, { actions: { actionId: string; status: string }[] }> };
-  const afterKill = journal.steps[step].actions.map((a) => ({ actionId: a.actionId, status: a.status }));
+  // Read as the tool reads it: the killed run's last records are in the action log, not yet in the snapshot.
+  const journal = (await Journal.read(env.journalPath))!;
+  const afterKill = journal.steps[step as StepId].actions.map((a) => ({ actionId: a.actionId, status: a.status }));
   const blocked = await runCli(env, ['apply', '--to', step, '--yes']);
   const lockId = /force-unlock (\S+)/.exec(blocked.all)?.[1];
   if (blocked.code === 0 || !lockId) throw new Error(`a run after SIGKILL should meet the stale lock, got exit ${blocked.code}:\n${blocked.all}`);

@@ -9,13 +9,13 @@
  *   `cleanup` refuses to run;
  * - with `--verbose`, no token appears in the journal, the JUnit report, or anything printed.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import type { CliDeps } from '../../src/cli/io.ts';
 import { PreconditionError, StepFailedError } from '../../src/engine/errors.ts';
-import { Journal } from '../../src/engine/journal.ts';
+import { Journal, actionLogPathFor } from '../../src/engine/journal.ts';
 import { startEnv, type Env } from './steps-1-4-harness.ts';
 import { fullRunner } from './steps-5-7-harness.ts';
 
@@ -115,6 +115,7 @@ describe('steps 5-7 failure paths on the sandbox', () => {
     const history = await cli(env, ['history', '--verbose']);
     const texts = {
       journal: readFileSync(env.journalPath, 'utf8'),
+      journalActionLog: existsSync(actionLogPathFor(env.journalPath)) ? readFileSync(actionLogPathFor(env.journalPath), 'utf8') : '',
       junit: readFileSync(junit, 'utf8'),
       applyOutput: run.out + run.err,
       cleanupOutput: viaCli.out + viaCli.err,

@@ -1,5 +1,5 @@
 import { applyPlan, rollbackStep, verifyRollback } from './run-actions.ts';
-import { readFileSync } from 'node:fs';
+import { Journal } from '../../src/engine/journal.ts';
 import { describe, expect, it } from 'vitest';
 import { StepFailedError } from '../../src/engine/errors.ts';
 import { chooseNode, dispositionOf, drainStep, vmssOfNode, type NodeCandidate } from '../../src/steps/05-drain.ts';
@@ -171,7 +171,7 @@ describe('drain: apply, check, rollback', () => {
     expect(e.hint).toContain('--drain-timeout 15m');
     expect((kube.find('Node', undefined, nodes[1])!.spec as { unschedulable?: boolean }).unschedulable).toBe(true);
     expect(azure.calls_).toEqual([]);
-    const journal = JSON.parse(readFileSync(`${dir}/journal.json`, 'utf8'));
+    const journal = (await Journal.read(`${dir}/journal.json`))!;
     expect(journal.steps.drain.actions.at(-1)).toMatchObject({ actionId: 'pool/pay/drain', status: 'failed' });
 
     const rb = await rollbackStep(ctx);

@@ -1,5 +1,6 @@
 import { applyPlan, rollbackStep, verifyRollback } from './run-actions.ts';
 import { readFileSync } from 'node:fs';
+import { actionLogPathFor } from '../../src/engine/journal.ts';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
@@ -211,7 +212,7 @@ describe('test step', () => {
     const results = ctx.journal.getData<TestResult[]>('results')!;
     expect(results.find((r) => r.kind === 'command')?.output).toContain(`pool=pay node=${pay}`);
 
-    const journalText = readFileSync(ctx.journalPath, 'utf8');
+    const journalText = readFileSync(ctx.journalPath, 'utf8') + readFileSync(actionLogPathFor(ctx.journalPath), 'utf8');
     const xml = readFileSync(junitPath, 'utf8');
     for (const text of [journalText, xml, ctx.messages.join('\n')]) {
       for (const t of [good, wrong]) {
