@@ -10,6 +10,7 @@ import { ScenarioError } from '../../sandbox/scenario.ts';
 import type { SandboxStatus } from '../../sandbox/sandbox.ts';
 import { renderData } from '../render.ts';
 import type { CommandModule } from './index.ts';
+import { registerSandboxAks } from './sandbox-aks.ts';
 
 function asCliError(e: unknown): unknown {
   if (e instanceof ScenarioError) return new UsageError(e.message, e.hint);
@@ -112,5 +113,7 @@ export const sandboxCommand: CommandModule = {
         }
         env.out(renderSandboxStatus(result.live as SandboxStatus));
       });
+
+    registerSandboxAks(sandbox, env);
   },
 };
