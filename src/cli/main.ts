@@ -176,6 +176,25 @@ function buildProgram(env: CliEnv, commands: ReadonlyArray<{ register(program: C
     .exitOverride()
     .configureOutput({ writeOut: (s) => env.out(s), writeErr: (s) => env.err(s) });
   for (const command of commands) command.register(program, env);
+  registerDrift(program, env);
   for (const sub of program.commands) sub.exitOverride().configureOutput({ writeOut: (s) => env.out(s), writeErr: (s) => env.err(s) });
   return program;
+}
+
+/**
+ * `drift`: registered here with its options only; the command module (and the drift analysis
+ * behind it) is loaded when the command runs.
+ */
+function registerDrift(program: Command, env: CliEnv): void {
+  program
+    .command('drift')
+    .description('day two: compare the inventory with the live cluster and Azure, report what breaks managed mode and how to fix it (exit 0 no drift, 3 drift)')
+    .option('--fix', 'repair what is safe automatically (missing identities on scale sets, NMI args, MIC replicas), plan first; journalled')
+    .option('--update-inventory', 'add new pools and identities to the inventory file (comments and test cases kept)')
+    .option('--rollback', 'undo exactly what earlier drift fixes did (from the journal)')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(async (flags: { fix?: boolean; updateInventory?: boolean; rollback?: boolean; yes?: boolean }, cmd: Command) => {
+      const { runDrift } = await import('./commands/drift.ts');
+      await runDrift(env, flags, cmd);
+    });
 }
