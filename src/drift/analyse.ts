@@ -48,7 +48,7 @@ interface Workload {
 const lc = (s: string) => s.toLowerCase();
 const nsName = (o: KubeObject) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
 const sorted = <T>(xs: Iterable<T>, key: (t: T) => string = (t) => String(t)) => [...xs].sort((a, b) => key(a).localeCompare(key(b)));
-const list = (xs: readonly string[], max = 3) => (xs.length <= max ? xs.join(', ') : `${xs.slice(0, max).join(', ')}, … (${xs.length} in all)`);
+const list = (xs: readonly string[], max = 3, sep = ', ') => (xs.length <= max ? xs.join(sep) : `${xs.slice(0, max).join(sep)}${sep}… (${xs.length} in all)`);
 const nameOfId = (id: string) => id.split('/').pop() ?? id;
 
 function specOf<T>(o: KubeObject): T {
@@ -251,14 +251,15 @@ export function analyseDrift(inventory: InventoryDocument, live: DriftLiveState,
       writes: Math.ceil(missing.length / PER_PATCH),
       details: { resourceGroup: set.resourceGroup, scaleSet: set.name, pool, identities: missing.map((n) => ({ id: n.id, name: n.name })) },
     });
-    const reasons = sorted(new Set(missing.flatMap((n) => [...n.reasons])));
+    // The inventory first, then what the live pods and templates say.
+    const reasons = sorted(new Set(missing.flatMap((n) => [...n.reasons])), (r) => (r === 'inventory' ? '' : r)).map((r) => (r === 'inventory' ? 'the inventory' : r));
     const patches = Math.ceil(missing.length / PER_PATCH);
     if (known) {
       findings.push({
         code: 'identity-missing-on-vmss',
         severity: 'drift',
         subject: `vmss ${set.name}`,
-        message: `missing identit${missing.length === 1 ? 'y' : 'ies'} ${list(names, 5)} (pool ${pool}; needed by ${list(reasons, 2)}): pods there get no token for ${missing.length === 1 ? 'it' : 'them'}`,
+        message: `missing identit${missing.length === 1 ? 'y' : 'ies'} ${list(names, 5)} (pool ${pool}; needed by ${list(reasons, 2, '; ')}): pods there get no token for ${missing.length === 1 ? 'it' : 'them'}`,
         fix: `podid-migrate drift --fix   (${patches} PATCH: ${names.map((n) => `+ ${n}`).join(', ')})`,
         fixKind: 'auto',
         actionIds: [actionId],
@@ -268,7 +269,7 @@ export function analyseDrift(inventory: InventoryDocument, live: DriftLiveState,
         code: 'new-pool-missing-identities',
         severity: 'drift',
         subject: `pool ${pool} (new since the inventory)`,
-        message: `pods with aadpodidbinding may be scheduled here (${list(reasons, 2)}); vmss ${set.name} carries ${needs.length - missing.length} of ${needs.length} identities (missing ${list(names, 5)})`,
+        message: `pods with aadpodidbinding may be scheduled here (${list(reasons, 2, '; ')}); vmss ${set.name} carries ${needs.length - missing.length} of ${needs.length} identities (missing ${list(names, 5)})`,
         fix: `podid-migrate drift --fix --update-inventory   (${patches} PATCH: ${names.map((n) => `+ ${n}`).join(', ')}; the pool added to the inventory)`,
         fixKind: 'auto',
         actionIds: [actionId, 'inventory/update'],

@@ -7,54 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { analyseDrift } from '../../src/drift/analyse.ts';
 import { readDriftState } from '../../src/drift/read.ts';
-import type { InventoryDocument } from '../../src/steps/inventory-model.ts';
-import { AKS_ID, FakeAzure, FakeKube, idOf, KUBELET_ID, standardCluster } from '../steps/fakes.ts';
-
-const MANAGED = ['--node=$(NODE_NAME)', '--operation-mode=managed', '--forceNamespaced', '--http-probe-port=8085'];
-
-/** The fake cluster as the migration leaves it: copies in batch, identities on the scale sets, NMI managed, MIC gone. */
-function migrated(): { kube: FakeKube; azure: FakeAzure; inventory: InventoryDocument } {
-  const { kube, azure } = standardCluster({ nmiArgs: MANAGED });
-  kube.objects.delete('Deployment/default/mic');
-  kube.add({ apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentity', metadata: { name: 'shared-storage-id', namespace: 'batch', labels: { 'podid-migrate.io/copied-from': 'platform.shared-storage-id' } }, spec: { type: 0, resourceID: idOf('shared-storage-id'), clientID: 'client-shared-storage-id' } });
-  kube.add({ apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentityBinding', metadata: { name: 'shared-storage-id-binding', namespace: 'batch' }, spec: { azureIdentity: 'shared-storage-id', selector: 'shared-storage' } });
-  for (const pool of ['pay', 'batch']) {
-    kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `nmi-${pool}`, namespace: 'default', labels: { component: 'nmi' } }, spec: { nodeName: `aks-${pool}-12345678-vmss000000`, containers: [{ name: 'nmi', args: MANAGED }] }, status: { phase: 'Running' } });
-  }
-  azure.sets.get('aks-pay-12345678-vmss')!.userAssignedIdentities[idOf('api-id')] = { clientId: 'client-api-id' };
-  azure.sets.get('aks-pay-12345678-vmss')!.userAssignedIdentities[idOf('shared-storage-id')] = { clientId: 'client-shared-storage-id' };
-  azure.sets.get('aks-batch-12345678-vmss')!.userAssignedIdentities[idOf('shared-storage-id')] = { clientId: 'client-shared-storage-id' };
-  // Azure knows the identities (the fake's own list is empty).
-  azure.listIdentities = async () =>
-    ['api-id', 'shared-storage-id', 'ml-id'].map((name) => ({ id: idOf(name), name, resourceGroup: 'identities', clientId: name === 'ml-id' ? 'client-ml' : `client-${name}`, principalId: `principal-of-${name}` }));
-  const inventory: InventoryDocument = {
-    apiVersion: 'podid-migrate/v1',
-    kind: 'Inventory',
-    cluster: { name: 'prod-weu', kubeSystemUid: 'ks-uid' },
-    identities: [
-      { name: 'api-id', namespace: 'payments', type: 0, resourceId: idOf('api-id'), clientId: 'client-api-id', pools: ['pay'], namespaces: ['payments'], bindings: [{ name: 'api-id-binding', namespace: 'payments', selector: 'api' }], services: [{ name: 'payments/api', testCases: [{ kind: 'token' }] }] },
-      {
-        name: 'shared-storage-id',
-        namespace: 'platform',
-        type: 0,
-        resourceId: idOf('shared-storage-id'),
-        clientId: 'client-shared-storage-id',
-        pools: ['batch', 'pay'],
-        namespaces: ['batch', 'platform'],
-        bindings: [
-          { name: 'shared-storage-id-binding', namespace: 'batch', selector: 'shared-storage' },
-          { name: 'shared-storage-id-binding', namespace: 'platform', selector: 'shared-storage' },
-        ],
-        services: [{ name: 'batch/archiver', testCases: [{ kind: 'token' }] }, { name: 'platform/backup', testCases: [{ kind: 'token' }] }],
-      },
-    ],
-    pools: [
-      { name: 'batch', scaleSet: azure.sets.get('aks-batch-12345678-vmss')!.id, identitiesBefore: [KUBELET_ID] },
-      { name: 'pay', scaleSet: azure.sets.get('aks-pay-12345678-vmss')!.id, identitiesBefore: [KUBELET_ID] },
-    ],
-  };
-  return { kube, azure, inventory };
-}
+import { AKS_ID, idOf, KUBELET_ID } from '../steps/fakes.ts';
+import { MANAGED, migrated } from './fake-cluster.ts';
 
 async function analyse(c: ReturnType<typeof migrated>) {
   const live = await readDriftState(c.kube, c.azure, { aksId: AKS_ID, inventory: c.inventory });
