@@ -88,6 +88,7 @@ export function analyseDrift(inventory: InventoryDocument, live: DriftLiveState,
   };
   const poolNames = sorted(new Set([...poolNodes.keys(), ...(live.managedCluster?.agentPools.map((p) => p.name) ?? []), ...live.scaleSets.map((s) => s.tags[POOL_TAG]).filter(Boolean)]));
   const inventoryPools = new Map(inventory.pools.map((p) => [p.name, p]));
+  for (const p of poolNames) if (!poolNodes.has(p)) notes.push(`pool ${p} has no node right now: where pods may be scheduled there cannot be judged (only the inventory's identities are checked on its scale set)`);
 
   // --- ARM identities ---------------------------------------------------------------------------
   const armById = new Map<string, ManagedIdentity>(live.armIdentities.map((i) => [lc(i.id), i]));
@@ -529,7 +530,7 @@ export function analyseDrift(inventory: InventoryDocument, live: DriftLiveState,
       severity: 'drift',
       subject: `${live.assigned.length} azureassignedidentities`,
       message: `${live.assigned.length} AzureAssignedIdentit${live.assigned.length === 1 ? 'y' : 'ies'} exist (e.g. ${list(sorted(live.assigned.map(nsName)), 2)}): MIC ran since the cutover; a MIC that starts again acts on them`,
-      fix: `Once MIC is at 0 replicas: kubectl get azureassignedidentities -A -o jsonpath='{range .items[*]}{.metadata.namespace} {.metadata.name}{"\\n"}{end}' | while read ns n; do kubectl -n $ns patch azureassignedidentity $n --type merge -p '{"metadata":{"finalizers":null}}'; kubectl -n $ns delete azureassignedidentity $n; done`,
+      fix: `If the migration is not finished, that is its cleanup step (podid-migrate apply --step cleanup). Otherwise, once MIC is at 0 replicas: kubectl get azureassignedidentities -A -o jsonpath='{range .items[*]}{.metadata.namespace} {.metadata.name}{"\\n"}{end}' | while read ns n; do kubectl -n $ns patch azureassignedidentity $n --type merge -p '{"metadata":{"finalizers":null}}'; kubectl -n $ns delete azureassignedidentity $n; done`,
       fixKind: 'manual',
       actionIds: [],
     });

@@ -20,7 +20,10 @@ import { BIN, runCli, startEnv, type Env } from './steps-1-4-harness.ts';
 import { fullRunner } from './steps-5-7-harness.ts';
 
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
-const validateReport = addFormats(new Ajv({ allErrors: true, strict: false })).compile(JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'schemas', 'drift.schema.json'), 'utf8')));
+const ajv = addFormats(new Ajv({ allErrors: true, strict: false }));
+const schema = (name: string) => JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'schemas', name), 'utf8'));
+const validateReport = ajv.compile(schema('drift.schema.json'));
+const validateRollback = ajv.compile(schema('drift-rollback.schema.json'));
 
 async function drift(env: Env, args: string[] = []): Promise<{ code: number; report: DriftReport; all: string }> {
   const r = await runCli(env, ['drift', ...args, '-o', 'json'], { timeoutMs: 180_000 });
@@ -180,7 +183,9 @@ describe('drift after a full migration', () => {
     const before = await vmssIdentities(env, 'aks-system-12345678-vmss');
     const r = await runCli(env, ['drift', '--rollback', '--yes', '-o', 'json'], { timeoutMs: 240_000 });
     expect(r.code, r.all).toBe(0);
-    const undone = (JSON.parse(r.stdout) as { undone: string[] }).undone;
+    const rolled = JSON.parse(r.stdout) as { undone: string[] };
+    expect(validateRollback(rolled), JSON.stringify(validateRollback.errors)).toBe(true);
+    const undone = rolled.undone;
     // Newest first; each scale set loses only what a fix added, and keeps what it carried before.
     expect(undone.filter((l) => l.startsWith('vmss '))).toEqual(
       expect.arrayContaining([
