@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import type { RuntimeFactory } from '../../src/cli/context.ts';
 import type { CliDeps } from '../../src/cli/io.ts';
 import { main } from '../../src/cli/main.ts';
@@ -49,6 +50,7 @@ describe('podid-migrate drift (CLI)', () => {
     expect(md.stdout).toMatch(/^### podid-migrate drift: `prod-weu`/);
     const json = JSON.parse((await run(['-o', 'json'], migrated())).stdout);
     expect(json).toMatchObject({ kind: 'DriftReport', schemaVersion: 1, findings: [], totals: { drift: 0 } });
+    expect(parseYaml((await run(['-o', 'yaml'], migrated())).stdout)).toMatchObject({ kind: 'DriftReport', schemaVersion: 1 });
   });
 
   it('exit 3 with the object and the fix; --fix without a terminal or --yes is refused and changes nothing', async () => {
