@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DriftReport } from '../../src/drift/model.ts';
 import { KINDS } from '../../src/kube/kinds.ts';
 import { STEPS } from '../../src/steps/registry.ts';
-import { BIN, runCli, startEnv, type Env } from './steps-1-4-harness.ts';
+import { BIN, runCli, spawnCli, startEnv, waitUntil, type Env } from './steps-1-4-harness.ts';
 import { fullRunner } from './steps-5-7-harness.ts';
 
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
@@ -205,4 +205,37 @@ describe('drift after a full migration', () => {
     // Undone, the drift is back: the check says so.
     expect((await drift(env)).code).toBe(3);
   }, 300_000);
+
+  it('a fix killed while its scale set PATCH is held: the intent record is enough for --rollback to remove exactly what it added (after force-unlock)', async () => {
+    // Managed mode again, so that nothing but the fix touches the scale sets.
+    await env.kube.scale('default', 'mic', 0);
+    await sandboxAks(env, ['upgrade-pool', 'reports', '--rewrite-identities']);
+    expect(await vmssIdentities(env, 'aks-reports-12345678-vmss')).toEqual([kubelet]);
+    const ruleId = env.sandbox.faults.add({ api: 'arm', method: 'PATCH', path: 'virtualMachineScaleSets/aks-reports-12345678-vmss', times: 1, action: { kind: 'hold-response' } });
+    let held = false;
+    const onHeld = (e: { ruleId: string }) => void (e.ruleId === ruleId && (held = true));
+    env.sandbox.faults.on('held', onHeld);
+    const child = spawnCli(env, ['drift', '--fix', '--yes']);
+    try {
+      await waitUntil('the sandbox to hold the reports scale set PATCH', () => held);
+    } finally {
+      env.sandbox.faults.off('held', onHeld);
+      child.kill('SIGKILL');
+      await child;
+      env.sandbox.faults.remove(ruleId);
+    }
+    // The PATCH was applied; the journal has only its intent.
+    expect(await vmssIdentities(env, 'aks-reports-12345678-vmss')).toEqual(expect.arrayContaining([kubelet, 'reports-id']));
+    const records = JSON.parse(readFileSync(env.journalPath, 'utf8')).extensions['drift-fix'].actions as { actionId: string; status: string }[];
+    expect(records.filter((r) => r.actionId.endsWith('vmss/aks-reports-12345678-vmss/add-identities')).map((r) => r.status)).toEqual(['intent']);
+    const blocked = await runCli(env, ['drift', '--rollback', '--yes']);
+    const lockId = /force-unlock (\S+)/.exec(blocked.all)?.[1];
+    expect(blocked.code, blocked.all).toBe(1);
+    expect(lockId).toBeDefined();
+    expect((await runCli(env, ['force-unlock', lockId!])).code).toBe(0);
+    const rolled = await runCli(env, ['drift', '--rollback', '--yes'], { timeoutMs: 240_000 });
+    expect(rolled.code, rolled.all).toBe(0);
+    expect(rolled.stdout).toContain('vmss aks-reports-12345678-vmss: ');
+    expect(await vmssIdentities(env, 'aks-reports-12345678-vmss')).toEqual([kubelet]);
+  }, 240_000);
 });
