@@ -146,7 +146,7 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}): Pr
 }
 
 function commandName(argv: string[]): string {
-  const known = new Set([...CORE_COMMANDS.map((c) => c.name)]);
+  const known = new Set([...CORE_COMMANDS.map((c) => c.name), 'drift']);
   const found = argv.slice(2).find((a) => known.has(a));
   return found ? `${found} ` : '';
 }

@@ -102,7 +102,8 @@ describe('drift --fix and --rollback executors', () => {
     expect(Object.values(doc.steps).every((s) => (s as { actions: unknown[] }).actions.length === 0)).toBe(true);
 
     const lines = await rollbackDriftFixes(ctx);
-    expect(lines).toHaveLength(2);
+    expect(lines.filter((l) => !l.startsWith('  verified: '))).toHaveLength(2);
+    expect(lines).toContain('  verified: vmss aks-pay-12345678-vmss: the 2 identities it carried before, none the fix added');
     expect(azure.patches.slice(2)).toEqual([
       { vmss: 'aks-pay-12345678-vmss', add: [], remove: [idOf('worker-id')] },
       { vmss: 'aks-pay-12345678-vmss', add: [], remove: [idOf('api-id')] },
@@ -127,7 +128,7 @@ describe('drift --fix and --rollback executors', () => {
 
     await runDriftFixes(ctx, [update], 'run-2');
     writeFileSync(path, `${readFileSync(path, 'utf8')}# edited afterwards\n`);
-    const [line] = await rollbackDriftFixes(ctx);
+    const [line] = (await rollbackDriftFixes(ctx)).filter((l) => !l.startsWith('  verified: '));
     expect(line).toContain('edited since the update, left as it is');
     expect(readFileSync(path, 'utf8')).toContain('# edited afterwards');
   });

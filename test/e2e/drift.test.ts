@@ -186,6 +186,7 @@ describe('drift after a full migration', () => {
     const rolled = JSON.parse(r.stdout) as { undone: string[] };
     expect(validateRollback(rolled), JSON.stringify(validateRollback.errors)).toBe(true);
     const undone = rolled.undone;
+    expect((rolled as unknown as { verified: string[] }).verified).toEqual(expect.arrayContaining([expect.stringMatching(/^vmss aks-gpu-12345678-vmss: the 1 identities it carried before(, none the fix added|; assigned again since \(by MIC\?\): exporter-id)$/)]));
     // Newest first; each scale set loses only what a fix added, and keeps what it carried before.
     expect(undone.filter((l) => l.startsWith('vmss '))).toEqual(
       expect.arrayContaining([

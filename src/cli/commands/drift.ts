@@ -185,8 +185,11 @@ export async function runDrift(env: CliEnv, flags: DriftFlags, cmd: Command): Pr
       try {
         const journal = await Journal.open(journalPath, runtime.cluster);
         const lines = await rollbackDriftFixes(fixContext(journal));
-        if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, { kind: 'DriftRollback', schemaVersion: 1, undone: lines }));
-        else env.out(`${lines.map((l) => `✔ ${l}`).join('\n')}\nDrift fixes undone; journal ${journalPath}.\n`);
+        const VERIFIED = '  verified: ';
+        const undone = lines.filter((l) => !l.startsWith(VERIFIED));
+        const verifiedLines = lines.filter((l) => l.startsWith(VERIFIED)).map((l) => l.slice(VERIFIED.length));
+        if (globals.output === 'json' || globals.output === 'yaml') env.out(renderData(globals.output, { kind: 'DriftRollback', schemaVersion: 1, undone, verified: verifiedLines }));
+        else env.out(`${lines.map((l) => (l.startsWith(VERIFIED) ? `    ${l.trim()}` : `✔ ${l}`)).join('\n')}\nDrift fixes undone and verified; journal ${journalPath}.\n`);
       } finally {
         await lock.release();
       }
