@@ -98,6 +98,33 @@ export interface JournalEvent {
   detail?: unknown;
 }
 
+/**
+ * Records kept beside the steps by a command that changes the cluster outside the runbook
+ * (`drift --fix` under `extensions["drift-fix"]`), with the same intent/done model, so the
+ * steps' own records are never touched by it.
+ */
+export interface JournalExtension {
+  actions: ActionRecord[];
+  archivedActions: ActionRecord[];
+  data: Record<string, unknown>;
+  updatedAt?: string;
+}
+
+/** The journal as an extension sees it: the step journal's action model, keyed by the extension. */
+export interface ExtensionJournal {
+  records(): ActionRecord[];
+  firstPreState<T = unknown>(actionId: string): T | undefined;
+  getData<T = unknown>(key: string): T | undefined;
+  setData(key: string, value: unknown): Promise<void>;
+  /** Intent (with the first pre-state kept) before `mutate`, done (with its result) after: see {@link StepJournal.runAction}. */
+  runAction<T>(action: JournalAction, preState: unknown, mutate: () => Promise<T>): Promise<T>;
+  markRolledBack(actionId: string): Promise<void>;
+  /** Moves the current records to `archivedActions` (after a completed rollback). */
+  archive(): Promise<void>;
+  /** Appends an event to the journal's log and persists it. */
+  log(event: string, message: string): Promise<void>;
+}
+
 /** The file's content. */
 export interface JournalDocument {
   kind: typeof JOURNAL_KIND;
@@ -108,6 +135,8 @@ export interface JournalDocument {
   /** The inventory the steps were planned from. */
   inventory?: { path: string; sha256: string };
   steps: Record<StepId, StepEntry>;
+  /** Extension records by key (e.g. `drift-fix`); absent until an extension writes. */
+  extensions?: Record<string, JournalExtension>;
   events: JournalEvent[];
   /**
    * Sequence number of the last action log entry this snapshot holds (absent: none yet). The
@@ -606,6 +635,98 @@ export class Journal {
     };
   }
 
+  /**
+   * Writes an intent record (the first pre-state of an action id is kept) before `mutate`, then a
+   * done or failed record after it; each record is persisted before the call goes on.
+   */
+  private async runActionIn<T>(entry: { actions: ActionRecord[] }, where: string, stepId: StepId | undefined, action: JournalAction, preState: unknown, mutate: () => Promise<T>): Promise<T> {
+    assertNoTokens(action, `${where}.actions[${action.id}]`);
+    assertNoTokens(preState, `${where}.actions[${action.id}].preState`);
+    const tag = stepId ? '' : `[${where.replace(/^\$\.extensions\./, '')}] `;
+    const record: ActionRecord = {
+      actionId: action.id,
+      ...(action.kind ? { kind: action.kind } : {}),
+      ...(action.details !== undefined ? { details: structuredClone(action.details) } : {}),
+      op: action.op,
+      target: action.target,
+      summary: action.summary,
+      api: action.api,
+      status: 'intent',
+      intentAt: this.now().toISOString(),
+    };
+    // Only the first intent keeps a pre-state: a resumed step sees a half-changed object, not the original.
+    const hasPreState = entry.actions.some((r) => r.actionId === action.id && r.preState !== undefined);
+    if (!hasPreState && preState !== undefined) record.preState = structuredClone(preState);
+    entry.actions.push(record);
+    this.event('action-intent', `${tag}${action.op} ${action.target}: ${action.summary}`, stepId);
+    await this.save();
+    let result: T;
+    try {
+      result = await mutate();
+    } catch (error) {
+      record.status = 'failed';
+      record.doneAt = this.now().toISOString();
+      record.error = redact((error as Error)?.message ?? String(error));
+      this.event('action-failed', `${tag}${action.target}: ${record.error}`, stepId);
+      await this.save();
+      throw error;
+    }
+    record.status = 'done';
+    record.doneAt = this.now().toISOString();
+    if (result !== undefined) {
+      const json = toJson(result);
+      assertNoTokens(json, `${where}.actions[${action.id}].result`);
+      record.result = json;
+    }
+    this.event('action-done', `${tag}${action.op} ${action.target}`, stepId);
+    await this.save();
+    return result;
+  }
+
+  /** The records of extension `key` (created empty on first write), e.g. `drift-fix`. */
+  forExtension(key: string): ExtensionJournal {
+    const where = `$.extensions.${key}`;
+    const entry = (): JournalExtension => {
+      this.doc.extensions ??= {};
+      return (this.doc.extensions[key] ??= { actions: [], archivedActions: [], data: {} });
+    };
+    const peek = (): JournalExtension | undefined => this.doc.extensions?.[key];
+    const touch = async (change: (e: JournalExtension) => void) => {
+      const e = entry();
+      change(e);
+      e.updatedAt = this.now().toISOString();
+      await this.save();
+    };
+    return {
+      records: () => structuredClone(peek()?.actions ?? []),
+      firstPreState: <T>(actionId: string) => {
+        const first = peek()?.actions.find((r) => r.actionId === actionId && r.preState !== undefined);
+        return first ? (structuredClone(first.preState) as T) : undefined;
+      },
+      getData: <T>(k: string) => {
+        const value = peek()?.data[k];
+        return value === undefined ? undefined : (structuredClone(value) as T);
+      },
+      setData: async (k, value) => {
+        assertNoTokens(value, `${where}.data.${k}`);
+        await touch((e) => void (e.data[k] = structuredClone(value)));
+      },
+      runAction: <T>(action: JournalAction, preState: unknown, mutate: () => Promise<T>) => this.runActionIn(entry(), where, undefined, action, preState, mutate),
+      markRolledBack: async (actionId) => {
+        await touch((e) => {
+          for (const r of e.actions) if (r.actionId === actionId) r.rolledBack = true;
+        });
+      },
+      archive: async () => {
+        await touch((e) => {
+          e.archivedActions.push(...e.actions);
+          e.actions = [];
+        });
+      },
+      log: (event, message) => this.log(event, `[${key}] ${message}`),
+    };
+  }
+
   /** Moves a step's current records to `archivedActions` (a new apply cycle after a completed rollback). */
   async archiveActions(id: StepId): Promise<void> {
     await this.updateStep(id, (entry) => {
@@ -815,6 +936,12 @@ export function parseJournal(text: string, path: string): JournalDocument {
     if (!entry!.data || typeof entry!.data !== 'object') fail(`step "${id}".data is not an object`);
   }
   for (const key of Object.keys(steps!)) if (!isStepId(key)) fail(`unknown step "${key}"`);
+  if (doc.extensions !== undefined) {
+    if (!doc.extensions || typeof doc.extensions !== 'object' || Array.isArray(doc.extensions)) fail('"extensions" is not an object');
+    for (const [key, ext] of Object.entries(doc.extensions as Record<string, Record<string, unknown>>)) {
+      if (!ext || typeof ext !== 'object' || !Array.isArray(ext.actions) || !Array.isArray(ext.archivedActions) || !ext.data || typeof ext.data !== 'object') fail(`extension "${key}" is not { actions, archivedActions, data }`);
+    }
+  }
   if (!Array.isArray(doc.events)) fail('"events" is not a list');
   const problems = journalProblems(value);
   if (problems.length) fail(problems.length === 1 ? problems[0] : `\n  ${problems.slice(0, 25).join('\n  ')}\n`);

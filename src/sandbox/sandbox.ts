@@ -14,6 +14,7 @@ import type http from 'node:http';
 import { join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { ArmState } from './arm/state.ts';
+import { handleAksControl, scheduleAksOperations } from './aks-operations.ts';
 import { startArmServer } from './arm/server.ts';
 import { ScaledClock } from './clock.ts';
 import { addNode, ClusterControllers } from './controllers/index.ts';
@@ -169,6 +170,7 @@ export class Sandbox {
     });
     this.kubeUrl = kube.url;
     this.stoppers.push(() => kube.close());
+    this.stoppers.push(scheduleAksOperations(this, s.aksOperations ?? []));
     const arm = await startArmServer({ state: this.arm, tls, token: this.armToken, metrics: this.metrics, faults: this.faults, clock: this.clock, port: opts.armPort ?? 0 });
     this.armUrl = arm.url;
     this.stoppers.push(() => arm.close());
@@ -404,6 +406,8 @@ export class Sandbox {
         this.metrics.reset();
         return send(200, {});
       }
+      const aks = await handleAksControl(this, req.method, path, body);
+      if (aks) return send(aks.status, aks.payload);
       if (req.method === 'GET' && path === '/ready') return send(200, { ready: this.notReadyReasons().length === 0, missing: this.notReadyReasons().slice(0, 20) });
     } catch (e) {
       return send(400, { error: (e as Error).message });

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { describeSchemaError } from '../util/schema-errors.ts';
+import type { ScheduledAksOperation } from './aks-operations.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Folder of the scenario files shipped with the tool. */
@@ -89,6 +90,8 @@ export interface Scenario {
   latency: ScenarioLatency;
   legacyInstanceModel: boolean;
   faults: Record<string, unknown>[];
+  /** AKS operations run during the rehearsal (see `aks-operations.ts`). */
+  aksOperations: ScheduledAksOperation[];
 }
 
 /** A scenario file that cannot be used; `problems` lists every field at fault. */
@@ -267,6 +270,7 @@ function normalise(raw: any, source: string): Scenario {
     },
     legacyInstanceModel: raw.legacyInstanceModel ?? false,
     faults: raw.faults ?? [],
+    aksOperations: raw.aksOperations ?? [],
   };
 }
 

@@ -12,6 +12,7 @@ import type { CliEnv } from '../main.ts';
 import { applyCommand } from './apply.ts';
 import { completionCommand } from './completion.ts';
 import { demoCommand } from './demo.ts';
+import { driftCommand } from './drift.ts';
 import { forceUnlockCommand } from './force-unlock.ts';
 import { historyCommand } from './history.ts';
 import { planCommand } from './plan.ts';
@@ -40,7 +41,7 @@ export function lazyAction(env: CliEnv, load: () => Promise<ActionModule>): (...
 }
 
 /** The runbook commands, in help order. */
-export const CORE_COMMANDS: CommandModule[] = [planCommand, applyCommand, rollbackCommand, statusCommand, historyCommand, forceUnlockCommand];
+export const CORE_COMMANDS: CommandModule[] = [planCommand, applyCommand, rollbackCommand, statusCommand, historyCommand, forceUnlockCommand, driftCommand];
 
 /** Commands contributed by other parts of the package (e.g. `sandbox`, `demo`); registered after the core ones. */
 export const EXTRA_COMMANDS: CommandModule[] = [sandboxCommand, demoCommand, completionCommand];

@@ -1,4 +1,5 @@
 import { lazyAction, type CommandModule } from './index.ts';
+import { registerSandboxAks } from './sandbox-aks.ts';
 
 /**
  * Where `sandbox up|down|status` keep their files by default; the same value as
@@ -35,5 +36,7 @@ export const sandboxCommand: CommandModule = {
       .description('metrics and the outage meter of a running sandbox')
       .option('--dir <dir>', 'the sandbox directory', SANDBOX_DIR)
       .action(lazyAction(env, async () => ({ run: (await load()).status })));
+
+    registerSandboxAks(sandbox, env, SANDBOX_DIR);
   },
 };

@@ -531,7 +531,10 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
     const uai: Record<string, { principalId: string; clientId: string }> = {};
     for (const id of ids) {
       const identity = state.identity(id);
-      if (identity) uai[id] = { principalId: identity.principalId, clientId: identity.clientId };
+      // The ids recorded at assignment: a re-created identity leaves them stale, as ARM shows it.
+      const entry = set.userAssignedIdentities.get(id.toLowerCase());
+      if (entry?.principalId && entry.clientId) uai[id] = { principalId: entry.principalId, clientId: entry.clientId };
+      else if (identity) uai[id] = { principalId: identity.principalId, clientId: identity.clientId };
     }
     return {
       type: set.identityType,

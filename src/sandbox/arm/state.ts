@@ -32,6 +32,13 @@ export interface UserAssignedIdentity {
 /** The four identity types compute accepts, spelled as ARM returns them. */
 export type VmssIdentityType = 'None' | 'SystemAssigned' | 'UserAssigned' | 'SystemAssigned, UserAssigned';
 
+/** One user-assigned identity in a scale set's model. */
+export interface VmssIdentityEntry {
+  id: string;
+  clientId?: string;
+  principalId?: string;
+}
+
 /** One VM of a uniform scale set. */
 export interface ScaleSetInstance {
   instanceId: string;
@@ -61,8 +68,13 @@ export interface ScaleSet {
   capacity: number;
   vmSize: string;
   identityType: VmssIdentityType;
-  /** Model identities, keyed by lower-cased resource id; `id` keeps the spelling first written. */
-  userAssignedIdentities: Map<string, { id: string }>;
+  /**
+   * Model identities, keyed by lower-cased resource id; `id` keeps the spelling first written,
+   * `clientId`/`principalId` are those of the identity when it was assigned: an identity deleted
+   * and re-created under the same id leaves a stale entry that GET still shows (upstream Known
+   * Issues) and that IMDS cannot use, until it is removed and assigned again.
+   */
+  userAssignedIdentities: Map<string, VmssIdentityEntry>;
   instances: Map<string, ScaleSetInstance>;
   /** `aks-<pool>-12345678-vmss`; computer names append 6 base-36 digits of the instance id. */
   computerNamePrefix: string;
@@ -236,7 +248,7 @@ function hasUser(t: VmssIdentityType): boolean {
 /** Where a planned identity change leads; applied by {@link ArmState} only after validation. */
 interface IdentityPlan {
   type: VmssIdentityType;
-  map: Map<string, { id: string }>;
+  map: Map<string, VmssIdentityEntry>;
   system: boolean;
   added: string[];
   removed: string[];
@@ -305,6 +317,13 @@ export class ArmState extends EventEmitter {
     return { ...identity };
   }
 
+  /** Deletes an identity (scale sets keep their entries for it, as ARM does); returns it, or undefined when unknown. */
+  removeIdentity(idOrName: string): UserAssignedIdentity | undefined {
+    const identity = this.identity(idOrName);
+    if (identity) this.identitiesById.delete(identity.id.toLowerCase());
+    return identity;
+  }
+
   /** Deny `assign/action` on this identity for external callers (`LinkedAuthorizationFailed`). */
   denyAssign(identityId: string): void {
     const identity = this.identity(identityId);
@@ -341,11 +360,11 @@ export class ArmState extends EventEmitter {
     const location = s.location ?? this.cluster?.location;
     if (!resourceGroup || !location) throw new Error(`scale set ${name}: call setManagedCluster first or pass resourceGroup and location`);
     this.addResourceGroup(resourceGroup);
-    const map = new Map<string, { id: string }>();
+    const map = new Map<string, VmssIdentityEntry>();
     for (const ref of s.identities ?? []) {
       const identity = this.identity(ref);
       if (!identity) throw new Error(`scale set ${name}: unknown identity ${ref}`);
-      map.set(identity.id.toLowerCase(), { id: identity.id });
+      map.set(identity.id.toLowerCase(), { id: identity.id, clientId: identity.clientId, principalId: identity.principalId });
     }
     const identityType = s.identityType ?? (map.size ? 'UserAssigned' : 'None');
     if (map.size && !hasUser(identityType)) throw new Error(`scale set ${name}: identities given but type is ${identityType}`);
@@ -413,7 +432,9 @@ export class ArmState extends EventEmitter {
     const out: UserAssignedIdentity[] = [];
     for (const key of set.effectiveIdentities) {
       const identity = this.identitiesById.get(key);
-      if (identity) out.push(identity);
+      const entry = set.userAssignedIdentities.get(key);
+      // A stale entry (the identity was re-created since it was assigned) gives no token.
+      if (identity && !(entry?.principalId && entry.principalId !== identity.principalId)) out.push(identity);
     }
     return out;
   }
@@ -569,7 +590,7 @@ export class ArmState extends EventEmitter {
     if (!flags.user && adds.length) {
       throw new ArmError(400, 'InvalidParameter', `The identity type '${typeFromFlags(flags.system, false)}' cannot be combined with user assigned identities.`, { target: 'identity.userAssignedIdentities' });
     }
-    const map = new Map<string, { id: string }>();
+    const map = new Map<string, VmssIdentityEntry>();
     const added: string[] = [];
     const removed: string[] = [];
     if (flags.user) {
@@ -583,7 +604,8 @@ export class ArmState extends EventEmitter {
       }
       for (const key of adds) {
         if (!map.has(key.toLowerCase())) {
-          map.set(key.toLowerCase(), { id: key });
+          const identity = this.identitiesById.get(key.toLowerCase());
+          map.set(key.toLowerCase(), { id: key, clientId: identity?.clientId, principalId: identity?.principalId });
           added.push(key);
         }
       }
@@ -607,7 +629,7 @@ export class ArmState extends EventEmitter {
   }
 
   /** Undoes a failed update's identity delta, leaving later changes by others alone. */
-  private revertModel(set: ScaleSet, plan: IdentityPlan, before: { type: VmssIdentityType; map: Map<string, { id: string }>; system?: { principalId: string; tenantId: string } }): void {
+  private revertModel(set: ScaleSet, plan: IdentityPlan, before: { type: VmssIdentityType; map: Map<string, VmssIdentityEntry>; system?: { principalId: string; tenantId: string } }): void {
     for (const id of plan.added) set.userAssignedIdentities.delete(id.toLowerCase());
     for (const id of plan.removed) {
       const original = before.map.get(id.toLowerCase());
