@@ -193,6 +193,22 @@ export class ObjectStore {
   private readonly historyLimit: number;
   private readonly clock: Clock;
 
+  /** Mutating admission plugins (see {@link ObjectStore.addAdmission}). */
+  private readonly admissions: ((t: ResourceType, obj: KObject) => void)[] = [];
+
+  /**
+   * Adds a mutating admission plugin: called on every create (API server and in-process
+   * controllers alike, as the real API server calls webhooks for both), after the name and uid
+   * are set and before defaulting and validation. Throwing refuses the create. Returns a remover.
+   */
+  addAdmission(admit: (t: ResourceType, obj: KObject) => void): () => void {
+    this.admissions.push(admit);
+    return () => {
+      const i = this.admissions.indexOf(admit);
+      if (i >= 0) this.admissions.splice(i, 1);
+    };
+  }
+
   constructor(clock: Clock, opts: { historyLimit?: number } = {}) {
     this.clock = clock;
     this.historyLimit = opts.historyLimit ?? 20_000;
@@ -374,6 +390,7 @@ export class ObjectStore {
     md.generation = 1;
     delete md.deletionTimestamp;
     delete md.deletionGracePeriodSeconds;
+    for (const admit of this.admissions) admit(t, obj);
     opts.prepare?.(obj);
     if (opts.dryRun) {
       md.resourceVersion = undefined;
