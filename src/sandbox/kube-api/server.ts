@@ -333,8 +333,10 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     throw notFoundPath();
   }
 
-  function checkMediaType(method: string, _route: ResourceRoute, contentType: string): void {
+  function checkMediaType(method: string, route: ResourceRoute, contentType: string): void {
     if (method !== 'POST' && method !== 'PUT') return;
+    // A subresource served by another component decodes its own bodies (TokenRequest comes as protobuf from kubectl).
+    if (route.subresource && opts.subresources?.[metricsResource(route)]) return;
     const ct = contentType.split(';')[0].trim().toLowerCase();
     if (ct === '' || ct === 'application/json' || ct === 'application/yaml' || ct === '*/*') return;
     throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml`);

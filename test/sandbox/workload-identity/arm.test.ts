@@ -7,20 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { RestError } from '@azure/core-rest-pipeline';
 import { startSandbox, type SandboxHarness } from '../../helpers/sandbox.ts';
-import { httpsGet } from './helpers.ts';
-
-export const WI_SCENARIO = (extra = '') => `
-apiVersion: podid-migrate.io/v1
-kind: SandboxScenario
-name: wi
-cluster: { name: wi, resourceGroup: rg }
-pools: [{ name: system, count: 1 }, { name: apps, count: 1 }]
-identities:
-  - { name: app-id, resourceGroup: ids, namespace: apps, selector: app }
-  - { name: other-id, resourceGroup: ids, namespace: apps, selector: other }
-workloads:
-  - { name: app, namespace: apps, pool: apps, replicas: 1, binding: app }
-${extra}`;
+import { httpsGet, WI_SCENARIO } from './helpers.ts';
 
 const AUD = ['api://AzureADTokenExchange'];
 

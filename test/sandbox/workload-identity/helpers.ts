@@ -23,3 +23,18 @@ export function httpsGet(url: string, ca: string): Promise<{ status: number; bod
 export function jwtClaims(token: string): Record<string, any> {
   return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8'));
 }
+
+/** A small cluster: two pools, two identities in `ids`, one pod-identity workload; `extra` is appended. */
+export const WI_SCENARIO = (extra = '') => `
+apiVersion: podid-migrate.io/v1
+kind: SandboxScenario
+name: wi
+cluster: { name: wi, resourceGroup: rg }
+pools: [{ name: system, count: 1 }, { name: apps, count: 1 }]
+identities:
+  - { name: app-id, resourceGroup: ids, namespace: apps, selector: app }
+  - { name: other-id, resourceGroup: ids, namespace: apps, selector: other }
+workloads:
+  - { name: app, namespace: apps, pool: apps, replicas: 1, binding: app }
+${extra}`;
+
