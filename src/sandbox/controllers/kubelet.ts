@@ -627,6 +627,10 @@ export class Kubelet {
           signal: ctl.signal,
           out: () => {},
           err: () => {},
+          readMounted: (path) => {
+            const pod = this.cache.pod(run.key);
+            return pod && this.volumeFiles ? this.volumeFiles.read(pod, c.spec, path) : undefined;
+          },
         });
         return code === 0 && !ctl.signal.aborted;
       }
