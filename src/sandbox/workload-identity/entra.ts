@@ -82,7 +82,7 @@ export function decideExchange(opts: Pick<EntraOptions, 'arm' | 'state' | 'clock
 }
 
 /** The token endpoint: answers one HTTP request to the authority host. */
-export function entraTokenEndpoint(opts: EntraOptions): (method: string, pathname: string, body: string) => Promise<SimHttpResponse> {
+export function entraTokenEndpoint(opts: EntraOptions): (method: string, url: URL, body: string) => Promise<SimHttpResponse> {
   const { clock, issuer, state } = opts;
 
   function errorReply(status: number, error: string, code: number, message: string): SimHttpResponse {
@@ -104,7 +104,43 @@ export function entraTokenEndpoint(opts: EntraOptions): (method: string, pathnam
     };
   }
 
-  return async (method, pathname, body) => {
+  function json(body: unknown): SimHttpResponse {
+    return { status: 200, headers: { 'content-type': 'application/json; charset=utf-8' }, body: JSON.stringify(body) };
+  }
+
+  /** The tenant's OpenID configuration, which MSAL reads to find the token endpoint. */
+  function openIdConfiguration(base: string, tenant: string): SimHttpResponse {
+    const known = tenant.toLowerCase() === opts.arm.tenantId.toLowerCase() || ['common', 'organizations'].includes(tenant.toLowerCase());
+    if (!known) return errorReply(400, 'invalid_tenant', 90002, `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`);
+    const tid = tenant.toLowerCase() === opts.arm.tenantId.toLowerCase() ? opts.arm.tenantId : '{tenantid}';
+    return json({
+      token_endpoint: `${base}${tenant}/oauth2/v2.0/token`,
+      token_endpoint_auth_methods_supported: ['client_secret_post', 'private_key_jwt', 'client_secret_basic'],
+      jwks_uri: `${base}${tenant}/discovery/v2.0/keys`,
+      response_modes_supported: ['query', 'fragment', 'form_post'],
+      subject_types_supported: ['pairwise'],
+      id_token_signing_alg_values_supported: ['RS256'],
+      response_types_supported: ['code', 'id_token', 'code id_token', 'id_token token'],
+      scopes_supported: ['openid', 'profile', 'email', 'offline_access'],
+      issuer: `${base}${tid}/v2.0`,
+      request_uri_parameter_supported: false,
+      authorization_endpoint: `${base}${tenant}/oauth2/v2.0/authorize`,
+      device_authorization_endpoint: `${base}${tenant}/oauth2/v2.0/devicecode`,
+      end_session_endpoint: `${base}${tenant}/oauth2/v2.0/logout`,
+      tenant_region_scope: 'EU',
+      cloud_instance_name: 'microsoftonline.com',
+    });
+  }
+
+  return async (method, url, body) => {
+    const pathname = url.pathname;
+    const base = `${url.origin}/`;
+    const oidc = /^\/([^/]+)\/v2\.0\/\.well-known\/openid-configuration\/?$/i.exec(pathname);
+    if (oidc && method === 'GET') return openIdConfiguration(base, decodeURIComponent(oidc[1]));
+    if (/^\/common\/discovery\/instance\/?$/i.test(pathname) && method === 'GET') {
+      const host = url.host;
+      return json({ tenant_discovery_endpoint: `${base}{tenant}/v2.0/.well-known/openid-configuration`, 'api-version': '1.1', metadata: [{ preferred_network: host, preferred_cache: host, aliases: [host] }] });
+    }
     const m = /^\/([^/]+)\/oauth2\/v2\.0\/token\/?$/i.exec(pathname);
     if (!m) return { status: 404, headers: { 'content-type': 'text/html' }, body: '<html><body>404 Not Found</body></html>' };
     if (method !== 'POST') return errorReply(400, 'invalid_request', 900561, 'The endpoint only accepts POST requests. Received a GET request.');

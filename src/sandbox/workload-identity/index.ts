@@ -96,10 +96,10 @@ function send(res: ServerResponse, r: SimHttpResponse): void {
   res.end(r.body);
 }
 
-async function serveHttps(tls: SandboxTls, handle: (method: string, pathname: string, body: string) => Promise<SimHttpResponse> | SimHttpResponse): Promise<{ server: Server; port: number }> {
+async function serveHttps(tls: SandboxTls, handle: (method: string, url: URL, body: string) => Promise<SimHttpResponse> | SimHttpResponse): Promise<{ server: Server; port: number }> {
   const server = createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
     readBody(req)
-      .then((body) => handle(req.method ?? 'GET', new URL(req.url ?? '/', 'https://127.0.0.1').pathname, body))
+      .then((body) => handle(req.method ?? 'GET', new URL(req.url ?? '/', `https://${req.headers.host ?? '127.0.0.1'}`), body))
       .then((r) => send(res, r))
       .catch((e) => send(res, { status: 500, headers: { 'content-type': 'text/plain' }, body: `${(e as Error).message}\n` }));
   });
@@ -115,7 +115,7 @@ export async function startWorkloadIdentity(opts: WorkloadIdentityOptions): Prom
   const files = new ProjectedTokenFiles({ store, clock, issuer });
   const entra = entraTokenEndpoint({ clock, arm, state, issuer, accessTokens: () => tokenIssuer(network) });
 
-  const issuerHttp = await serveHttps(tls, (method, pathname) => issuer.serve(method, pathname));
+  const issuerHttp = await serveHttps(tls, (method, url) => issuer.serve(method, url.pathname));
   state.issuerOrigin = `https://127.0.0.1:${issuerHttp.port}`;
   let loginHttp: { server: Server; port: number };
   try {
@@ -126,7 +126,7 @@ export async function startWorkloadIdentity(opts: WorkloadIdentityOptions): Prom
   }
 
   network.addResolver((host) => (host.toLowerCase() === 'login.microsoftonline.com' ? AUTHORITY_POD_NETWORK_IP : undefined));
-  const stopListen = network.listen(AUTHORITY_POD_NETWORK_IP, 443, (req) => entra(req.method, req.url.pathname, req.body ?? ''));
+  const stopListen = network.listen(AUTHORITY_POD_NETWORK_IP, 443, (req) => entra(req.method, req.url, req.body ?? ''));
   const removeAdmission = store.addAdmission(workloadIdentityWebhook({ store, tenantId: arm.tenantId, authorityHost: PUBLIC_AUTHORITY_HOST, enabled: () => state.workloadIdentityEnabled }));
   registerProxyPrograms(opts.programs);
   // The pod's NAT rule goes with its network namespace.

@@ -191,3 +191,34 @@ describe('workload identity pods', () => {
     expect(err.error_description).toMatch(/^AADSTS70021: No matching federated identity record found for presented assertion\. Assertion Issuer: '.*'\. Assertion Subject: 'system:serviceaccount:apps:tool'\./);
   });
 });
+
+describe('the token endpoint with a real SDK', () => {
+  it("@azure/identity's WorkloadIdentityCredential gets the identity's token from a projected-style token file", async () => {
+    h = await startSandbox({ scenario: ENABLED('  federatedCredentials: [{ identity: app-id, name: apps-sdk, namespace: apps, serviceAccount: sdk }]\n'), timeScale: 20, churn: false });
+    await serviceAccount(h, 'sdk');
+    const token = (await h.kubectl(['create', 'token', 'sdk', '-n', 'apps', '--audience', 'api://AzureADTokenExchange'])).trim();
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'wi-sdk-'));
+    try {
+      const tokenFilePath = join(dir, 'azure-identity-token');
+      writeFileSync(tokenFilePath, token, { mode: 0o600 });
+      const { WorkloadIdentityCredential } = await import('@azure/identity');
+      const app = identity(h, 'app-id');
+      const cred = new WorkloadIdentityCredential({
+        tenantId: h.sb.scenario.tenantId,
+        clientId: app.clientId,
+        tokenFilePath,
+        authorityHost: h.sb.workloadIdentity!.authorityUrl,
+        disableInstanceDiscovery: true,
+        tlsOptions: { ca: h.sb.caPem },
+      });
+      const at = await cred.getToken('https://management.azure.com/.default');
+      expect(jwtClaims(at.token)).toMatchObject({ appid: app.clientId, oid: app.principalId, aud: 'https://management.azure.com' });
+      expect(at.expiresOnTimestamp).toBeGreaterThan(Date.now());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -59,4 +59,25 @@ describe('outage meter: workload identity pods', () => {
     expect(span, JSON.stringify(propagating)).toBeGreaterThanOrEqual(58);
     expect(span, JSON.stringify(propagating)).toBeLessThanOrEqual(63);
   });
+
+  it('a Deployment rolled onto workload identity (credential propagated, pods keep aadpodidbinding) fails no pod-second', async () => {
+    h = await startSandbox({
+      scenario: WI_SCENARIO('workloadIdentity:\n  oidcIssuerEnabled: true\n  enabled: true\n  federatedCredentials: [{ identity: app-id, name: apps-app, namespace: apps, serviceAccount: app }]\n'),
+      timeScale: 20,
+      churn: false,
+    });
+    const app = h.sb.arm.identity('app-id')!;
+    await h.core.createNamespacedServiceAccount({ namespace: 'apps', body: { metadata: { name: 'app', annotations: { 'azure.workload.identity/client-id': app.clientId } } } });
+    h.sb.meter.reset();
+    await h.kubectl(['patch', 'deployment', 'app', '-n', 'apps', '--type', 'strategic', '-p', JSON.stringify({ spec: { template: { metadata: { labels: { 'azure.workload.identity/use': 'true' } }, spec: { serviceAccountName: 'app' } } } })]);
+    await h.kubectl(['rollout', 'status', 'deployment/app', '-n', 'apps', '--timeout=60s'], { timeoutMs: 70_000 });
+    const pods = (await h.core.listNamespacedPod({ namespace: 'apps', labelSelector: 'azure.workload.identity/use=true' })).items.filter((p) => !p.metadata!.deletionTimestamp);
+    expect(pods.length).toBeGreaterThanOrEqual(1);
+    const env = Object.fromEntries((pods[0].spec!.containers[0].env ?? []).map((e) => [e.name, e.value]));
+    expect(env.AZURE_CLIENT_ID).toBe(app.clientId);
+    expect(pods[0].metadata!.labels!.aadpodidbinding).toBe('app');
+    expect(verdict(h, pods[0].metadata!.name!)).toEqual({ ok: true });
+    await h.sb.clock.sleep(5_000);
+    expect(h.sb.meter.report().failingPodSeconds, JSON.stringify(h.sb.meter.report().windows)).toBe(0);
+  });
 });
