@@ -173,6 +173,13 @@ describe('workload identity pods', () => {
     const tooShort = await h.kubectl(['create', 'token', 'tool', '-n', 'apps', '--duration', '5m']).catch((e: Error) => e.message);
     expect(tooShort).toMatch(/may not specify a duration less than 10 minutes/);
 
+    // The control API and the env file tell loopback clients where the token endpoint is.
+    const control = JSON.parse(await h.kubectl(['get', '--raw', '/_sandbox/workload-identity']));
+    expect(control).toMatchObject({ oidcIssuerEnabled: true, workloadIdentityEnabled: true, issuerUrl: issuer, authorityUrl: h.sb.workloadIdentity!.authorityUrl });
+    expect(control.federatedCredentials).toEqual([expect.objectContaining({ subject: 'system:serviceaccount:apps:tool', issuer })]);
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(h.files.envFile, 'utf8')).toContain(`export PODID_MIGRATE_SANDBOX_AUTHORITY_HOST='${h.sb.workloadIdentity!.authorityUrl}'`);
+
     const other = identity(h, 'other-id');
     const form = (clientId: string, assertion: string) =>
       new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, scope: 'https://management.azure.com/.default', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion }).toString();
