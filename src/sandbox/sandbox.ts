@@ -32,6 +32,7 @@ import { registerWorkloadPrograms, startServiceProxy } from './services.ts';
 import { stableGuid as stableGuidFor, type Scenario } from './scenario.ts';
 import { ObjectStore, type KObject, type ResourceType } from './store.ts';
 import { startWorkloadIdentity, type WorkloadIdentity } from './workload-identity/index.ts';
+import type { WorkloadIdentitySnapshot } from './workload-identity/state.ts';
 
 export interface SandboxOptions {
   scenario: Scenario;
@@ -54,7 +55,7 @@ export interface SandboxStatus {
   metrics: ReturnType<Metrics['snapshot']>;
   outage: ReturnType<OutageMeter['report']>;
   faults: ReturnType<FaultInjector['list']>;
-  workloadIdentity?: object;
+  workloadIdentity?: WorkloadIdentitySnapshot & { authorityUrl: string };
 }
 
 /** Paths of the client files {@link Sandbox.writeClientFiles} writes. */

@@ -48,6 +48,15 @@ export interface WorkloadIdentityConfig {
   credentialWriteSeconds: number;
 }
 
+/** What `sandbox status` and `GET /_sandbox/workload-identity` show. */
+export interface WorkloadIdentitySnapshot {
+  oidcIssuerEnabled: boolean;
+  workloadIdentityEnabled: boolean;
+  issuerUrl: string | null;
+  propagationSeconds: number;
+  federatedCredentials: { id: string; issuer: string; subject: string; audiences: string[]; writtenAt: string }[];
+}
+
 /** Events: `credentials-changed` ({identityKey}), `cluster-changed`. */
 export class WorkloadIdentityState extends EventEmitter {
   readonly config: WorkloadIdentityConfig;
@@ -209,7 +218,7 @@ export class WorkloadIdentityState extends EventEmitter {
     return undefined;
   }
 
-  snapshot(): object {
+  snapshot(): WorkloadIdentitySnapshot {
     return {
       oidcIssuerEnabled: this.oidc,
       workloadIdentityEnabled: this.wi,
