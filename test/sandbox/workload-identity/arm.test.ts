@@ -66,12 +66,16 @@ describe('managed cluster: OIDC issuer and workload identity', () => {
     expect(tagged.tags).toEqual({ team: 'payments' });
   });
 
-  it('refuses workload identity without the issuer', async () => {
-    h = await startSandbox({ scenario: WI_SCENARIO(), timeScale: 30, churn: false });
+  it('refuses workload identity without the issuer; the deprecated beginCreateOrUpdate poller works too', async () => {
+    h = await startSandbox({ scenario: WI_SCENARIO('workloadIdentity: { enableSeconds: 20 }\n'), timeScale: 30, churn: false });
     const mc = await h.arm.aks.managedClusters.get('rg', 'wi');
     const e = await errorOf(h.arm.aks.managedClusters.createOrUpdate('rg', 'wi', { ...mc, securityProfile: { workloadIdentity: { enabled: true } } }, { updateIntervalInMs: 50 }).pollUntilDone());
     expect(e.statusCode).toBe(400);
-    expect(e.message).toMatch(/OIDC issuer/);
+    expect(e.message).toMatch(/^Workload identity requires the OIDC issuer/);
+    const poller = await h.arm.aks.managedClusters.beginCreateOrUpdate('rg', 'wi', { ...mc, oidcIssuerProfile: { enabled: true } }, { updateIntervalInMs: 50 });
+    const enabled = await poller.pollUntilDone();
+    expect(enabled.oidcIssuerProfile?.issuerURL).toMatch(/^https:\/\/127\.0\.0\.1:/);
+    expect(enabled.securityProfile?.workloadIdentity).toBeUndefined();
   });
 });
 
@@ -106,6 +110,12 @@ describe('federated identity credentials', () => {
     const gone = await errorOf(msi.federatedIdentityCredentials.get('ids', 'app-id', 'sa-1'));
     expect(gone.statusCode).toBe(404);
     expect(h.sb.metrics.count({ api: 'arm', resource: 'FederatedIdentityCredentials_CreateOrUpdate' })).toBeGreaterThanOrEqual(23);
+
+    // The 2023-01-31 api-version (what the CLI and older SDKs send) reads the same credentials.
+    const { ManagedServiceIdentityClient } = await import('@azure/arm-msi');
+    const { armPipelineOptions, staticTokenCredential } = await import('../../helpers/arm-clients.ts');
+    const old = new ManagedServiceIdentityClient(staticTokenCredential(h.sb.armToken), h.sb.scenario.subscriptionId, { ...armPipelineOptions({ endpoint: h.sb.armUrl, token: h.sb.armToken, caPem: h.sb.caPem, subscriptionId: h.sb.scenario.subscriptionId }), apiVersion: '2023-01-31', credentialScopes: ['https://management.azure.com/.default'] });
+    expect((await old.federatedIdentityCredentials.get('ids', 'app-id', 'apps-app')).issuer).toBe(issuer);
   });
 
   it('answers 409 to a write that overlaps another write to the same identity, and 429 from a throttling rule', async () => {
