@@ -192,6 +192,8 @@ export class Sandbox {
       arm: this.arm,
       tls,
       programs: this.programs,
+      metrics: this.metrics,
+      faults: this.faults,
       clusterGuid: stableId(this.scenario, 'oidc-issuer'),
       config: { oidcIssuerEnabled: w.oidcIssuerEnabled, workloadIdentityEnabled: w.enabled, propagationSeconds: w.propagationSeconds, enableSeconds: w.enableSeconds, credentialWriteSeconds: w.credentialWriteSeconds },
       seed: w.federatedCredentials.map((c) => ({ identityId: this.arm.identity(c.identity)!.id, name: c.name, subject: `system:serviceaccount:${c.namespace}:${c.serviceAccount}`, issuer: c.issuer, audiences: [c.audience] })),

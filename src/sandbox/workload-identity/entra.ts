@@ -12,6 +12,10 @@
  * with `error`, `error_description` (`AADSTS<code>: ...` plus trace and correlation ids and a
  * timestamp), `error_codes`, `timestamp`, `trace_id`, `correlation_id`, `error_uri`.
  *
+ * Requests are counted in the sandbox metrics as api `entra` (resource `token`,
+ * `openid-configuration`, `instance-discovery`; caller `pod` or `client`), and `entra` fault
+ * rules apply (`status` with an Entra-style body and optional `Retry-After`; `latency`).
+ *
  * A successful exchange returns `{"token_type":"Bearer","expires_in",...,"access_token"}`, the
  * access token signed by the sandbox IMDS signer with the identity's `oid`, `appid`, `tid`,
  * `xms_mirid` and the scope's resource as `aud`.
@@ -21,6 +25,8 @@ import type { Clock } from '../clock.ts';
 import type { ArmState, UserAssignedIdentity } from '../arm/state.ts';
 import type { TokenIssuer } from '../podidentity/common.ts';
 import type { SimHttpResponse } from '../netsim.ts';
+import type { FaultInjector } from '../faults.ts';
+import type { Metrics } from '../metrics.ts';
 import type { ServiceAccountIssuer, VerifiedToken } from './issuer.ts';
 import type { WorkloadIdentityState } from './state.ts';
 
@@ -50,6 +56,10 @@ export interface EntraOptions {
   issuer: ServiceAccountIssuer;
   /** The access token signer (the sandbox IMDS one); looked up per request. */
   accessTokens: () => TokenIssuer | undefined;
+  /** Counts requests as api `entra`. */
+  metrics?: Metrics;
+  /** Fault rules for api `entra` (status with Retry-After, latency). */
+  faults?: FaultInjector;
 }
 
 function fail(status: number, error: string, code: number, message: string, cause: ExchangeFailureCause): ExchangeDecision {
@@ -82,8 +92,28 @@ export function decideExchange(opts: Pick<EntraOptions, 'arm' | 'state' | 'clock
 }
 
 /** The token endpoint: answers one HTTP request to the authority host. */
-export function entraTokenEndpoint(opts: EntraOptions): (method: string, url: URL, body: string) => Promise<SimHttpResponse> {
+export function entraTokenEndpoint(opts: EntraOptions): (method: string, url: URL, body: string, caller?: string) => Promise<SimHttpResponse> {
   const { clock, issuer, state } = opts;
+
+  /** Applies `entra` fault rules (status, latency), then serves; counts every request. */
+  return async (method, url, body, caller = 'client') => {
+    const resource = /\/oauth2\/v2\.0\/token\/?$/i.test(url.pathname) ? 'token' : /openid-configuration\/?$/i.test(url.pathname) ? 'openid-configuration' : /discovery\/instance/i.test(url.pathname) ? 'instance-discovery' : 'other';
+    let res: SimHttpResponse;
+    const rule = opts.faults?.match('entra', method, url.pathname);
+    if (rule && rule.action.kind === 'status') {
+      const a = rule.action;
+      const code = a.status === 429 ? 90055 : a.status >= 500 ? 90033 : 90014;
+      const text = a.message ?? (a.status === 429 ? 'There are too many incoming requests. Please try again later.' : a.status >= 500 ? 'A transient error has occurred. Please try again.' : 'The request was refused.');
+      res = errorReply(a.status, a.code ?? (a.status >= 429 ? 'temporarily_unavailable' : 'invalid_request'), code, text);
+      if (a.retryAfterSeconds !== undefined) res.headers = { ...res.headers, 'retry-after': String(a.retryAfterSeconds) };
+    } else {
+      const a = rule?.action;
+      if (a?.kind === 'latency') await new Promise((r) => setTimeout(r, a.ms));
+      res = await handle(method, url, body);
+    }
+    opts.metrics?.record({ api: 'entra', verb: method, resource, status: res.status, caller });
+    return res;
+  };
 
   function errorReply(status: number, error: string, code: number, message: string): SimHttpResponse {
     const ts = new Date(clock.now()).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
@@ -132,7 +162,7 @@ export function entraTokenEndpoint(opts: EntraOptions): (method: string, url: UR
     });
   }
 
-  return async (method, url, body) => {
+  async function handle(method: string, url: URL, body: string): Promise<SimHttpResponse> {
     const pathname = url.pathname;
     const base = `${url.origin}/`;
     const oidc = /^\/([^/]+)\/v2\.0\/\.well-known\/openid-configuration\/?$/i.exec(pathname);
@@ -180,7 +210,7 @@ export function entraTokenEndpoint(opts: EntraOptions): (method: string, url: UR
       headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store, no-cache' },
       body: JSON.stringify({ token_type: 'Bearer', expires_in: expiresIn, ext_expires_in: expiresIn, access_token: t.token }),
     };
-  };
+  }
 }
 
 function iso(seconds: number): string {

@@ -24,6 +24,8 @@ import type { MeterPath, OutageMeter } from '../podidentity/outage-meter.ts';
 import { tokenIssuer } from '../podidentity/common.ts';
 import type { ProgramRegistry } from '../runtime.ts';
 import type { ObjectStore } from '../store.ts';
+import type { FaultInjector } from '../faults.ts';
+import type { Metrics } from '../metrics.ts';
 import type { SandboxTls } from '../tls.ts';
 import { PUBLIC_AUTHORITY_HOST, TOKEN_EXCHANGE_AUDIENCE } from './constants.ts';
 import { entraTokenEndpoint } from './entra.ts';
@@ -59,6 +61,8 @@ export interface WorkloadIdentityOptions {
   arm: ArmState;
   tls: SandboxTls;
   programs: ProgramRegistry;
+  metrics?: Metrics;
+  faults?: FaultInjector;
   config: WorkloadIdentityConfig;
   /** Seeds the issuer path (`/<tenant>/<guid>/`), stable per scenario. */
   clusterGuid: string;
@@ -113,7 +117,7 @@ export async function startWorkloadIdentity(opts: WorkloadIdentityOptions): Prom
   const state = new WorkloadIdentityState({ clock, tenantId: arm.tenantId, clusterGuid: opts.clusterGuid, config: opts.config });
   const issuer = new ServiceAccountIssuer({ clock, state });
   const files = new ProjectedTokenFiles({ store, clock, issuer });
-  const entra = entraTokenEndpoint({ clock, arm, state, issuer, accessTokens: () => tokenIssuer(network) });
+  const entra = entraTokenEndpoint({ clock, arm, state, issuer, accessTokens: () => tokenIssuer(network), metrics: opts.metrics, faults: opts.faults });
 
   const issuerHttp = await serveHttps(tls, (method, url) => issuer.serve(method, url.pathname));
   state.issuerOrigin = `https://127.0.0.1:${issuerHttp.port}`;
@@ -126,7 +130,7 @@ export async function startWorkloadIdentity(opts: WorkloadIdentityOptions): Prom
   }
 
   network.addResolver((host) => (host.toLowerCase() === 'login.microsoftonline.com' ? AUTHORITY_POD_NETWORK_IP : undefined));
-  const stopListen = network.listen(AUTHORITY_POD_NETWORK_IP, 443, (req) => entra(req.method, req.url, req.body ?? ''));
+  const stopListen = network.listen(AUTHORITY_POD_NETWORK_IP, 443, (req) => entra(req.method, req.url, req.body ?? '', req.source.pod ? 'pod' : 'client'));
   const removeAdmission = store.addAdmission(workloadIdentityWebhook({ store, tenantId: arm.tenantId, authorityHost: PUBLIC_AUTHORITY_HOST, enabled: () => state.workloadIdentityEnabled }));
   registerProxyPrograms(opts.programs);
   // The pod's NAT rule goes with its network namespace.

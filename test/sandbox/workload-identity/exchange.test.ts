@@ -108,6 +108,9 @@ describe('workload identity pods', () => {
     expect(claims.aud).toBe('https://management.azure.com');
     expect(String(claims.xms_mirid).toLowerCase()).toBe(app.id.toLowerCase());
     expect(log).not.toMatch(/eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+/);
+    // Every attempt reached the token endpoint from the pod network.
+    expect(h.sb.metrics.count({ api: 'entra', caller: 'pod', resource: 'token', status: 200 })).toBe(1);
+    expect(h.sb.metrics.count({ api: 'entra', caller: 'pod', resource: 'token', status: 400 })).toBe(attempts - 1);
 
     // Stock kubectl shows the injected env.
     const yaml = await h.kubectl(['get', 'pod', 'wi-probe', '-n', 'apps', '-o', 'yaml']);
@@ -185,6 +188,11 @@ describe('workload identity pods', () => {
       new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, scope: 'https://management.azure.com/.default', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion }).toString();
     const url = `${h.sb.workloadIdentity!.authorityUrl}${h.sb.scenario.tenantId}/oauth2/v2.0/token`;
     const headers = { 'content-type': 'application/x-www-form-urlencoded' };
+    // A throttling rule on the token endpoint answers as Entra does, once.
+    h.sb.faults.add({ api: 'entra', method: 'POST', path: '/oauth2/v2.0/token$', times: 1, action: { kind: 'status', status: 429, retryAfterSeconds: 3 } });
+    const throttled = await httpsRequest(url, h.sb.caPem, { method: 'POST', body: form(other.clientId, token), headers });
+    expect(throttled.status).toBe(429);
+    expect(JSON.parse(throttled.body)).toMatchObject({ error: 'temporarily_unavailable', error_codes: [90055] });
     const ok = await httpsRequest(url, h.sb.caPem, { method: 'POST', body: form(other.clientId, token), headers });
     expect(ok.status).toBe(200);
     const body = JSON.parse(ok.body);
