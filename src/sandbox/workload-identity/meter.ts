@@ -1,6 +1,6 @@
 /**
- * The outage meter's verdict for pods on the workload identity path (label
- * `azure.workload.identity/use: "true"`): a token request "would succeed" iff the exchange the
+ * The outage meter's verdict for pods on the workload identity path (see
+ * {@link onWorkloadIdentityPath}): a token request "would succeed" iff the exchange the
  * pod's SDK (or its proxy sidecar) would do right now succeeds. Evaluated from state alone:
  * the pod's injected env, the token the kubelet wrote into its projected file, the issuer,
  * and the identity's federated credentials. Causes (the `byCause` keys):
@@ -36,9 +36,20 @@ export interface WorkloadIdentityMeterOptions {
   network: PodNetwork;
 }
 
-/** Whether the meter judges this pod by the workload identity path. */
+/**
+ * Whether the meter judges this pod by the workload identity path: labelled, and either its
+ * requests go through the proxy sidecar, or its SDK would pick the workload identity
+ * credential (`AZURE_FEDERATED_TOKEN_FILE` and `AZURE_CLIENT_ID` set, as
+ * `DefaultAzureCredential` requires), or it has no Pod Identity binding to fall back on.
+ * A labelled pod that still carries `aadpodidbinding` but lacks that env gets its token from
+ * IMDS through NMI, so the Pod Identity verdict applies to it.
+ */
 export function onWorkloadIdentityPath(pod: Readonly<KObject>): boolean {
-  return pod.metadata.labels?.[USE_LABEL] === 'true';
+  if (pod.metadata.labels?.[USE_LABEL] !== 'true') return false;
+  const containers = (pod.spec?.containers as any[] | undefined) ?? [];
+  if (containers.some((c) => c.name === PROXY_CONTAINER)) return true;
+  if (containers.some((c) => c.name !== PROXY_CONTAINER && envOf(c).has(ENV_TOKEN_FILE) && envOf(c).has(ENV_CLIENT_ID))) return true;
+  return !pod.metadata.labels?.aadpodidbinding;
 }
 
 function envOf(container: Readonly<Record<string, any>>): Map<string, string> {

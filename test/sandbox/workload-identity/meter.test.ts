@@ -81,3 +81,16 @@ describe('outage meter: workload identity pods', () => {
     expect(h.sb.meter.report().failingPodSeconds, JSON.stringify(h.sb.meter.report().windows)).toBe(0);
   });
 });
+
+describe('outage meter: which path a labelled pod is on', () => {
+  it('keeps the Pod Identity verdict for a labelled pod with a binding but no client id (the SDK falls back to IMDS)', async () => {
+    h = await startSandbox({ scenario: WI_SCENARIO('workloadIdentity: { oidcIssuerEnabled: true, enabled: true }\n'), timeScale: 20, churn: false });
+    await h.core.createNamespacedServiceAccount({ namespace: 'apps', body: { metadata: { name: 'noid' } } });
+    await h.kubectl(['patch', 'deployment', 'app', '-n', 'apps', '--type', 'strategic', '-p', JSON.stringify({ spec: { template: { metadata: { labels: { 'azure.workload.identity/use': 'true' } }, spec: { serviceAccountName: 'noid' } } } })]);
+    await h.kubectl(['rollout', 'status', 'deployment/app', '-n', 'apps', '--timeout=60s'], { timeoutMs: 70_000 });
+    const pod = (await h.core.listNamespacedPod({ namespace: 'apps', labelSelector: 'azure.workload.identity/use=true' })).items.find((p) => !p.metadata!.deletionTimestamp)!;
+    expect((pod.spec!.containers[0].env ?? []).map((e) => e.name)).not.toContain('AZURE_CLIENT_ID');
+    await until('MIC to assign the new pod', () => h!.sb.notReadyReasons().length === 0, 30_000);
+    expect(verdict(h, pod.metadata!.name!)).toEqual({ ok: true });
+  });
+});
