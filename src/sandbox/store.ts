@@ -83,7 +83,7 @@ export interface WatchEvent {
   resourceVersion: number;
 }
 
-export type StoreErrorReason = 'NotFound' | 'AlreadyExists' | 'Conflict' | 'Invalid' | 'BadRequest' | 'Gone' | 'MethodNotAllowed';
+export type StoreErrorReason = 'NotFound' | 'AlreadyExists' | 'Conflict' | 'Invalid' | 'BadRequest' | 'Gone' | 'MethodNotAllowed' | 'InternalError';
 
 const HTTP_CODE: Record<StoreErrorReason, number> = {
   NotFound: 404,
@@ -93,6 +93,7 @@ const HTTP_CODE: Record<StoreErrorReason, number> = {
   BadRequest: 400,
   Gone: 410,
   MethodNotAllowed: 405,
+  InternalError: 500,
 };
 
 /** An error that the API server turns into a `v1.Status` with the same reason and code. */

@@ -121,6 +121,8 @@ export function workloadIdentityArmRoutes(opts: { arm: ArmState; wi: WorkloadIde
       if (bodyTags && typeof bodyTags === 'object' && !Array.isArray(bodyTags)) tags = { ...(bodyTags as Record<string, string>) };
       pending = { oidcIssuerEnabled: oidc, workloadIdentityEnabled: wiOn };
       const want = pending;
+      // AKS deploys the add-on while the operation runs; the switch flips when it completes.
+      wi.emit('cluster-updating', want);
       apply = () => wi.setClusterFlags(want);
     }
     const startedAt = clock.now();

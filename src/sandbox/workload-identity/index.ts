@@ -7,7 +7,8 @@
  *   served over HTTPS on loopback at the issuer URL;
  * - the Entra token endpoint (client-assertion exchange) over HTTPS on loopback (`authorityUrl`)
  *   and on the pod network as `login.microsoftonline.com:443`;
- * - the mutating webhook (store admission), the kubelet's projected token files, the
+ * - the mutating webhook (store admission; its Deployment and Service in kube-system, installed
+ *   when workload identity is turned on, must have a ready pod), the kubelet's projected token files, the
  *   TokenRequest subresource, the proxy sidecar programs and the outage meter's verdict.
  */
 import { createServer, type Server } from 'node:https';
@@ -36,6 +37,7 @@ import { registerProxyPrograms } from './proxy.ts';
 import { WorkloadIdentityState, type WorkloadIdentityConfig } from './state.ts';
 import { tokenRequestHandler } from './token-request.ts';
 import { workloadIdentityWebhook } from './webhook.ts';
+import { installWebhook, requireWebhookEndpoint } from './webhook-install.ts';
 
 export { WorkloadIdentityState, MAX_FEDERATED_CREDENTIALS, type FederatedCredential, type WorkloadIdentityConfig } from './state.ts';
 export * from './constants.ts';
@@ -131,7 +133,13 @@ export async function startWorkloadIdentity(opts: WorkloadIdentityOptions): Prom
 
   network.addResolver((host) => (host.toLowerCase() === 'login.microsoftonline.com' ? AUTHORITY_POD_NETWORK_IP : undefined));
   const stopListen = network.listen(AUTHORITY_POD_NETWORK_IP, 443, (req) => entra(req.method, req.url, req.body ?? '', req.source.pod ? 'pod' : 'client'));
-  const removeAdmission = store.addAdmission(workloadIdentityWebhook({ store, tenantId: arm.tenantId, authorityHost: PUBLIC_AUTHORITY_HOST, enabled: () => state.workloadIdentityEnabled }));
+  const removeAdmission = store.addAdmission(
+    workloadIdentityWebhook({ store, tenantId: arm.tenantId, authorityHost: PUBLIC_AUTHORITY_HOST, enabled: () => state.workloadIdentityEnabled, requireEndpoint: () => requireWebhookEndpoint(store) }),
+  );
+  if (state.workloadIdentityEnabled) installWebhook(store);
+  state.on('cluster-updating', (want: { workloadIdentityEnabled: boolean }) => {
+    if (want.workloadIdentityEnabled) installWebhook(store);
+  });
   registerProxyPrograms(opts.programs);
   // The pod's NAT rule goes with its network namespace.
   const unsubscribe = store.subscribe((ev) => {

@@ -59,6 +59,8 @@ export interface WebhookOptions {
   authorityHost: string;
   /** Whether the webhook is installed right now (workload identity enabled on the cluster). */
   enabled: () => boolean;
+  /** Throws when the webhook cannot be called (no ready endpoint); failurePolicy Fail refuses the pod. */
+  requireEndpoint?: () => void;
 }
 
 function deny(reason: string): StoreError {
@@ -71,6 +73,7 @@ export function workloadIdentityWebhook(opts: WebhookOptions): (type: { group: s
     if (type.group !== '' || type.resource !== 'pods') return;
     if (!opts.enabled()) return;
     if (pod.metadata.labels?.[USE_LABEL] !== 'true') return;
+    opts.requireEndpoint?.();
     mutatePod(opts, pod);
   };
 }

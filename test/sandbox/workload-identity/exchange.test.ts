@@ -133,6 +133,15 @@ describe('workload identity pods', () => {
       refused = (e as Error).message;
     }
     expect(refused).toContain('admission webhook "mutation.azure-workload-identity.io" denied the request: hostNetwork is set to true, cannot inject proxy sidecar');
+
+    // The add-on's webhook runs in kube-system; with no ready webhook pod, labelled pods are refused (failurePolicy Fail).
+    await h.kubectl(['scale', 'deployment/azure-wi-webhook-controller-manager', '-n', 'kube-system', '--replicas=0']);
+    await until('no webhook pod', async () => (await h!.core.listNamespacedPod({ namespace: 'kube-system', labelSelector: 'azure-workload-identity.io/system=true' })).items.length === 0, 30_000);
+    const down = await h.kubectl(['run', 'late', '-n', 'apps', '--image=registry.k8s.io/pause:3.10', '--labels=azure.workload.identity/use=true']).catch((e: Error) => e.message);
+    expect(down).toContain('Internal error occurred: failed calling webhook "mutation.azure-workload-identity.io"');
+    expect(down).toContain('no endpoints available for service "azure-wi-webhook-webhook-service"');
+    // Unlabelled pods are not sent to the webhook at all.
+    await h.kubectl(['run', 'unlabelled', '-n', 'apps', '--image=registry.k8s.io/pause:3.10']);
   });
 
   it('the proxy sidecar answers IMDS token requests of an old SDK by doing the exchange', async () => {
