@@ -31,6 +31,8 @@ export function workloadIdentityArmRoutes(opts: { arm: ArmState; wi: WorkloadIde
   /** Flags requested by the update in flight (GET shows them while it runs). */
   let pending: { oidcIssuerEnabled: boolean; workloadIdentityEnabled: boolean } | undefined;
   let lastUpdateFailed = false;
+  /** AKS shows `securityProfile.workloadIdentity` once it was ever set, `enabled: false` after a disable. */
+  let workloadIdentityProfileSet = wi.workloadIdentityEnabled;
 
   function ficJson(c: { id: string; name: string; issuer: string; subject: string; audiences: string[] }): object {
     return { id: c.id, name: c.name, type: FIC_TYPE, properties: { issuer: c.issuer, subject: c.subject, audiences: c.audiences } };
@@ -120,6 +122,7 @@ export function workloadIdentityArmRoutes(opts: { arm: ArmState; wi: WorkloadIde
       const bodyTags = (req.body as { tags?: unknown }).tags;
       if (bodyTags && typeof bodyTags === 'object' && !Array.isArray(bodyTags)) tags = { ...(bodyTags as Record<string, string>) };
       pending = { oidcIssuerEnabled: oidc, workloadIdentityEnabled: wiOn };
+      if (f.wi !== undefined) workloadIdentityProfileSet = true;
       const want = pending;
       // AKS deploys the add-on while the operation runs; the switch flips when it completes.
       wi.emit('cluster-updating', want);
@@ -165,7 +168,7 @@ export function workloadIdentityArmRoutes(opts: { arm: ArmState; wi: WorkloadIde
       const oidc = pending?.oidcIssuerEnabled ?? wi.oidcIssuerEnabled;
       const wiOn = pending?.workloadIdentityEnabled ?? wi.workloadIdentityEnabled;
       p.oidcIssuerProfile = { enabled: oidc, ...(wi.issuerUrl ? { issuerURL: wi.issuerUrl } : {}) };
-      p.securityProfile = { ...(p.securityProfile ?? {}), ...(wiOn || wi.workloadIdentityEnabled ? { workloadIdentity: { enabled: wiOn } } : {}) };
+      p.securityProfile = { ...(p.securityProfile ?? {}), ...(wiOn || workloadIdentityProfileSet ? { workloadIdentity: { enabled: wiOn } } : {}) };
       if (wi.clusterUpdate) p.provisioningState = 'Updating';
       else if (lastUpdateFailed) p.provisioningState = 'Failed';
     },

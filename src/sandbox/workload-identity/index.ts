@@ -37,7 +37,7 @@ import { registerProxyPrograms } from './proxy.ts';
 import { WorkloadIdentityState, type WorkloadIdentityConfig } from './state.ts';
 import { tokenRequestHandler } from './token-request.ts';
 import { workloadIdentityWebhook } from './webhook.ts';
-import { installWebhook, requireWebhookEndpoint } from './webhook-install.ts';
+import { installWebhook, requireWebhookEndpoint, uninstallWebhook } from './webhook-install.ts';
 
 export { WorkloadIdentityState, MAX_FEDERATED_CREDENTIALS, type FederatedCredential, type WorkloadIdentityConfig } from './state.ts';
 export * from './constants.ts';
@@ -139,6 +139,9 @@ export async function startWorkloadIdentity(opts: WorkloadIdentityOptions): Prom
   if (state.workloadIdentityEnabled) installWebhook(store);
   state.on('cluster-updating', (want: { workloadIdentityEnabled: boolean }) => {
     if (want.workloadIdentityEnabled) installWebhook(store);
+  });
+  state.on('cluster-changed', () => {
+    if (!state.workloadIdentityEnabled) uninstallWebhook(store);
   });
   registerProxyPrograms(opts.programs);
   // The pod's NAT rule goes with its network namespace.

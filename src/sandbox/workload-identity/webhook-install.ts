@@ -59,6 +59,14 @@ export function installWebhook(store: ObjectStore): void {
   store.create(deployments, d, { prepare: (o) => applyDefaults(deployments, o) });
 }
 
+/** Removes the add-on's Deployment and Service (workload identity turned off). */
+export function uninstallWebhook(store: ObjectStore): void {
+  for (const [group, resource, name] of [['apps', 'deployments', WEBHOOK_DEPLOYMENT], ['', 'services', WEBHOOK_SERVICE]] as const) {
+    const t = store.typeOrThrow(group, resource);
+    if (store.peek(t, NAMESPACE, name)) store.delete(t, NAMESPACE, name);
+  }
+}
+
 /** Throws the API server's error for a labelled pod while the webhook has no ready endpoint. */
 export function requireWebhookEndpoint(store: ObjectStore): void {
   const pods = store.type('', 'pods');

@@ -64,6 +64,12 @@ describe('managed cluster: OIDC issuer and workload identity', () => {
     expect(off.statusCode).toBe(400);
     const tagged = await aks.managedClusters.updateTags('rg', 'wi', { tags: { team: 'payments' } }, { updateIntervalInMs: 50 }).pollUntilDone();
     expect(tagged.tags).toEqual({ team: 'payments' });
+    // The add-on's webhook came with workload identity and goes when it is turned off (the issuer stays).
+    expect(await h.kubectl(['get', 'deployment', '-n', 'kube-system', 'azure-wi-webhook-controller-manager', '-o', 'name'])).toContain('azure-wi-webhook-controller-manager');
+    const off2 = await aks.managedClusters.createOrUpdate('rg', 'wi', { ...tagged, securityProfile: { workloadIdentity: { enabled: false } } }, { updateIntervalInMs: 50 }).pollUntilDone();
+    expect(off2.securityProfile?.workloadIdentity?.enabled).toBe(false);
+    expect(off2.oidcIssuerProfile?.enabled).toBe(true);
+    expect(await h.kubectl(['get', 'deployment', '-n', 'kube-system', '-o', 'name'])).not.toContain('azure-wi-webhook-controller-manager');
   });
 
   it('refuses workload identity without the issuer; the deprecated beginCreateOrUpdate poller works too', async () => {
