@@ -5,7 +5,8 @@
  * can be told from what the sandbox's own MIC did.
  */
 
-export type Api = 'kube' | 'arm';
+/** `entra`: the workload identity token endpoint (caller `client` from loopback, `pod` from the pod network). */
+export type Api = 'kube' | 'arm' | 'entra';
 
 export interface RequestRecord {
   api: Api;
@@ -31,6 +32,8 @@ export function isMutating(r: Pick<RequestRecord, 'verb' | 'resource'>): boolean
 export interface MetricsSnapshot {
   kube: Record<string, number>;
   arm: Record<string, number>;
+  /** Token endpoint requests (`POST token 200`, `POST token 400 AADSTS70021` is counted as `POST token 400`). */
+  entra: Record<string, number>;
   /** Mutations that were persisted (dry-run requests excluded), by API, from external callers. */
   mutations: { kube: number; arm: number };
   dryRunRequests: number;
@@ -69,19 +72,20 @@ export class Metrics {
   snapshot(): MetricsSnapshot {
     const kube: Record<string, number> = {};
     const arm: Record<string, number> = {};
+    const entra: Record<string, number> = {};
     let total = 0;
     let dryRunRequests = 0;
     const mutations = { kube: 0, arm: 0 };
     for (const [key, c] of this.counters) {
       const [api, caller, verb, resource, status, dry] = key.split('\t');
       const label = `${caller === 'client' ? '' : caller + ':'}${verb} ${resource} ${status}${dry === '1' ? ' dryRun' : ''}`;
-      const bucket = api === 'kube' ? kube : arm;
+      const bucket = api === 'kube' ? kube : api === 'arm' ? arm : entra;
       bucket[label] = (bucket[label] ?? 0) + c;
       total += c;
       if (dry === '1') dryRunRequests += c;
-      else if (caller === 'client' && isMutating({ verb, resource }) && Number(status) < 400) mutations[api as Api] += c;
+      else if (caller === 'client' && (api === 'kube' || api === 'arm') && isMutating({ verb, resource }) && Number(status) < 400) mutations[api] += c;
     }
-    return { kube, arm, mutations, dryRunRequests, total };
+    return { kube, arm, entra, mutations, dryRunRequests, total };
   }
 
   reset(): void {

@@ -64,6 +64,7 @@ export class PodNetwork {
   private readonly interceptors = new Map<string, SimHandler>(); // nodeName -> NMI
   private imds: SimHandler | undefined;
   private readonly resolvers: ((host: string) => string | undefined)[] = [];
+  private readonly podImdsRedirects = new Map<string, number>(); // pod IP -> local port
 
   /** Serves `handler` on ip:port. Returns a function that stops listening. */
   listen(ip: string, port: number, handler: SimHandler): () => void {
@@ -91,6 +92,21 @@ export class PodNetwork {
     return this.interceptors.has(nodeName);
   }
 
+  /**
+   * Redirects the pod's own IMDS traffic to a port on the pod (the workload identity proxy's
+   * iptables rule in the pod's network namespace, installed by `azwi-proxy-init`); undefined removes it.
+   * It takes precedence over the node's NMI chain, as the pod's NAT table is traversed first.
+   */
+  setPodImdsRedirect(podIp: string, port: number | undefined): void {
+    if (port === undefined) this.podImdsRedirects.delete(podIp);
+    else this.podImdsRedirects.set(podIp, port);
+  }
+
+  /** The port the pod's IMDS traffic is redirected to, if any. */
+  podImdsRedirect(podIp: string): number | undefined {
+    return this.podImdsRedirects.get(podIp);
+  }
+
   /** The Azure instance metadata service, answering for the VM named by `req.source.nodeName`. */
   setImds(handler: SimHandler): void {
     this.imds = handler;
@@ -106,6 +122,12 @@ export class PodNetwork {
     let host = req.url.hostname.replace(/^\[|\]$/g, '');
     const port = Number(req.url.port || (req.url.protocol === 'https:' ? 443 : 80));
     if (host === IMDS_IP && port === 80) {
+      const redirect = req.source.pod ? this.podImdsRedirects.get(req.source.ip) : undefined;
+      if (redirect !== undefined) {
+        const local = this.listeners.get(`${req.source.ip}:${redirect}`);
+        if (!local) throw new ConnectionRefusedError(host, port);
+        return local(req);
+      }
       const nmi = req.source.nodeName ? this.interceptors.get(req.source.nodeName) : undefined;
       if (nmi) return nmi(req);
       if (this.imds && req.source.nodeName) return this.imds(req);

@@ -26,6 +26,14 @@ export interface ContainerContext {
   log(line: string): void;
   /** Aborted when the kubelet kills the container (grace period over, or node gone). */
   signal: AbortSignal;
+  /** Reads a file of the container's volumes (projected service account tokens); undefined when absent. */
+  readFile?(path: string): string | undefined;
+}
+
+/** Files the kubelet projects into containers (the service account token projection). */
+export interface VolumeFiles {
+  /** Content of `path` as `container` of `pod` sees it now, or undefined. */
+  read(pod: Readonly<KObject>, container: Readonly<Record<string, any>>, path: string): string | undefined;
 }
 
 export interface ContainerProcess {

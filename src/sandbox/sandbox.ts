@@ -32,6 +32,8 @@ import { ProgramRegistry } from './runtime.ts';
 import { registerWorkloadPrograms, startServiceProxy } from './services.ts';
 import { stableGuid as stableGuidFor, type Scenario } from './scenario.ts';
 import { ObjectStore, type KObject, type ResourceType } from './store.ts';
+import { startWorkloadIdentity, type WorkloadIdentity } from './workload-identity/index.ts';
+import type { WorkloadIdentitySnapshot } from './workload-identity/state.ts';
 
 export interface SandboxOptions {
   scenario: Scenario;
@@ -54,6 +56,7 @@ export interface SandboxStatus {
   metrics: ReturnType<Metrics['snapshot']>;
   outage: ReturnType<OutageMeter['report']>;
   faults: ReturnType<FaultInjector['list']>;
+  workloadIdentity?: WorkloadIdentitySnapshot & { authorityUrl: string };
 }
 
 /** Paths of the client files {@link Sandbox.writeClientFiles} writes. */
@@ -88,6 +91,8 @@ export class Sandbox {
   readonly armToken = randomBytes(24).toString('hex');
   caPem = '';
   private controllers?: ClusterControllers;
+  /** Microsoft Entra Workload ID: OIDC issuer, federated credentials, webhook, token endpoint. */
+  workloadIdentity?: WorkloadIdentity;
   private readonly stoppers: (() => void | Promise<void>)[] = [];
   private stopped = false;
 
@@ -133,15 +138,17 @@ export class Sandbox {
     this.buildCluster();
 
     for (const rule of s.faults) this.faults.add(rule as unknown as FaultRule);
+    const wi = await this.startWorkloadIdentity(tls);
     registerPodIdentityPrograms(this.programs, this.podIdentity);
     registerWorkloadPrograms(this.programs);
     const stopServices = startServiceProxy(this.store, this.network, this.clock);
     this.stoppers.push(stopServices);
     const imds = startImds(this.podIdentity);
     this.stoppers.push(() => imds.stop());
-    this.controllers = new ClusterControllers({ store: this.store, clock: this.clock, network: this.network, logs: this.logs, programs: this.programs, infra: this.arm });
+    this.controllers = new ClusterControllers({ store: this.store, clock: this.clock, network: this.network, logs: this.logs, programs: this.programs, infra: this.arm, volumeFiles: wi.files });
     this.controllers.start();
     this.stoppers.push(() => this.controllers?.stop());
+    wi.attachMeter(this.meter);
     this.meter.start();
     this.stoppers.push(() => this.meter.stop());
     if (opts.churn !== false) {
@@ -166,14 +173,36 @@ export class Sandbox {
       logs: this.logs,
       clock: this.clock,
       control: (req, res, body) => this.handleControl(req, res, body),
+      subresources: wi.subresources,
       port: opts.kubePort ?? 0,
     });
     this.kubeUrl = kube.url;
     this.stoppers.push(() => kube.close());
     this.stoppers.push(scheduleAksOperations(this, s.aksOperations ?? []));
-    const arm = await startArmServer({ state: this.arm, tls, token: this.armToken, metrics: this.metrics, faults: this.faults, clock: this.clock, port: opts.armPort ?? 0 });
+    const arm = await startArmServer({ state: this.arm, tls, token: this.armToken, metrics: this.metrics, faults: this.faults, clock: this.clock, port: opts.armPort ?? 0, extensions: [wi.armRoutes] });
     this.armUrl = arm.url;
     this.stoppers.push(() => arm.close());
+  }
+
+  /** Starts the workload identity component with the scenario's settings and credentials. */
+  private async startWorkloadIdentity(tls: Awaited<ReturnType<typeof import('./tls.ts').generateSandboxTls>>): Promise<WorkloadIdentity> {
+    const w = this.scenario.workloadIdentity;
+    const wi = await startWorkloadIdentity({
+      store: this.store,
+      clock: this.clock,
+      network: this.network,
+      arm: this.arm,
+      tls,
+      programs: this.programs,
+      metrics: this.metrics,
+      faults: this.faults,
+      clusterGuid: stableId(this.scenario, 'oidc-issuer'),
+      config: { oidcIssuerEnabled: w.oidcIssuerEnabled, workloadIdentityEnabled: w.enabled, propagationSeconds: w.propagationSeconds, enableSeconds: w.enableSeconds, credentialWriteSeconds: w.credentialWriteSeconds },
+      seed: w.federatedCredentials.map((c) => ({ identityId: this.arm.identity(c.identity)!.id, name: c.name, subject: `system:serviceaccount:${c.namespace}:${c.serviceAccount}`, issuer: c.issuer, audiences: [c.audience] })),
+    });
+    this.workloadIdentity = wi;
+    this.stoppers.push(() => wi.stop());
+    return wi;
   }
 
   /** Resource id of the simulated AKS cluster. */
@@ -327,6 +356,7 @@ export class Sandbox {
       metrics: this.metrics.snapshot(),
       outage: this.meter.report(),
       faults: this.faults.list(),
+      workloadIdentity: this.workloadIdentity ? { ...this.workloadIdentity.state.snapshot(), authorityUrl: this.workloadIdentity.authorityUrl } : undefined,
     };
   }
 
@@ -356,6 +386,7 @@ export class Sandbox {
       `export AZURE_SUBSCRIPTION_ID=${q(this.scenario.subscriptionId)}`,
       `export PODID_MIGRATE_AKS_ID=${q(this.aksResourceId)}`,
       `export PODID_MIGRATE_SANDBOX_DIR=${q(abs)}`,
+      ...(this.workloadIdentity ? [`export PODID_MIGRATE_SANDBOX_AUTHORITY_HOST=${q(this.workloadIdentity.authorityUrl)}`] : []),
       '',
     ].join('\n');
     writeFileSync(envFile, env, { mode: 0o644 });
@@ -387,6 +418,7 @@ export class Sandbox {
     try {
       if (req.method === 'GET' && path === '/status') return send(200, this.status());
       if (req.method === 'GET' && path === '/arm') return send(200, this.arm.snapshot());
+      if (req.method === 'GET' && path === '/workload-identity' && this.workloadIdentity) return send(200, { ...this.workloadIdentity.state.snapshot(), authorityUrl: this.workloadIdentity.authorityUrl });
       if (req.method === 'GET' && path === '/faults') return send(200, this.faults.list());
       if (req.method === 'POST' && path === '/faults') {
         const rule = JSON.parse(body.toString('utf8') || '{}');

@@ -64,6 +64,27 @@ export interface ScenarioChurn {
   durationSeconds: number;
 }
 
+/** A federated identity credential present when the sandbox starts. */
+export interface ScenarioFederatedCredential {
+  identity: string;
+  name: string;
+  namespace: string;
+  serviceAccount: string;
+  /** Undefined: the cluster's issuer URL. */
+  issuer?: string;
+  audience: string;
+}
+
+/** Microsoft Entra Workload ID settings of the managed cluster. */
+export interface ScenarioWorkloadIdentity {
+  oidcIssuerEnabled: boolean;
+  enabled: boolean;
+  propagationSeconds: number;
+  enableSeconds: number;
+  credentialWriteSeconds: number;
+  federatedCredentials: ScenarioFederatedCredential[];
+}
+
 export interface ScenarioLatency {
   vmssIdentityUpdateSeconds: number;
   reimageSeconds: number;
@@ -92,6 +113,7 @@ export interface Scenario {
   faults: Record<string, unknown>[];
   /** AKS operations run during the rehearsal (see `aks-operations.ts`). */
   aksOperations: ScheduledAksOperation[];
+  workloadIdentity: ScenarioWorkloadIdentity;
 }
 
 /** A scenario file that cannot be used; `problems` lists every field at fault. */
@@ -244,8 +266,10 @@ function normalise(raw: any, source: string): Scenario {
     declaredNs.add(c.namespace);
     return { namespace: c.namespace, pool: c.pool, binding: c.binding, everySeconds: c.everySeconds, durationSeconds: c.durationSeconds ?? 30 };
   });
+  const workloadIdentity = normaliseWorkloadIdentity(raw.workloadIdentity ?? {}, identityNames, problems);
   if (problems.length) throw new ScenarioError(source, problems);
   declaredNs.add(podIdentity.namespace);
+  for (const c of workloadIdentity.federatedCredentials) declaredNs.add(c.namespace);
   const lat = raw.latency ?? {};
   return {
     name: raw.name,
@@ -271,7 +295,33 @@ function normalise(raw: any, source: string): Scenario {
     legacyInstanceModel: raw.legacyInstanceModel ?? false,
     faults: raw.faults ?? [],
     aksOperations: raw.aksOperations ?? [],
+    workloadIdentity,
   };
+}
+
+function normaliseWorkloadIdentity(raw: any, identityNames: Set<string>, problems: string[]): ScenarioWorkloadIdentity {
+  const out: ScenarioWorkloadIdentity = {
+    oidcIssuerEnabled: raw.oidcIssuerEnabled ?? false,
+    enabled: raw.enabled ?? false,
+    propagationSeconds: raw.propagationSeconds ?? 60,
+    enableSeconds: raw.enableSeconds ?? 90,
+    credentialWriteSeconds: raw.credentialWriteSeconds ?? 2,
+    federatedCredentials: [],
+  };
+  if (out.enabled && !out.oidcIssuerEnabled) problems.push('workloadIdentity.enabled: workload identity needs the OIDC issuer; set workloadIdentity.oidcIssuerEnabled: true');
+  const perIdentity = new Map<string, Set<string>>();
+  (raw.federatedCredentials ?? []).forEach((c: any, i: number) => {
+    const field = `workloadIdentity.federatedCredentials[${i}]`;
+    if (!identityNames.has(c.identity)) problems.push(`${field}.identity: no identity named "${c.identity}" is declared under identities`);
+    const seen = perIdentity.get(c.identity) ?? new Set<string>();
+    perIdentity.set(c.identity, seen);
+    const key = `${c.issuer ?? ''}|${c.namespace}/${c.serviceAccount}`;
+    if (seen.has(key)) problems.push(`${field}: identity "${c.identity}" already has a credential for issuer and subject system:serviceaccount:${c.namespace}:${c.serviceAccount}`);
+    if (seen.size >= 20) problems.push(`${field}: identity "${c.identity}" would have more than 20 federated identity credentials (Azure's limit)`);
+    seen.add(key);
+    out.federatedCredentials.push({ identity: c.identity, name: c.name, namespace: c.namespace, serviceAccount: c.serviceAccount, issuer: c.issuer, audience: c.audience ?? 'api://AzureADTokenExchange' });
+  });
+  return out;
 }
 
 function dupes(names: string[], field: string, problems: string[]): void {

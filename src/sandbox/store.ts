@@ -83,7 +83,7 @@ export interface WatchEvent {
   resourceVersion: number;
 }
 
-export type StoreErrorReason = 'NotFound' | 'AlreadyExists' | 'Conflict' | 'Invalid' | 'BadRequest' | 'Gone' | 'MethodNotAllowed';
+export type StoreErrorReason = 'NotFound' | 'AlreadyExists' | 'Conflict' | 'Invalid' | 'BadRequest' | 'Gone' | 'MethodNotAllowed' | 'InternalError';
 
 const HTTP_CODE: Record<StoreErrorReason, number> = {
   NotFound: 404,
@@ -93,6 +93,7 @@ const HTTP_CODE: Record<StoreErrorReason, number> = {
   BadRequest: 400,
   Gone: 410,
   MethodNotAllowed: 405,
+  InternalError: 500,
 };
 
 /** An error that the API server turns into a `v1.Status` with the same reason and code. */
@@ -192,6 +193,22 @@ export class ObjectStore {
   private readonly history: WatchEvent[] = [];
   private readonly historyLimit: number;
   private readonly clock: Clock;
+
+  /** Mutating admission plugins (see {@link ObjectStore.addAdmission}). */
+  private readonly admissions: ((t: ResourceType, obj: KObject) => void)[] = [];
+
+  /**
+   * Adds a mutating admission plugin: called on every create (API server and in-process
+   * controllers alike, as the real API server calls webhooks for both), after the name and uid
+   * are set and before defaulting and validation. Throwing refuses the create. Returns a remover.
+   */
+  addAdmission(admit: (t: ResourceType, obj: KObject) => void): () => void {
+    this.admissions.push(admit);
+    return () => {
+      const i = this.admissions.indexOf(admit);
+      if (i >= 0) this.admissions.splice(i, 1);
+    };
+  }
 
   constructor(clock: Clock, opts: { historyLimit?: number } = {}) {
     this.clock = clock;
@@ -374,6 +391,7 @@ export class ObjectStore {
     md.generation = 1;
     delete md.deletionTimestamp;
     delete md.deletionGracePeriodSeconds;
+    for (const admit of this.admissions) admit(t, obj);
     opts.prepare?.(obj);
     if (opts.dryRun) {
       md.resourceVersion = undefined;

@@ -47,6 +47,10 @@ export function renderSandboxStatus(s: SandboxStatus): string {
   lines.push(`Objects    ${objects.join(', ')}`);
   const m = s.metrics;
   lines.push(`Requests   ${m.total} total; mutations by clients: kubernetes ${m.mutations.kube}, azure ${m.mutations.arm}; dry-run ${m.dryRunRequests}`);
+  const wi = s.workloadIdentity;
+  if (wi) {
+    lines.push(`Workload   OIDC issuer ${wi.oidcIssuerEnabled ? `on (${wi.issuerUrl})` : 'off'}, workload identity ${wi.workloadIdentityEnabled ? 'on' : 'off'}, ${wi.federatedCredentials.length} federated credential(s); token endpoint ${wi.authorityUrl}`);
+  }
   const o = s.outage;
   lines.push(`Outage     ${o.failingPodSeconds} failing pod-seconds over ${o.samples} samples since ${o.since}`);
   for (const [cause, secs] of Object.entries(o.byCause ?? {})) lines.push(`             ${secs} s  ${cause}`);

@@ -41,6 +41,41 @@ export interface ArmServerOptions {
   port?: number;
   /** Items per page of list operations before a `nextLink` is given (default 100). */
   pageSize?: number;
+  /** Routes other sandbox components add (workload identity); asked first, in order. */
+  extensions?: ArmRouteExtension[];
+}
+
+/** A request as an {@link ArmRouteExtension} sees it (authenticated, api-version checked, faults applied). */
+export interface ArmExtensionRequest {
+  method: string;
+  /** Path segments after `/subscriptions/<id>`, decoded, as sent. */
+  segs: string[];
+  /** The same, lower-cased. */
+  lower: string[];
+  query: URLSearchParams;
+  body: unknown;
+  apiVersion: string;
+  /** Set by an `lro-fail` fault rule. */
+  fail?: InjectedFailure;
+  /** The managed cluster as GET serves it (after every extension's decoration). */
+  managedClusterJson(): Record<string, any> | undefined;
+  /** Records a long-running operation; returns its polling URLs under `<provider>/locations/<location>/operations`. */
+  trackOperation(op: ArmOperation, provider: string, location: string): { asyncOperation: string; location: string };
+}
+
+/** What an extension answers. */
+export interface ArmExtensionReply {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+/** Routes a sandbox component adds to the endpoint without growing this file. */
+export interface ArmRouteExtension {
+  /** Answers the request, or resolves undefined to let the built-in routes handle it. Throw an `ArmError` to refuse. */
+  handle(req: ArmExtensionRequest): Promise<ArmExtensionReply | undefined>;
+  /** Completes the managed cluster's JSON (properties the extension owns). */
+  decorateManagedCluster?(json: Record<string, any>): void;
 }
 
 /** A running endpoint; `close` stops it and drops open (e.g. held) connections. */
@@ -185,6 +220,24 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
     const rest = segs.slice(2);
     const r = lower.slice(2);
 
+    for (const ext of opts.extensions ?? []) {
+      const answer = await ext.handle({
+        method: ctx.method,
+        segs: rest,
+        lower: r,
+        query: ctx.url.searchParams,
+        body: ctx.body,
+        apiVersion: ctx.apiVersion,
+        fail: ctx.fail,
+        managedClusterJson: () => managedClusterJson() as Record<string, any> | undefined,
+        trackOperation: (op, provider, location) => {
+          const name = track(op);
+          return { asyncOperation: operationUrl(location, name, ctx.apiVersion, false, provider), location: operationUrl(location, name, ctx.apiVersion, true, provider) };
+        },
+      });
+      if (answer) return reply(ctx, answer.status, answer.body, answer.headers ?? {});
+    }
+
     // Permissions of the caller at any scope: {scope}/providers/Microsoft.Authorization/permissions
     if (r.length >= 3 && r[r.length - 3] === 'providers' && r[r.length - 2] === 'microsoft.authorization' && r[r.length - 1] === 'permissions') {
       requireMethod(ctx, 'GET');
@@ -205,7 +258,7 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
         const mc = managedClusterJson();
         return page(ctx, mc ? [mc] : []);
       }
-      if (matches(r, ['providers', 'microsoft.compute', 'locations', '*', 'operations', '*'])) {
+      if (matches(r, ['providers', '*', 'locations', '*', 'operations', '*']) && (r[1] === 'microsoft.compute' || r[1] === 'microsoft.containerservice')) {
         requireMethod(ctx, 'GET');
         return pollOperation(ctx, rest[5]);
       }
@@ -499,8 +552,8 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
     return { 'x-ms-ratelimit-remaining-resource': parts.join(',') };
   }
 
-  function operationUrl(location: string, name: string, apiVersion: string, monitor: boolean): string {
-    const u = new URL(`/subscriptions/${state.subscriptionId}/providers/Microsoft.Compute/locations/${location}/operations/${name}`, baseUrl);
+  function operationUrl(location: string, name: string, apiVersion: string, monitor: boolean, provider = 'Microsoft.Compute'): string {
+    const u = new URL(`/subscriptions/${state.subscriptionId}/providers/${provider}/locations/${location}/operations/${name}`, baseUrl);
     u.searchParams.set('p', name.split('-')[0]);
     if (monitor) u.searchParams.set('monitor', 'true');
     u.searchParams.set('api-version', apiVersion);
@@ -680,7 +733,7 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
     const mc = state.managedCluster();
     if (!mc) return undefined;
     const dnsPrefix = mc.fqdn.split('.')[0].replace(/-[^-]+$/, '');
-    return {
+    const json: Record<string, any> = {
       id: mc.id,
       location: mc.location,
       name: mc.name,
@@ -705,6 +758,8 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
         identityProfile: { kubeletidentity: { resourceId: mc.kubeletIdentity.resourceId, clientId: mc.kubeletIdentity.clientId, objectId: mc.kubeletIdentity.objectId } },
       },
     };
+    for (const ext of opts.extensions ?? []) ext.decorateManagedCluster?.(json);
+    return json;
   }
 
   // ---- errors ------------------------------------------------------------------------------
@@ -761,7 +816,7 @@ export function operationIdFor(method: string, segs: string[]): string {
     return 'Permissions_ListForResource';
   }
   if (at(2) === 'providers') {
-    if (at(3) === 'microsoft.compute' && at(4) === 'locations' && at(6) === 'operations') return 'AsyncOperation_Get';
+    if ((at(3) === 'microsoft.compute' || at(3) === 'microsoft.containerservice') && at(4) === 'locations' && at(6) === 'operations') return 'AsyncOperation_Get';
     if (at(3) === 'microsoft.managedidentity' && n === 5) return 'UserAssignedIdentities_ListBySubscription';
     if (at(3) === 'microsoft.compute' && n === 5) return 'VirtualMachineScaleSets_ListAll';
     if (at(3) === 'microsoft.containerservice' && n === 5) return 'ManagedClusters_List';
@@ -771,10 +826,14 @@ export function operationIdFor(method: string, segs: string[]): string {
   if (n === 4) return 'ResourceGroups_Get';
   const ns = at(5);
   const type = at(6);
+  if (ns === 'microsoft.managedidentity' && type === 'userassignedidentities' && at(8) === 'federatedidentitycredentials') {
+    if (n === 9) return 'FederatedIdentityCredentials_List';
+    return method === 'PUT' ? 'FederatedIdentityCredentials_CreateOrUpdate' : method === 'DELETE' ? 'FederatedIdentityCredentials_Delete' : 'FederatedIdentityCredentials_Get';
+  }
   if (ns === 'microsoft.managedidentity' && type === 'userassignedidentities') return n === 7 ? 'UserAssignedIdentities_ListByResourceGroup' : 'UserAssignedIdentities_Get';
   if (ns === 'microsoft.containerservice' && type === 'managedclusters') {
     if (n === 7) return 'ManagedClusters_ListByResourceGroup';
-    if (n === 8) return 'ManagedClusters_Get';
+    if (n === 8) return method === 'PUT' ? 'ManagedClusters_CreateOrUpdate' : method === 'PATCH' ? 'ManagedClusters_UpdateTags' : 'ManagedClusters_Get';
     if (n === 9) return 'AgentPools_List';
     return 'AgentPools_Get';
   }

@@ -55,6 +55,8 @@ export interface RunCommandOptions {
   signal: AbortSignal;
   out: (text: string) => void;
   err: (text: string) => void;
+  /** Files of the container's volumes (projected tokens). */
+  readMounted?: (path: string) => string | undefined;
 }
 
 /**
@@ -69,11 +71,11 @@ export async function runCommand(argv: string[], opts: RunCommandOptions): Promi
   const io: Io = { out: opts.out, err: opts.err, stdin: '' };
   const sh = shellScript(argv);
   if (sh) {
-    const shell = new Shell({ clock: opts.clock, signal: opts.signal, env: opts.env, commands, name: base(argv[0]) === 'bash' ? 'bash' : 'sh', positional: sh.positional.length ? sh.positional : [base(argv[0])] });
+    const shell = new Shell({ clock: opts.clock, signal: opts.signal, env: opts.env, commands, name: base(argv[0]) === 'bash' ? 'bash' : 'sh', positional: sh.positional.length ? sh.positional : [base(argv[0])], readMounted: opts.readMounted });
     const script = sh.errexit ? `set -e\n${sh.script}` : sh.script;
     return shell.run(script, io);
   }
-  const shell = new Shell({ clock: opts.clock, signal: opts.signal, env: opts.env, commands, name: base(argv[0] ?? 'sh') });
+  const shell = new Shell({ clock: opts.clock, signal: opts.signal, env: opts.env, commands, name: base(argv[0] ?? 'sh'), readMounted: opts.readMounted });
   if (!argv.length || !isEmulatedArgv(argv)) {
     // What the container runtime reports for a binary the image does not have.
     opts.err(`exec: "${argv[0] ?? ''}": executable file not found in $PATH\n`);
@@ -116,6 +118,7 @@ export function commandEmulator(ctx: ContainerContext): ContainerProcess {
     signal: ctx.signal,
     out: (t) => out.write(t),
     err: (t) => err.write(t),
+    readMounted: ctx.readFile ? (path) => ctx.readFile!(path) : undefined,
   })
     .catch((e: unknown) => {
       err.write(`sh: ${(e as Error)?.message ?? String(e)}\n`);

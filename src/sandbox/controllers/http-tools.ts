@@ -103,7 +103,8 @@ interface CurlOpts {
   retryAllErrors: boolean;
   maxTime?: number;
   method?: string;
-  data?: string;
+  /** `-d`/`--data*` values in order, resolved (files read, encoding applied) when the command runs. */
+  data: { kind: 'data' | 'raw' | 'binary' | 'urlencode'; value: string }[];
   include: boolean;
   head: boolean;
   location: boolean;
@@ -115,15 +116,15 @@ interface CurlOpts {
 const CURL_WITH_ARG = new Map<string, string>([
   ['-H', 'header'], ['--header', 'header'], ['-o', 'output'], ['--output', 'output'], ['-w', 'write-out'], ['--write-out', 'write-out'],
   ['--retry', 'retry'], ['--retry-delay', 'retry-delay'], ['--retry-max-time', 'retry-max-time'], ['-m', 'max-time'], ['--max-time', 'max-time'],
-  ['--connect-timeout', 'connect-timeout'], ['-X', 'request'], ['--request', 'request'], ['-d', 'data'], ['--data', 'data'], ['--data-raw', 'data'],
-  ['--data-binary', 'data'], ['--data-urlencode', 'data'], ['-A', 'user-agent'], ['--user-agent', 'user-agent'], ['--url', 'url'], ['--noproxy', 'noproxy'],
+  ['--connect-timeout', 'connect-timeout'], ['-X', 'request'], ['--request', 'request'], ['-d', 'data'], ['--data', 'data'], ['--data-ascii', 'data'], ['--data-raw', 'data-raw'],
+  ['--data-binary', 'data-binary'], ['--data-urlencode', 'data-urlencode'], ['-A', 'user-agent'], ['--user-agent', 'user-agent'], ['--url', 'url'], ['--noproxy', 'noproxy'],
   ['-u', 'user'], ['--user', 'user'], ['--cacert', 'cacert'], ['-e', 'referer'], ['--referer', 'referer'],
 ]);
 const CURL_SHORT_FLAGS = 'sSfLkivIG';
 const CURL_LONG_FLAGS = new Set(['--silent', '--show-error', '--fail', '--fail-with-body', '--location', '--insecure', '--include', '--verbose', '--head', '--get', '--retry-connrefused', '--retry-all-errors', '--compressed', '--http1.1', '--no-progress-meter']);
 
 function parseCurl(args: string[]): CurlOpts | { error: string } {
-  const o: CurlOpts = { silent: false, showError: false, fail: false, failWithBody: false, headers: [], retry: 0, retryConnRefused: false, retryAllErrors: false, include: false, head: false, location: false, verbose: false, get: false, urls: [] };
+  const o: CurlOpts = { silent: false, showError: false, fail: false, failWithBody: false, headers: [], data: [], retry: 0, retryConnRefused: false, retryAllErrors: false, include: false, head: false, location: false, verbose: false, get: false, urls: [] };
   let ua = 'curl/8.5.0';
   const takeValue = (name: string, v: string) => {
     switch (name) {
@@ -154,7 +155,16 @@ function parseCurl(args: string[]): CurlOpts | { error: string } {
         o.method = v;
         break;
       case 'data':
-        o.data = o.data === undefined ? v : `${o.data}&${v}`;
+        o.data.push({ kind: 'data', value: v });
+        break;
+      case 'data-raw':
+        o.data.push({ kind: 'raw', value: v });
+        break;
+      case 'data-binary':
+        o.data.push({ kind: 'binary', value: v });
+        break;
+      case 'data-urlencode':
+        o.data.push({ kind: 'urlencode', value: v });
         break;
       case 'user-agent':
         ua = v;
@@ -226,6 +236,44 @@ function progressLine(bytes: number, ms: number): string {
 
 const TRANSIENT_HTTP = new Set([408, 429, 500, 502, 503, 504]);
 
+/** curl's URL encoding for `--data-urlencode` (everything but unreserved characters). */
+function curlEscape(text: string): string {
+  return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
+ * The request body from the `--data*` options, as curl builds it: pieces joined with `&`;
+ * `-d @file` reads the file without its CR/LF, `--data-binary @file` reads it as is,
+ * `--data-raw` takes `@` literally, `--data-urlencode` encodes the content part of
+ * `content`, `=content`, `name=content`, `@file` or `name@file`. An unreadable file gives
+ * curl's warning and an empty piece.
+ */
+function curlBody(parts: CurlOpts['data'], shell: Shell, io: Io): string | undefined {
+  if (!parts.length) return undefined;
+  const read = (file: string): string => {
+    const text = file === '-' ? '' : shell.readFile(file);
+    if (text === undefined) {
+      io.err(`Warning: Couldn't read data from file "${file}", this makes an empty\nWarning: POST.\n`);
+      return '';
+    }
+    return text;
+  };
+  return parts
+    .map(({ kind, value }) => {
+      if (kind === 'raw') return value;
+      if (kind === 'data') return value.startsWith('@') ? read(value.slice(1)).replace(/[\r\n]/g, '') : value;
+      if (kind === 'binary') return value.startsWith('@') ? read(value.slice(1)) : value;
+      const eq = value.indexOf('=');
+      const at = value.indexOf('@');
+      if (eq === 0) return curlEscape(value.slice(1));
+      if (eq > 0 && (at < 0 || eq < at)) return `${value.slice(0, eq)}=${curlEscape(value.slice(eq + 1))}`;
+      if (at === 0) return curlEscape(read(value.slice(1)));
+      if (at > 0) return `${value.slice(0, at)}=${curlEscape(read(value.slice(at + 1)))}`;
+      return curlEscape(value);
+    })
+    .join('&');
+}
+
 /** `curl`, as in the `curlimages/curl` image (curl 8). */
 export function curlCommand(network: PodNetwork, source: SimSource): ExternalCommand {
   return async (argv: string[], io: Io, shell: Shell): Promise<number> => {
@@ -248,11 +296,12 @@ export function curlCommand(network: PodNetwork, source: SimSource): ExternalCom
         code = 3;
         continue;
       }
-      if (o.get && o.data !== undefined) url = new URL(`${url.href}${url.search ? '&' : '?'}${o.data}`);
-      const method = o.method ?? (o.head ? 'HEAD' : o.data !== undefined && !o.get ? 'POST' : 'GET');
+      const data = curlBody(o.data, shell, io);
+      if (o.get && data !== undefined) url = new URL(`${url.href}${url.search ? '&' : '?'}${data}`);
+      const method = o.method ?? (o.head ? 'HEAD' : data !== undefined && !o.get ? 'POST' : 'GET');
       const headers: Record<string, string> = {};
       for (const [k, v] of o.headers) if (v !== '') headers[k] = v;
-      if (o.data !== undefined && !o.get && !Object.keys(headers).some((k) => k.toLowerCase() === 'content-type')) headers['Content-Type'] = 'application/x-www-form-urlencoded';
+      if (data !== undefined && !o.get && !Object.keys(headers).some((k) => k.toLowerCase() === 'content-type')) headers['Content-Type'] = 'application/x-www-form-urlencoded';
       let retriesLeft = o.retry;
       let backoff = 1;
       const started = shell.clock.now();
@@ -263,7 +312,7 @@ export function curlCommand(network: PodNetwork, source: SimSource): ExternalCom
           for (const [k, v] of Object.entries(headers)) io.err(`> ${k}: ${v}\n`);
           io.err('>\n');
         }
-        const r = await simFetch(shell, network, source, { method, url, headers, body: o.get ? undefined : o.data, timeoutMs: o.maxTime !== undefined ? o.maxTime * 1000 : undefined });
+        const r = await simFetch(shell, network, source, { method, url, headers, body: o.get ? undefined : data, timeoutMs: o.maxTime !== undefined ? o.maxTime * 1000 : undefined });
         if (r.kind === 'killed') return 137;
         let problem: string | undefined;
         let transient = false;

@@ -8,7 +8,7 @@
 import type { Clock } from '../clock.ts';
 import type { PodNetwork } from '../netsim.ts';
 import type { PodLogs } from '../pod-logs.ts';
-import type { ProgramRegistry } from '../runtime.ts';
+import type { ProgramRegistry, VolumeFiles } from '../runtime.ts';
 import type { ObjectStore } from '../store.ts';
 import { ClusterCache } from './cache.ts';
 import { DaemonSetController } from './daemonset.ts';
@@ -36,6 +36,8 @@ export interface ControllerOptions {
   /** Scale-set instance events (`ArmState`): reimage, instance-deleted, instance-created. */
   infra?: NodeInfraEvents;
   timing?: Partial<KubeletTiming>;
+  /** Projected volume files the kubelet serves to containers (service account tokens). */
+  volumeFiles?: VolumeFiles;
 }
 
 /**
@@ -60,7 +62,7 @@ export class ClusterControllers {
   start(): void {
     if (this.started) return;
     this.started = true;
-    const { store, clock, network, logs, programs, infra, timing } = this.opts;
+    const { store, clock, network, logs, programs, infra, timing, volumeFiles } = this.opts;
     const podType = requireType(store, '', 'pods');
     const nodeType = requireType(store, '', 'nodes');
     const rsType = requireType(store, 'apps', 'replicasets');
@@ -70,7 +72,7 @@ export class ClusterControllers {
     const pdbType = requireType(store, 'policy', 'poddisruptionbudgets');
     const cache = new ClusterCache(store);
     this.cache = cache;
-    const kubelet = new Kubelet({ store, clock, cache, network, logs, programs, podType, timing });
+    const kubelet = new Kubelet({ store, clock, cache, network, logs, programs, podType, timing, volumeFiles });
     this.kubelet = kubelet;
     const scheduler = new Scheduler({ store, clock, cache, podType });
     const rs = new ReplicaSetController({ store, clock, cache, podType, rsType });

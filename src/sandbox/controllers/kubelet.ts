@@ -13,7 +13,7 @@ import type { Clock } from '../clock.ts';
 import { isoSeconds } from '../clock.ts';
 import type { PodNetwork, SimSource } from '../netsim.ts';
 import type { PodLogs } from '../pod-logs.ts';
-import type { ContainerContext, ContainerProcess, ContainerProgram, ProgramRegistry } from '../runtime.ts';
+import type { ContainerContext, ContainerProcess, ContainerProgram, ProgramRegistry, VolumeFiles } from '../runtime.ts';
 import type { KObject, ObjectStore, ResourceType } from '../store.ts';
 import type { CacheEvent, ClusterCache } from './cache.ts';
 import { commandEmulator, matchesEmulatedContainer, runCommand } from './command-emulator.ts';
@@ -173,6 +173,8 @@ export interface KubeletOptions {
   programs: ProgramRegistry;
   podType: ResourceType;
   timing?: Partial<KubeletTiming>;
+  /** Projected volume files (service account tokens) containers can read. */
+  volumeFiles?: VolumeFiles;
 }
 
 export class Kubelet {
@@ -183,6 +185,7 @@ export class Kubelet {
   private readonly logs: PodLogs;
   private readonly programs: ProgramRegistry;
   private readonly podType: ResourceType;
+  private readonly volumeFiles?: VolumeFiles;
   readonly timing: KubeletTiming;
   private readonly runs = new Map<string, PodRun>(); // by pod uid
   private readonly ipam = new Map<string, NodeIpam>();
@@ -198,6 +201,7 @@ export class Kubelet {
     this.store = opts.store;
     this.clock = opts.clock;
     this.cache = opts.cache;
+    this.volumeFiles = opts.volumeFiles;
     this.network = opts.network;
     this.logs = opts.logs;
     this.programs = opts.programs;
@@ -489,6 +493,7 @@ export class Kubelet {
       network: this.network,
       log: (line: string) => this.logs.append(run.namespace, run.name, c.name, line),
       signal: kill.signal,
+      readFile: this.volumeFiles ? (path: string) => this.volumeFiles!.read(this.cache.pod(run.key) ?? view, c.spec, path) : undefined,
     };
     let proc: ContainerProcess;
     try {
@@ -622,6 +627,10 @@ export class Kubelet {
           signal: ctl.signal,
           out: () => {},
           err: () => {},
+          readMounted: (path) => {
+            const pod = this.cache.pod(run.key);
+            return pod && this.volumeFiles ? this.volumeFiles.read(pod, c.spec, path) : undefined;
+          },
         });
         return code === 0 && !ctl.signal.aborted;
       }

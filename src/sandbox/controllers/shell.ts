@@ -517,6 +517,8 @@ export interface ShellOptions {
   /** `$0` and the shell's name in error messages (`sh`, `bash`). */
   name?: string;
   positional?: string[];
+  /** Read-only files from the container's volumes (projected tokens), read at each access. */
+  readMounted?: (path: string) => string | undefined;
 }
 
 /** Runs scripts; one instance is one shell process. */
@@ -528,6 +530,7 @@ export class Shell {
   private readonly commands: Record<string, ExternalCommand>;
   private readonly name: string;
   private readonly positional: string[];
+  private readonly readMounted?: (path: string) => string | undefined;
   private status = 0;
   /** Counts waits on the clock, so a loop can tell whether its body ever yielded. */
   sleeps = 0;
@@ -541,6 +544,12 @@ export class Shell {
     this.commands = opts.commands;
     this.name = opts.name ?? 'sh';
     this.positional = opts.positional ?? [];
+    this.readMounted = opts.readMounted;
+  }
+
+  /** A file's content as the script sees it: written by the script, else from a volume; undefined when absent. */
+  readFile(path: string): string | undefined {
+    return this.files.get(path) ?? this.readMounted?.(path);
   }
 
   /** Runs a whole script and returns its exit status; syntax errors give 2 (127 for unsupported syntax). */
@@ -705,7 +714,7 @@ export class Shell {
       }
       if (r.op === '<') {
         if (target === '/dev/null') stdin = '';
-        else if (files.has(target)) stdin = files.get(target)!;
+        else if (this.readFile(target) !== undefined) stdin = this.readFile(target)!;
         else {
           io.err(`${this.name}: can't open '${target}': No such file or directory\n`);
           return 1;
@@ -793,7 +802,7 @@ export class Shell {
         else text = v ?? '';
       } else {
         let captured = '';
-        const sub = new Shell({ clock: this.clock, signal: this.signal, env: this.vars, commands: this.commands, name: this.name, positional: this.positional });
+        const sub = new Shell({ clock: this.clock, signal: this.signal, env: this.vars, commands: this.commands, name: this.name, positional: this.positional, readMounted: this.readMounted });
         for (const [k, v] of this.files) sub.files.set(k, v);
         this.status = await sub.run(p.script, { out: (t) => (captured += t), err: () => {}, stdin: '' });
         text = captured.replace(/\n+$/, '');
@@ -942,7 +951,7 @@ export class Shell {
       if (a.length === 2) {
         if (a[0] === '-z') return a[1] === '';
         if (a[0] === '-n') return a[1] !== '';
-        if (a[0] === '-f' || a[0] === '-e' || a[0] === '-s') return this.files.has(a[1]) && (a[0] !== '-s' || this.files.get(a[1])!.length > 0);
+        if (a[0] === '-f' || a[0] === '-e' || a[0] === '-s') return this.readFile(a[1]) !== undefined && (a[0] !== '-s' || this.readFile(a[1])!.length > 0);
         throw new Error(`${a[0]}: unary operator expected`);
       }
       if (a.length === 3) {
@@ -980,11 +989,12 @@ export class Shell {
     if (!files.length || (files.length === 1 && files[0] === '-')) return io.stdin;
     let text = '';
     for (const f of files) {
-      if (!this.files.has(f)) {
+      const content = this.readFile(f);
+      if (content === undefined) {
         io.err(`cat: can't open '${f}': No such file or directory\n`);
         return 1;
       }
-      text += this.files.get(f);
+      text += content;
     }
     return text;
   }

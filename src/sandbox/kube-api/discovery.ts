@@ -73,6 +73,7 @@ const SUBRESOURCE_ENTRY: Record<string, (t: ResourceType) => Record<string, unkn
   log: () => ({ kind: 'Pod', verbs: ['get'] }),
   proxy: (t) => ({ kind: `${t.kind}ProxyOptions`, verbs: ['create', 'delete', 'get', 'patch', 'update'] }),
   finalize: (t) => ({ kind: t.kind, verbs: ['update'] }),
+  token: () => ({ group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] }),
 };
 
 function storageVersionHash(t: ResourceType): string {

@@ -59,6 +59,11 @@ export interface KubeApiServerOptions {
   control?: (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => boolean | Promise<boolean>;
   /** 0 (default) picks a free port. */
   port?: number;
+  /**
+   * Subresources served by other sandbox components, keyed `<resource>[.<group>]/<sub>`
+   * (e.g. `serviceaccounts/token`); the type must list the subresource.
+   */
+  subresources?: Record<string, (method: string, route: ResourceRoute, input: RequestInput) => HandlerResult>;
 }
 
 /** A running server. `close` ends open watches and stops listening. */
@@ -328,8 +333,10 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     throw notFoundPath();
   }
 
-  function checkMediaType(method: string, _route: ResourceRoute, contentType: string): void {
+  function checkMediaType(method: string, route: ResourceRoute, contentType: string): void {
     if (method !== 'POST' && method !== 'PUT') return;
+    // A subresource served by another component decodes its own bodies (TokenRequest comes as protobuf from kubectl).
+    if (route.subresource && opts.subresources?.[metricsResource(route)]) return;
     const ct = contentType.split(';')[0].trim().toLowerCase();
     if (ct === '' || ct === 'application/json' || ct === 'application/yaml' || ct === '*/*') return;
     throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml`);
@@ -340,6 +347,8 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     const t = route.type;
     const sub = route.subresource;
     if (!t.verbs.includes(verb) && !sub) throw methodNotAllowed();
+    const extra = sub ? opts.subresources?.[metricsResource(route)] : undefined;
+    if (extra) return extra(method, route, input);
     if (sub === 'scale') return handleScale(store, route, method, input);
     if (sub === 'eviction') {
       if (method !== 'POST') throw methodNotAllowed();

@@ -65,6 +65,15 @@ export interface OutageReport {
 /** The verdict on one pod right now. */
 export type PodVerdict = { ok: true } | { ok: false; cause: string } | { ok: 'pending' };
 
+/**
+ * Another way pods get tokens (workload identity): the meter also samples the pods it
+ * `applies` to, labelled or not with `aadpodidbinding`, and takes its verdict for them.
+ */
+export interface MeterPath {
+  applies(pod: Readonly<KObject>): boolean;
+  evaluate(pod: Readonly<KObject>, now: number): PodVerdict;
+}
+
 interface OpenWindow {
   pod: string;
   node: string;
@@ -93,6 +102,7 @@ export class OutageMeter {
   private readonly byCause = new Map<string, number>();
   /** Last time each node's NMI chain was seen in place (to tell a restart from an absent NMI). */
   private readonly lastChain = new Map<string, number>();
+  private readonly paths: MeterPath[] = [];
 
   /**
    * @param opts.nmiRestartGapSeconds how long after a node's NMI chain was last seen a missing
@@ -106,6 +116,11 @@ export class OutageMeter {
     this.graceMs = (opts.assignmentGraceSeconds ?? t.micAssignmentSeconds + 5) * 1000;
     this.restartGapMs = (opts.nmiRestartGapSeconds ?? t.nmiTerminationSleepSeconds + t.nmiStartupSeconds + 30) * 1000;
     this.since = opts.clock.now();
+  }
+
+  /** Adds a token path (see {@link MeterPath}); the first path that applies to a pod decides for it. */
+  addPath(path: MeterPath): void {
+    this.paths.push(path);
   }
 
   /** Samples every simulated second until {@link OutageMeter.stop}. */
@@ -139,8 +154,8 @@ export class OutageMeter {
     for (const [node, st] of registry) if (st.chainActive) this.lastChain.set(node, now);
     const seen = new Set<string>();
     if (pods) {
-      for (const p of store.scan(pods, { labelSelector: BINDING_LABEL })) {
-        if (!isServicePod(p)) continue;
+      for (const p of this.paths.length ? store.scan(pods) : store.scan(pods, { labelSelector: BINDING_LABEL })) {
+        if (!isServicePod(p, this.paths)) continue;
         const key = `${p.metadata.namespace}/${p.metadata.name}`;
         seen.add(key);
         const verdict = this.evaluate(p, now);
@@ -199,6 +214,8 @@ export class OutageMeter {
 
   /** Would a token request from this pod succeed right now? Side-effect free. */
   evaluate(pod: Readonly<KObject>, now = this.opts.clock.now()): PodVerdict {
+    const other = this.paths.find((x) => x.applies(pod));
+    if (other) return other.evaluate(pod, now);
     const { store, infra, network } = this.opts;
     const node = String(pod.spec?.nodeName ?? '');
     const nmi = nmiRegistry(network).get(node);
@@ -251,8 +268,8 @@ export class OutageMeter {
   }
 }
 
-function isServicePod(p: Readonly<KObject>): boolean {
-  if (!p.metadata.labels?.[BINDING_LABEL]) return false;
+function isServicePod(p: Readonly<KObject>, paths: readonly MeterPath[] = []): boolean {
+  if (!p.metadata.labels?.[BINDING_LABEL] && !paths.some((x) => x.applies(p))) return false;
   if (p.metadata.labels?.[PROBE_LABEL] === 'true') return false;
   if (p.metadata.deletionTimestamp) return false;
   if (!p.spec?.nodeName || p.status?.phase !== 'Running') return false;
