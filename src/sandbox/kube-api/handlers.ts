@@ -9,6 +9,7 @@ import type { KObject, ObjectStore, ResourceType } from '../store.ts';
 import { apiVersionOf, qualifiedResource, StoreError } from '../store.ts';
 import { type FieldRequirement, type LabelRequirement, labelSelectorFromObject, matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from '../selectors.ts';
 import { applyDefaults, validate } from './defaults.ts';
+import { decodeProtobufObject, isProtobuf } from './protobuf.ts';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.ts';
 import type { ResourceRoute } from './routes.ts';
 import { ApiError, badRequest, successStatus } from './status.ts';
@@ -51,6 +52,7 @@ export function parseSelectors(t: ResourceType, query: URLSearchParams): { label
 
 /** Decodes a JSON (or YAML) request body into an object. */
 export function decodeBody(input: RequestInput): any {
+  if (isProtobuf(input.contentType)) return decodeProtobufObject(input.body);
   const text = input.body.toString('utf8');
   if (text.trim() === '') throw badRequest('Object \'Kind\' is missing in \'\'');
   const ct = input.contentType;
@@ -272,8 +274,9 @@ export interface DeleteRequest {
 
 export function parseDeleteOptions(input: RequestInput): DeleteRequest {
   let body: any = {};
-  const text = input.body.toString('utf8').trim();
-  if (text) {
+  const text = isProtobuf(input.contentType) ? '' : input.body.toString('utf8').trim();
+  if (isProtobuf(input.contentType) && input.body.length > 0) body = decodeProtobufObject(input.body);
+  else if (text) {
     try {
       body = JSON.parse(text);
     } catch (e) {

@@ -31,6 +31,7 @@ import {
   deleteCollection,
   deleteObject,
   handleScale,
+  isCustomType,
   type HandlerResult,
   listBody,
   listPage,
@@ -44,6 +45,7 @@ import { metricsResource, resolveResourcePath, type ResourceRoute } from './rout
 import { ApiError, badRequest, failureStatus, methodNotAllowed, notFoundPath, toStatus } from './status.ts';
 import { type IncludeObject, toTable } from './table.ts';
 import { listenOnLoopback } from '../listen.ts';
+import { PROTOBUF_MEDIA_TYPE } from './protobuf.ts';
 
 export interface KubeApiServerOptions {
   store: ObjectStore;
@@ -328,11 +330,15 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     throw notFoundPath();
   }
 
-  function checkMediaType(method: string, _route: ResourceRoute, contentType: string): void {
+  function checkMediaType(method: string, route: ResourceRoute, contentType: string): void {
     if (method !== 'POST' && method !== 'PUT') return;
     const ct = contentType.split(';')[0].trim().toLowerCase();
     if (ct === '' || ct === 'application/json' || ct === 'application/yaml' || ct === '*/*') return;
-    throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml`);
+    // Built-in kinds also accept protobuf; custom resources only JSON and YAML, as upstream.
+    const custom = isCustomType(opts.store, route.type);
+    if (ct === PROTOBUF_MEDIA_TYPE && !custom) return;
+    const accepted = custom ? 'application/json, application/yaml' : `application/json, application/yaml, ${PROTOBUF_MEDIA_TYPE}`;
+    throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${accepted}`);
   }
 
   function execute(method: string, verb: string, route: ResourceRoute, input: RequestInput, accept: string | undefined, query: URLSearchParams): HandlerResult {
