@@ -23,6 +23,7 @@ import {
 import { Journal, redact, type ClusterIdentity, type JournalDocument, type StepEntry } from './journal.ts';
 import { acquireLock, type LockHandle } from './lock.ts';
 import { fingerprintStepPlan, totalsOf, type PlannedStep, type RunbookPlan } from './plan.ts';
+import { kubePermissionBlockers } from '../steps/lib/permission-preflight.ts';
 import {
   STEP_IDS,
   isStepId,
@@ -520,6 +521,8 @@ export class Runner<K = unknown, A = unknown> {
   private async planStep(step: Step<K, A>, journal: Journal, inventory: LoadedInventory | undefined, onPreview?: (document: unknown) => void): Promise<StepPlan> {
     const plan = await this.call(step, journal, inventory, 'plan', (ctx) => step.plan(ctx));
     if (plan.stepId !== step.id) throw new TypeError(`step ${step.id} returned a plan for ${plan.stepId}`);
+    // Kubernetes permission preflight: each verb and resource the step uses, asked with a SelfSubjectAccessReview.
+    plan.blockers.push(...(await kubePermissionBlockers(step.id, this.config.kube, inventory?.document)));
     const { inventoryPreview, ...rest } = plan;
     if (inventoryPreview !== undefined) onPreview?.(inventoryPreview);
     return rest;

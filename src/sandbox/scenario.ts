@@ -89,6 +89,17 @@ export interface Scenario {
   latency: ScenarioLatency;
   legacyInstanceModel: boolean;
   faults: Record<string, unknown>[];
+  /** Extra Kubernetes users (the admin, `readonly` and `operator` users always exist). */
+  users: ScenarioUser[];
+}
+
+/** A Kubernetes user of the scenario: a bearer token, a kubeconfig context, RBAC bindings. */
+export interface ScenarioUser {
+  name: string;
+  groups: string[];
+  clusterRoles: string[];
+  rules: { verbs: string[]; apiGroups?: string[]; resources?: string[]; resourceNames?: string[]; nonResourceURLs?: string[] }[];
+  namespace?: string;
 }
 
 /** A scenario file that cannot be used; `problems` lists every field at fault. */
@@ -241,6 +252,12 @@ function normalise(raw: any, source: string): Scenario {
     declaredNs.add(c.namespace);
     return { namespace: c.namespace, pool: c.pool, binding: c.binding, everySeconds: c.everySeconds, durationSeconds: c.durationSeconds ?? 30 };
   });
+  const users: ScenarioUser[] = (raw.users ?? []).map((u: any, idx: number) => {
+    if (u.namespace) declaredNs.add(u.namespace);
+    if (['admin', 'readonly', 'operator'].includes(u.name)) problems.push(`users[${idx}].name: "${u.name}" is a built-in sandbox user; pick another name`);
+    return { name: u.name, groups: u.groups ?? [], clusterRoles: u.clusterRoles ?? [], rules: u.rules ?? [], namespace: u.namespace };
+  });
+  dupes(users.map((u) => u.name), 'users', problems);
   if (problems.length) throw new ScenarioError(source, problems);
   declaredNs.add(podIdentity.namespace);
   const lat = raw.latency ?? {};
@@ -267,6 +284,7 @@ function normalise(raw: any, source: string): Scenario {
     },
     legacyInstanceModel: raw.legacyInstanceModel ?? false,
     faults: raw.faults ?? [],
+    users,
   };
 }
 

@@ -12,6 +12,7 @@ import type { AssignPermission, AzureGateway, ManagedClusterInfo, ScaleSet, Scal
 import { Journal, type ClusterIdentity } from '../../src/engine/journal.ts';
 import type { StepContext, StepId } from '../../src/engine/step.ts';
 import type { KubeGateway, KubeObject, ListOptions, ResourceRef, WaitOptions, WaitProbe } from '../../src/kube/gateway.ts';
+import type { AccessReviewRequest, AccessReviewResult } from '../../src/kube/gateway.ts';
 
 const { applyPatch } = fastJsonPatch;
 
@@ -126,6 +127,12 @@ export class FakeKube implements KubeGateway {
   }
   async raw<T>(): Promise<T> {
     throw new Error('raw is not used by these steps');
+  }
+  /** Access reviews answered `allowed` unless listed in `deniedAccess` as `verb group/resource namespace`. */
+  readonly deniedAccess = new Set<string>();
+  async accessReview(r: AccessReviewRequest): Promise<AccessReviewResult> {
+    const resource = r.subresource ? `${r.resource}/${r.subresource}` : r.resource;
+    return { allowed: !this.deniedAccess.has(`${r.verb} ${r.group}/${resource} ${r.namespace ?? ''}`.trim()) };
   }
   async waitFor<T>(probe: WaitProbe<T>, opts: WaitOptions): Promise<T> {
     for (let i = 0; i < 50; i++) {

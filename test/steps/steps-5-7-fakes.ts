@@ -16,6 +16,7 @@ import type { AzureGateway, ScaleSetInstance } from '../../src/azure/gateway.ts'
 import { Journal, type ClusterIdentity } from '../../src/engine/journal.ts';
 import type { StepContext, StepId } from '../../src/engine/step.ts';
 import type { EvictionResult, KubeGateway, KubeObject, ListOptions, ResourceRef, WaitOptions, WaitProbe } from '../../src/kube/gateway.ts';
+import type { AccessReviewRequest, AccessReviewResult } from '../../src/kube/gateway.ts';
 import { WaitTimeoutError } from '../../src/kube/errors.ts';
 import { key, matchesLabels } from './fakes.ts';
 
@@ -183,6 +184,12 @@ export class MiniKube implements KubeGateway {
   }
   async raw<T = unknown>(): Promise<T> {
     throw new Error('not used');
+  }
+  /** Access reviews answered `allowed` unless listed in `deniedAccess` as `verb group/resource namespace`. */
+  readonly deniedAccess = new Set<string>();
+  async accessReview(r: AccessReviewRequest): Promise<AccessReviewResult> {
+    const resource = r.subresource ? `${r.resource}/${r.subresource}` : r.resource;
+    return { allowed: !this.deniedAccess.has(`${r.verb} ${r.group}/${resource} ${r.namespace ?? ''}`.trim()) };
   }
   async waitFor<T>(probe: WaitProbe<T>, opts: WaitOptions): Promise<T> {
     const started = Date.now();

@@ -119,6 +119,13 @@ message Service { optional ObjectMeta metadata = 1; optional ServiceSpec spec = 
 
 message Preconditions { optional string uid = 1; optional string resourceVersion = 2; }
 message DeleteOptions { optional int64 gracePeriodSeconds = 1; optional Preconditions preconditions = 2; optional bool orphanDependents = 3; optional string propagationPolicy = 4; repeated string dryRun = 5; }
+message ResourceAttributes { optional string namespace = 1; optional string verb = 2; optional string group = 3; optional string version = 4; optional string resource = 5; optional string subresource = 6; optional string name = 7; }
+message NonResourceAttributes { optional string path = 1; optional string verb = 2; }
+message SelfSubjectAccessReviewSpec { optional ResourceAttributes resourceAttributes = 1; optional NonResourceAttributes nonResourceAttributes = 2; }
+message SelfSubjectAccessReview { optional ObjectMeta metadata = 1; optional SelfSubjectAccessReviewSpec spec = 2; optional bytes status = 3; }
+message SelfSubjectRulesReviewSpec { optional string namespace = 1; }
+message SelfSubjectRulesReview { optional ObjectMeta metadata = 1; optional SelfSubjectRulesReviewSpec spec = 2; optional bytes status = 3; }
+message SelfSubjectReview { optional ObjectMeta metadata = 1; optional bytes status = 2; }
 message Eviction { optional ObjectMeta metadata = 1; optional DeleteOptions deleteOptions = 2; }
 `;
 
@@ -142,6 +149,9 @@ const KEEP_EMPTY = new Set(['VolumeSource.emptyDir', 'Container.resources', 'Pod
 /** Structs embedded inline in Go: their fields appear at the parent's level in JSON. */
 const INLINE = new Set(['Volume.volumeSource', 'ConfigMapVolumeSource.localObjectReference', 'ConfigMapKeySelector.localObjectReference', 'SecretKeySelector.localObjectReference', 'ConfigMapEnvSource.localObjectReference', 'SecretEnvSource.localObjectReference', 'Probe.handler']);
 
+/** Messages whose status the client cannot set (the server computes it). */
+const STATUS_DROPPED = new Set(['Namespace', 'Pod', 'Deployment', 'Job', 'Service', 'SelfSubjectAccessReview', 'SelfSubjectRulesReview', 'SelfSubjectReview']);
+
 /** Kinds decodable from protobuf, by `apiVersion|kind`. */
 const KINDS: Record<string, string> = {
   'v1|Namespace': 'Namespace',
@@ -155,6 +165,9 @@ const KINDS: Record<string, string> = {
   'v1|DeleteOptions': 'DeleteOptions',
   'meta.k8s.io/v1|DeleteOptions': 'DeleteOptions',
   'policy/v1|Eviction': 'Eviction',
+  'authorization.k8s.io/v1|SelfSubjectAccessReview': 'SelfSubjectAccessReview',
+  'authorization.k8s.io/v1|SelfSubjectRulesReview': 'SelfSubjectRulesReview',
+  'authentication.k8s.io/v1|SelfSubjectReview': 'SelfSubjectReview',
 };
 
 let root: protobuf.Root | undefined;
@@ -242,7 +255,7 @@ function toJson(type: protobuf.Type, msg: any, kind: string): unknown {
     if (!Object.prototype.hasOwnProperty.call(msg, field.name)) continue;
     const key = `${type.name}.${field.name}`;
     let value = msg[field.name];
-    if (type.name === 'Namespace' || type.name === 'Pod' || type.name === 'Deployment' || type.name === 'Job' || type.name === 'Service') {
+    if (STATUS_DROPPED.has(type.name)) {
       // Status is the server's to set on create; the bytes are dropped.
       if (field.name === 'status') continue;
     }

@@ -46,12 +46,40 @@ import { ApiError, badRequest, failureStatus, methodNotAllowed, notFoundPath, to
 import { type IncludeObject, toTable } from './table.ts';
 import { listenOnLoopback } from '../listen.ts';
 import { PROTOBUF_MEDIA_TYPE } from './protobuf.ts';
+import { forbiddenMessage, forbiddenPathMessage, RbacAuthorizer, type ResourceAttributes, type TokenUser, type UserInfo } from './rbac.ts';
+import { answerReview, isReviewType } from './reviews.ts';
+
+/** The administrator's identity (what AKS's admin credentials authenticate as). */
+export const ADMIN_USER: UserInfo = { username: 'masterclient', groups: ['system:masters', 'system:authenticated'] };
+
+/** The verb RBAC checks for a request (proxy and log are checked as the HTTP verb they use). */
+function authorizationVerb(method: string, route: ResourceRoute, query: URLSearchParams): string {
+  const named = route.name !== undefined;
+  switch (method) {
+    case 'GET':
+    case 'HEAD':
+      if (!route.subresource && (query.get('watch') === 'true' || query.get('watch') === '1')) return 'watch';
+      return named ? 'get' : 'list';
+    case 'POST':
+      return 'create';
+    case 'PUT':
+      return 'update';
+    case 'PATCH':
+      return 'patch';
+    case 'DELETE':
+      return named ? 'delete' : 'deletecollection';
+    default:
+      return method.toLowerCase();
+  }
+}
 
 export interface KubeApiServerOptions {
   store: ObjectStore;
   tls: SandboxTls;
-  /** The only bearer token accepted. */
+  /** Bearer token of the administrator (a member of `system:masters`, allowed everything). */
   token: string;
+  /** Further users, each with a bearer token; RBAC decides what they may do. */
+  users?: readonly TokenUser[];
   metrics: Metrics;
   faults: FaultInjector;
   network: PodNetwork;
@@ -172,6 +200,13 @@ function parseDryRun(query: URLSearchParams): boolean {
 export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<KubeApiServer> {
   const sockets = new Set<Socket>();
   const watches = new Set<() => void>();
+  const rbac = new RbacAuthorizer(opts.store);
+  const tokens = new Map<string, UserInfo>([[opts.token, ADMIN_USER]]);
+  for (const u of opts.users ?? []) tokens.set(u.token, { username: u.username, uid: u.uid, groups: [...new Set([...u.groups, 'system:authenticated'])] });
+  const authenticate = (header: string | undefined): UserInfo | undefined => {
+    const m = /^Bearer (.+)$/.exec(header ?? '');
+    return m ? tokens.get(m[1]) : undefined;
+  };
   let serverAddress = '127.0.0.1:0';
 
   const server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem }, (req, res) => {
@@ -200,11 +235,16 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       ex.send(200, 'ok', { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
       return;
     }
-    if (req.headers.authorization !== `Bearer ${opts.token}`) {
+    const user = authenticate(req.headers.authorization);
+    if (!user) {
       ex.json(401, failureStatus(401, 'Unauthorized', 'Unauthorized'));
       return;
     }
     if (path.startsWith('/_sandbox/')) {
+      if (!user.groups.includes('system:masters')) {
+        ex.json(403, failureStatus(403, 'Forbidden', forbiddenPathMessage(user, { verb: method.toLowerCase(), path }), {}));
+        return;
+      }
       // Control requests are the sandbox's own API: not counted, never faulted.
       const handled = opts.control ? await opts.control(req, res, body) : false;
       if (!handled && !res.headersSent) {
@@ -223,6 +263,20 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
         ex.resource = classified.resource;
       }
       ex.dryRun = parseDryRun(url.searchParams);
+      if (classified?.route) {
+        const r = classified.route;
+        const attrs: ResourceAttributes = { verb: authorizationVerb(method, r, url.searchParams), group: r.type.group, resource: r.type.resource, subresource: r.subresource, namespace: r.namespace, name: r.name };
+        if (!rbac.authorize(user, attrs).allowed) {
+          ex.json(403, failureStatus(403, 'Forbidden', forbiddenMessage(user, attrs), { name: r.name, group: r.type.group, kind: r.type.resource }));
+          return;
+        }
+      } else if (!classified) {
+        const attrs = { verb: method === 'GET' || method === 'HEAD' ? 'get' : method.toLowerCase(), path };
+        if (!rbac.authorizeNonResource(user, attrs).allowed) {
+          ex.json(403, failureStatus(403, 'Forbidden', forbiddenPathMessage(user, attrs), {}));
+          return;
+        }
+      }
     } catch (e) {
       if (classified) {
         ex.verb = classified.verb;
@@ -282,6 +336,12 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
         return;
       }
       checkMediaType(method, route, input.contentType);
+      if (isReviewType(route)) {
+        if (method !== 'POST' || route.name !== undefined) throw methodNotAllowed();
+        const answer = answerReview(route, input, user, rbac);
+        await respond(answer.status, () => ex.json(answer.status, answer.body));
+        return;
+      }
       const result = execute(method, classified.verb, route, input, req.headers.accept, url.searchParams);
       await respond(result.status, () => ex.json(result.status, result.body));
     } catch (e) {
@@ -475,6 +535,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     url: `https://127.0.0.1:${port}`,
     port,
     close: async () => {
+      rbac.close();
       for (const stop of [...watches]) stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
