@@ -49,6 +49,11 @@ export interface SandboxStatus {
   scenario: string;
   timeScale: number;
   simulatedTime: string;
+  /**
+   * The clock's anchor: simulated time started at `startedAt` (wall clock) and runs
+   * `timeScale` times faster; API timestamps are shown on the wall clock (`clientNow`).
+   */
+  clock: { timeScale: number; startedAt: string; simulatedNow: string; clientNow: string };
   kubeUrl: string;
   armUrl: string;
   objects: Record<string, number>;
@@ -328,6 +333,7 @@ export class Sandbox {
       scenario: this.scenario.name,
       timeScale: this.clock.timeScale,
       simulatedTime: new Date(this.clock.now()).toISOString(),
+      clock: { timeScale: this.clock.timeScale, startedAt: new Date(this.clock.wallStart).toISOString(), simulatedNow: new Date(this.clock.now()).toISOString(), clientNow: new Date(this.clock.toWall(this.clock.now())).toISOString() },
       kubeUrl: this.kubeUrl,
       armUrl: this.armUrl,
       objects,

@@ -73,6 +73,9 @@ const SUBRESOURCE_ENTRY: Record<string, (t: ResourceType) => Record<string, unkn
   log: () => ({ kind: 'Pod', verbs: ['get'] }),
   proxy: (t) => ({ kind: `${t.kind}ProxyOptions`, verbs: ['create', 'delete', 'get', 'patch', 'update'] }),
   finalize: (t) => ({ kind: t.kind, verbs: ['update'] }),
+  exec: () => ({ kind: 'PodExecOptions', verbs: ['create', 'get'] }),
+  attach: () => ({ kind: 'PodAttachOptions', verbs: ['create', 'get'] }),
+  portforward: () => ({ kind: 'PodPortForwardOptions', verbs: ['create', 'get'] }),
 };
 
 function storageVersionHash(t: ResourceType): string {

@@ -10,6 +10,7 @@ import { apiVersionOf, qualifiedResource, StoreError } from '../store.ts';
 import { type FieldRequirement, type LabelRequirement, labelSelectorFromObject, matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from '../selectors.ts';
 import { applyDefaults, validate } from './defaults.ts';
 import { decodeProtobufObject, isProtobuf } from './protobuf.ts';
+import type { ClientTime } from './client-time.ts';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.ts';
 import type { ResourceRoute } from './routes.ts';
 import { ApiError, badRequest, successStatus } from './status.ts';
@@ -18,6 +19,8 @@ import { ApiError, badRequest, successStatus } from './status.ts';
 export interface HandlerResult {
   status: number;
   body: unknown;
+  /** The body's timestamps are already in client time (server-side tables). */
+  converted?: boolean;
 }
 
 /** Parsed request inputs every handler may need. */
@@ -26,6 +29,8 @@ export interface RequestInput {
   body: Buffer;
   contentType: string;
   dryRun: boolean;
+  /** Maps timestamps in request bodies from client time to simulated time. */
+  clientTime?: ClientTime;
 }
 
 // Field selectors the real server accepts per type (beyond metadata.name / metadata.namespace).
@@ -52,6 +57,12 @@ export function parseSelectors(t: ResourceType, query: URLSearchParams): { label
 
 /** Decodes a JSON (or YAML) request body into an object. */
 export function decodeBody(input: RequestInput): any {
+  const obj = decodeRaw(input);
+  input.clientTime?.fromClient(obj);
+  return obj;
+}
+
+function decodeRaw(input: RequestInput): any {
   if (isProtobuf(input.contentType)) return decodeProtobufObject(input.body);
   const text = input.body.toString('utf8');
   if (text.trim() === '') throw badRequest('Object \'Kind\' is missing in \'\'');

@@ -48,6 +48,7 @@ import { listenOnLoopback } from '../listen.ts';
 import { PROTOBUF_MEDIA_TYPE } from './protobuf.ts';
 import { forbiddenMessage, forbiddenPathMessage, RbacAuthorizer, type ResourceAttributes, type TokenUser, type UserInfo } from './rbac.ts';
 import { answerReview, isReviewType } from './reviews.ts';
+import { ClientTime } from './client-time.ts';
 
 /** The administrator's identity (what AKS's admin credentials authenticate as). */
 export const ADMIN_USER: UserInfo = { username: 'masterclient', groups: ['system:masters', 'system:authenticated'] };
@@ -110,15 +111,17 @@ class Exchange {
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
   readonly opts: KubeApiServerOptions;
+  readonly time: ClientTime;
   verb = 'get';
   resource = '';
   dryRun = false;
   private recorded = false;
 
-  constructor(req: http.IncomingMessage, res: http.ServerResponse, opts: KubeApiServerOptions) {
+  constructor(req: http.IncomingMessage, res: http.ServerResponse, opts: KubeApiServerOptions, time: ClientTime) {
     this.req = req;
     this.res = res;
     this.opts = opts;
+    this.time = time;
   }
 
   record(status: number): void {
@@ -134,8 +137,9 @@ class Exchange {
     this.res.end(body);
   }
 
-  json(status: number, body: unknown, headers: Record<string, string> = {}): void {
-    this.send(status, JSON.stringify(body), { 'Content-Type': 'application/json', ...headers });
+  /** Sends JSON; timestamps are mapped to client time unless `converted` says they already are. */
+  json(status: number, body: unknown, headers: Record<string, string> = {}, converted = false): void {
+    this.send(status, converted ? JSON.stringify(body) : this.time.stringify(body), { 'Content-Type': 'application/json', ...headers });
   }
 
   error(e: unknown): void {
@@ -201,6 +205,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
   const sockets = new Set<Socket>();
   const watches = new Set<() => void>();
   const rbac = new RbacAuthorizer(opts.store);
+  const clientTime = new ClientTime(opts.clock);
   const tokens = new Map<string, UserInfo>([[opts.token, ADMIN_USER]]);
   for (const u of opts.users ?? []) tokens.set(u.token, { username: u.username, uid: u.uid, groups: [...new Set([...u.groups, 'system:authenticated'])] });
   const authenticate = (header: string | undefined): UserInfo | undefined => {
@@ -224,7 +229,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
   });
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const ex = new Exchange(req, res, opts);
+    const ex = new Exchange(req, res, opts, clientTime);
     const body = await readBody(req);
     const url = new URL(req.url ?? '/', 'https://127.0.0.1');
     const path = url.pathname;
@@ -319,7 +324,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
         return;
       }
       const route = classified.route!;
-      const input: RequestInput = { query: url.searchParams, body, contentType: String(req.headers['content-type'] ?? 'application/json'), dryRun: ex.dryRun };
+      const input: RequestInput = { query: url.searchParams, body, contentType: String(req.headers['content-type'] ?? 'application/json'), dryRun: ex.dryRun, clientTime };
       if (classified.verb === 'watch') {
         serveWatch(ex, route, url.searchParams, wantsTable(req.headers.accept));
         return;
@@ -332,8 +337,17 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       if (classified.verb === 'log') {
         if (method !== 'GET') throw methodNotAllowed();
         const out = podLog(opts.store, opts.logs, route, url.searchParams);
+        if (url.searchParams.get('follow') === 'true' || url.searchParams.get('follow') === '1') {
+          followLog(ex, route, out.container, out.text);
+          return;
+        }
         await respond(out.status, () => ex.send(out.status, out.text, { 'Content-Type': 'text/plain' }));
         return;
+      }
+      if (route.subresource === 'exec' || route.subresource === 'attach' || route.subresource === 'portforward') {
+        // Pods here are simulated: there is no container process to stream from.
+        const what = route.subresource === 'portforward' ? 'port-forward to' : route.subresource === 'attach' ? 'attach to' : 'exec into';
+        throw new ApiError(400, 'BadRequest', `the podid-migrate sandbox does not run containers, so it cannot ${what} pod ${route.namespace}/${route.name}; its pods are simulated (kubectl logs, describe and the pods/proxy subresource work)`);
       }
       checkMediaType(method, route, input.contentType);
       if (isReviewType(route)) {
@@ -343,7 +357,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
         return;
       }
       const result = execute(method, classified.verb, route, input, req.headers.accept, url.searchParams);
-      await respond(result.status, () => ex.json(result.status, result.body));
+      await respond(result.status, () => ex.json(result.status, result.body, {}, result.converted));
     } catch (e) {
       // A failed request applied nothing, so there is nothing to hold back.
       ex.error(e);
@@ -418,14 +432,14 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     switch (verb) {
       case 'get': {
         const obj = store.getOrThrow(t, route.namespace, route.name!);
-        if (wantsTable(accept)) return { status: 200, body: toTable(t, [obj], { now: clock.now(), includeObject: includeObjectOf(query) }) };
+        if (wantsTable(accept)) return { status: 200, converted: true, body: toTable(t, [clientTime.copyOut(obj)], { now: clientTime.now(), includeObject: includeObjectOf(query) }) };
         return { status: 200, body: obj };
       }
       case 'list': {
         if (sub) throw methodNotAllowed();
         const page = listPage(store, route, query);
         if (wantsTable(accept)) {
-          return { status: 200, body: toTable(t, page.items, { now: clock.now(), includeObject: includeObjectOf(query), resourceVersion: page.resourceVersion, continue: page.continue, remainingItemCount: page.remainingItemCount }) };
+          return { status: 200, converted: true, body: toTable(t, clientTime.copyOut(page.items), { now: clientTime.now(), includeObject: includeObjectOf(query), resourceVersion: page.resourceVersion, continue: page.continue, remainingItemCount: page.remainingItemCount }) };
         }
         return { status: 200, body: listBody(t, page) };
       }
@@ -444,6 +458,37 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       default:
         throw methodNotAllowed();
     }
+  }
+
+  /**
+   * `logs -f`: the log so far, then each new line as the simulated container writes it, until
+   * the pod is gone or has finished, or the client hangs up.
+   */
+  function followLog(ex: Exchange, route: ResourceRoute, container: string, initial: string): void {
+    const res = ex.res;
+    ex.record(200);
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+    if (initial) res.write(initial);
+    else res.flushHeaders();
+    const ns = route.namespace!;
+    const name = route.name!;
+    const offLogs = opts.logs.subscribe((n, p, c, line) => {
+      if (n === ns && p === name && c === container && !res.destroyed) res.write(line + '\n');
+    });
+    const offStore = opts.store.subscribe((ev) => {
+      if (!sameType(ev.resourceType, route.type) || ev.object.metadata.namespace !== ns || ev.object.metadata.name !== name) return;
+      const phase = ev.object.status?.phase;
+      if (ev.type === 'DELETED' || phase === 'Succeeded' || phase === 'Failed') stop();
+    });
+    const stop = () => {
+      offLogs();
+      offStore();
+      watches.delete(stop);
+      if (!res.writableEnded) res.end();
+    };
+    watches.add(stop);
+    ex.req.on('close', stop);
+    res.on('close', stop);
   }
 
   /** A chunked stream of `{"type":..., "object":...}` lines, as the real watch answers. */
@@ -467,8 +512,8 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     res.flushHeaders();
     const write = (type: string, object: unknown) => {
       if (res.destroyed) return;
-      const payload = table && type !== 'ERROR' ? toTable(t, [object as KObject], { now: clock.now(), includeObject: includeObjectOf(query) }) : object;
-      res.write(JSON.stringify({ type, object: payload }) + '\n');
+      const line = table && type !== 'ERROR' ? JSON.stringify({ type, object: toTable(t, [clientTime.copyOut(object as KObject)], { now: clientTime.now(), includeObject: includeObjectOf(query) }) }) : clientTime.stringify({ type, object });
+      res.write(line + '\n');
     };
     const deliver = (ev: Pick<WatchEvent, 'type' | 'object'>) => {
       const key = keyOf(ev.object);
@@ -515,16 +560,20 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       if (ev.resourceVersion <= last || !sameType(ev.resourceType, t)) return;
       deliver(ev);
     });
-    let timer: ReturnType<Clock['setTimeout']> | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const stop = () => {
       unsubscribe();
-      clock.clearTimeout(timer);
+      clearTimeout(timer);
       watches.delete(stop);
       if (!res.writableEnded) res.end();
     };
     watches.add(stop);
     const timeout = Number(query.get('timeoutSeconds') ?? 0);
-    if (timeout > 0) timer = clock.setTimeout(stop, timeout * 1000);
+    // Seconds as the client counts them: the timestamps it sees are on its own clock too.
+    if (timeout > 0) {
+      timer = setTimeout(stop, timeout * 1000);
+      timer.unref();
+    }
     ex.req.on('close', stop);
     res.on('close', stop);
   }

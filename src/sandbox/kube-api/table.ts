@@ -77,7 +77,8 @@ function nodeRoles(o: Readonly<KObject>): string {
     if (k.startsWith('node-role.kubernetes.io/')) roles.push(k.slice('node-role.kubernetes.io/'.length));
     else if (k === 'kubernetes.io/role') roles.push(o.metadata.labels![k]);
   }
-  return roles.length ? roles.sort().join(',') : '<none>';
+  // AKS labels both node-role.kubernetes.io/agent and kubernetes.io/role=agent: one role.
+  return roles.length ? [...new Set(roles)].sort().join(',') : '<none>';
 }
 
 function address(o: Readonly<KObject>, type: string): string {
