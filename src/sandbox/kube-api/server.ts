@@ -49,6 +49,7 @@ import { PROTOBUF_MEDIA_TYPE } from './protobuf.ts';
 import { forbiddenMessage, forbiddenPathMessage, RbacAuthorizer, type ResourceAttributes, type TokenUser, type UserInfo } from './rbac.ts';
 import { answerReview, isReviewType } from './reviews.ts';
 import { ClientTime } from './client-time.ts';
+import { isEventsV1, toEventsV1 } from './events-v1.ts';
 
 /** The administrator's identity (what AKS's admin credentials authenticate as). */
 export const ADMIN_USER: UserInfo = { username: 'masterclient', groups: ['system:masters', 'system:authenticated'] };
@@ -417,6 +418,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
 
   function execute(method: string, verb: string, route: ResourceRoute, input: RequestInput, accept: string | undefined, query: URLSearchParams): HandlerResult {
     const { store, clock } = opts;
+    if (isEventsV1(route.type)) return executeEventsV1(verb, route, accept, query);
     const t = route.type;
     const sub = route.subresource;
     if (!t.verbs.includes(verb) && !sub) throw methodNotAllowed();
@@ -491,9 +493,28 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     res.on('close', stop);
   }
 
+  /** events.k8s.io/v1 reads: the core Events, converted. */
+  function executeEventsV1(verb: string, route: ResourceRoute, accept: string | undefined, query: URLSearchParams): HandlerResult {
+    const core = { ...route, type: opts.store.typeOrThrow('', 'events') };
+    if (verb === 'get') {
+      const obj = toEventsV1(opts.store.getOrThrow(core.type, route.namespace, route.name!));
+      if (wantsTable(accept)) return { status: 200, converted: true, body: toTable(route.type, [clientTime.copyOut(obj)], { now: clientTime.now(), includeObject: includeObjectOf(query) }) };
+      return { status: 200, body: obj };
+    }
+    if (verb !== 'list') throw methodNotAllowed();
+    const page = listPage(opts.store, core, query);
+    const items = page.items.map(toEventsV1);
+    if (wantsTable(accept)) return { status: 200, converted: true, body: toTable(route.type, clientTime.copyOut(items), { now: clientTime.now(), includeObject: includeObjectOf(query), resourceVersion: page.resourceVersion, continue: page.continue }) };
+    return { status: 200, body: listBody(route.type, { ...page, items }) };
+  }
+
   /** A chunked stream of `{"type":..., "object":...}` lines, as the real watch answers. */
-  function serveWatch(ex: Exchange, route: ResourceRoute, query: URLSearchParams, table: boolean): void {
-    const { store, clock } = opts;
+  function serveWatch(ex: Exchange, requested: ResourceRoute, query: URLSearchParams, table: boolean): void {
+    const { store } = opts;
+    // events.k8s.io/v1 watches the core Events and converts each one.
+    const eventsV1 = isEventsV1(requested.type);
+    const route = eventsV1 ? { ...requested, type: store.typeOrThrow('', 'events') } : requested;
+    const convert = (o: unknown) => (eventsV1 ? toEventsV1(o as KObject) : o);
     const t = route.type;
     const { labels, fields } = parseSelectors(t, query);
     const rvParam = query.get('resourceVersion');
@@ -510,9 +531,10 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     ex.record(200);
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
-    const write = (type: string, object: unknown) => {
+    const write = (type: string, raw: unknown) => {
       if (res.destroyed) return;
-      const line = table && type !== 'ERROR' ? JSON.stringify({ type, object: toTable(t, [clientTime.copyOut(object as KObject)], { now: clientTime.now(), includeObject: includeObjectOf(query) }) }) : clientTime.stringify({ type, object });
+      const object = type === 'ERROR' ? raw : convert(raw);
+      const line = table && type !== 'ERROR' ? JSON.stringify({ type, object: toTable(requested.type, [clientTime.copyOut(object as KObject)], { now: clientTime.now(), includeObject: includeObjectOf(query) }) }) : clientTime.stringify({ type, object });
       res.write(line + '\n');
     };
     const deliver = (ev: Pick<WatchEvent, 'type' | 'object'>) => {
