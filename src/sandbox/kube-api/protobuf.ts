@@ -117,6 +117,13 @@ message ServiceSpec {
 }
 message Service { optional ObjectMeta metadata = 1; optional ServiceSpec spec = 2; optional bytes status = 3; }
 
+message RollingUpdateDaemonSet { optional IntOrString maxUnavailable = 1; optional IntOrString maxSurge = 2; }
+message DaemonSetUpdateStrategy { optional string type = 1; optional RollingUpdateDaemonSet rollingUpdate = 2; }
+message DaemonSetSpec { optional LabelSelector selector = 1; optional PodTemplateSpec template = 2; optional DaemonSetUpdateStrategy updateStrategy = 3; optional int32 minReadySeconds = 4; optional int32 revisionHistoryLimit = 6; }
+message DaemonSet { optional ObjectMeta metadata = 1; optional DaemonSetSpec spec = 2; optional bytes status = 3; }
+message ReplicaSetSpec { optional int32 replicas = 1; optional int32 minReadySeconds = 4; optional LabelSelector selector = 2; optional PodTemplateSpec template = 3; }
+message ReplicaSet { optional ObjectMeta metadata = 1; optional ReplicaSetSpec spec = 2; optional bytes status = 3; }
+
 message Preconditions { optional string uid = 1; optional string resourceVersion = 2; }
 message DeleteOptions { optional int64 gracePeriodSeconds = 1; optional Preconditions preconditions = 2; optional bool orphanDependents = 3; optional string propagationPolicy = 4; repeated string dryRun = 5; }
 message ResourceAttributes { optional string namespace = 1; optional string verb = 2; optional string group = 3; optional string version = 4; optional string resource = 5; optional string subresource = 6; optional string name = 7; }
@@ -146,14 +153,14 @@ const POINTER_FIELDS = new Set([
 /** Pointer-to-struct fields whose mere presence means something (`emptyDir: {}`). */
 const KEEP_EMPTY = new Set(['VolumeSource.emptyDir', 'Container.resources', 'PodSpec.securityContext']);
 
-/** Structs embedded inline in Go: their fields appear at the parent's level in JSON. */
-const INLINE = new Set(['Volume.volumeSource', 'ConfigMapVolumeSource.localObjectReference', 'ConfigMapKeySelector.localObjectReference', 'SecretKeySelector.localObjectReference', 'ConfigMapEnvSource.localObjectReference', 'SecretEnvSource.localObjectReference', 'Probe.handler']);
+/** Structs embedded inline in Go (exported for the OpenAPI schemas): their fields appear at the parent's level in JSON. */
+export const INLINE = new Set(['Volume.volumeSource', 'ConfigMapVolumeSource.localObjectReference', 'ConfigMapKeySelector.localObjectReference', 'SecretKeySelector.localObjectReference', 'ConfigMapEnvSource.localObjectReference', 'SecretEnvSource.localObjectReference', 'Probe.handler']);
 
 /** Messages whose status the client cannot set (the server computes it). */
-const STATUS_DROPPED = new Set(['Namespace', 'Pod', 'Deployment', 'Job', 'Service', 'SelfSubjectAccessReview', 'SelfSubjectRulesReview', 'SelfSubjectReview']);
+const STATUS_DROPPED = new Set(['Namespace', 'Pod', 'Deployment', 'DaemonSet', 'ReplicaSet', 'Job', 'Service', 'SelfSubjectAccessReview', 'SelfSubjectRulesReview', 'SelfSubjectReview']);
 
 /** Kinds decodable from protobuf, by `apiVersion|kind`. */
-const KINDS: Record<string, string> = {
+export const KINDS: Record<string, string> = {
   'v1|Namespace': 'Namespace',
   'v1|ConfigMap': 'ConfigMap',
   'v1|Secret': 'Secret',
@@ -161,6 +168,8 @@ const KINDS: Record<string, string> = {
   'v1|Pod': 'Pod',
   'v1|Service': 'Service',
   'apps/v1|Deployment': 'Deployment',
+  'apps/v1|DaemonSet': 'DaemonSet',
+  'apps/v1|ReplicaSet': 'ReplicaSet',
   'batch/v1|Job': 'Job',
   'v1|DeleteOptions': 'DeleteOptions',
   'meta.k8s.io/v1|DeleteOptions': 'DeleteOptions',
@@ -171,7 +180,8 @@ const KINDS: Record<string, string> = {
 };
 
 let root: protobuf.Root | undefined;
-function types(): protobuf.Root {
+/** The parsed message definitions (also the source of the OpenAPI schemas of these kinds). */
+export function types(): protobuf.Root {
   root ??= protobuf.parse(PROTO, { keepCase: true }).root;
   return root;
 }

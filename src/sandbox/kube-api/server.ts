@@ -25,7 +25,7 @@ import type { KObject, ObjectStore, ResourceType, WatchEvent } from '../store.ts
 import { StoreError } from '../store.ts';
 import type { SandboxTls } from '../tls.ts';
 import { matchFields, matchLabels } from '../selectors.ts';
-import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV3Document, openApiV3Index, SERVER_VERSION } from './discovery.ts';
+import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV2Document, openApiV3Document, openApiV3Index, SERVER_VERSION } from './discovery.ts';
 import {
   createObject,
   deleteCollection,
@@ -379,7 +379,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     return undefined;
   }
 
-  function nonResource(path: string, _accept: string | undefined): unknown {
+  function nonResource(path: string, accept: string | undefined): unknown {
     const segs = path.split('/').filter((s) => s !== '');
     if (path === '/version' || path === '/version/') return SERVER_VERSION;
     if (path === '/api' || path === '/api/') return apiVersions(serverAddress);
@@ -395,6 +395,11 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     if (segs[0] === 'apis' && segs.length === 3) {
       const doc = apiResourceList(opts.store, segs[1], segs[2]);
       if (doc) return doc;
+    }
+    if (path === '/openapi/v2' || path === '/openapi/v2/') {
+      // Served as JSON only; a client that accepts nothing but the protobuf encoding is told so.
+      if (accept && !/application\/json|\*\/\*/.test(accept)) throw new ApiError(406, 'NotAcceptable', `only the following media types are accepted: application/json`);
+      return openApiV2Document(opts.store);
     }
     if (path === '/openapi/v3' || path === '/openapi/v3/') return openApiV3Index(opts.store);
     if (segs[0] === 'openapi' && segs[1] === 'v3') {
