@@ -11,6 +11,7 @@ import { type FieldRequirement, type LabelRequirement, labelSelectorFromObject, 
 import { applyDefaults, validate } from './defaults.ts';
 import { decodeProtobufObject, isProtobuf } from './protobuf.ts';
 import type { ClientTime } from './client-time.ts';
+import { serverSideApply, trackUpdate } from './field-manager.ts';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.ts';
 import type { ResourceRoute } from './routes.ts';
 import { ApiError, badRequest, successStatus } from './status.ts';
@@ -31,7 +32,13 @@ export interface RequestInput {
   dryRun: boolean;
   /** Maps timestamps in request bodies from client time to simulated time. */
   clientTime?: ClientTime;
+  /** Who writes (`fieldManager`, else the User-Agent's first word), for managedFields. */
+  manager?: string;
+  /** Now (simulated, RFC 3339), for managedFields entries. */
+  time?: string;
 }
+
+const APPLY_PATCH = 'application/apply-patch+yaml';
 
 // Field selectors the real server accepts per type (beyond metadata.name / metadata.namespace).
 const FIELD_LABELS: Record<string, string[]> = {
@@ -188,6 +195,7 @@ export function createObject(store: ObjectStore, route: ResourceRoute, input: Re
     prepare: (o) => {
       applyDefaults(t, o);
       validate(store, t, o);
+      if (input.manager) trackUpdate(undefined, o, input.manager, input.time ?? o.metadata.creationTimestamp!);
     },
   });
   return { status: 201, body: created };
@@ -199,7 +207,7 @@ function checkName(route: ResourceRoute, obj: KObject): void {
 }
 
 /** Writes a full object (main resource or `status`) after defaulting and validation. */
-function writeUpdate(store: ObjectStore, route: ResourceRoute, obj: KObject, dryRun: boolean): KObject {
+function writeUpdate(store: ObjectStore, route: ResourceRoute, obj: KObject, dryRun: boolean, input?: RequestInput, tracked = false): KObject {
   const t = route.type;
   const old = store.getOrThrow(t, route.namespace, route.name!);
   if (route.subresource === 'status') return store.update(t, obj, { dryRun, subresource: 'status' });
@@ -211,6 +219,7 @@ function writeUpdate(store: ObjectStore, route: ResourceRoute, obj: KObject, dry
   }
   applyDefaults(t, obj);
   validate(store, t, obj, old);
+  if (!tracked && input?.manager) trackUpdate(old, obj, input.manager, input.time ?? old.metadata.creationTimestamp!);
   return store.update(t, obj, { dryRun });
 }
 
@@ -220,7 +229,7 @@ export function updateObject(store: ObjectStore, route: ResourceRoute, input: Re
   expectKind(route.type, obj);
   checkName(route, obj);
   checkNamespace(route, obj);
-  return { status: 200, body: writeUpdate(store, route, obj, input.dryRun) };
+  return { status: 200, body: writeUpdate(store, route, obj, input.dryRun, input) };
 }
 
 /** Applies a patch body of the given media type to `target`. */
@@ -249,8 +258,8 @@ export function applyPatch(target: KObject, input: RequestInput, kind: string, c
 /** The server's 415 for a patch media type it cannot apply. */
 export function unsupportedPatch(custom: boolean): ApiError {
   const types = custom
-    ? 'application/json-patch+json, application/merge-patch+json'
-    : 'application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json';
+    ? 'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml'
+    : 'application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml';
   return new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${types}`);
 }
 
@@ -263,6 +272,7 @@ export function isCustomType(store: ObjectStore, t: ResourceType): boolean {
 /** PATCH on an object or its `status`. */
 export function patchObject(store: ObjectStore, route: ResourceRoute, input: RequestInput): HandlerResult {
   const t = route.type;
+  if (input.contentType.split(';')[0].trim() === APPLY_PATCH) return applyObject(store, route, input);
   const cur = store.getOrThrow(t, route.namespace, route.name!);
   const next = applyPatch(cur, input, t.kind, isCustomType(store, t));
   if (!next || typeof next !== 'object' || !next.metadata) throw badRequest('the patch removed the object\'s metadata');
@@ -272,7 +282,52 @@ export function patchObject(store: ObjectStore, route: ResourceRoute, input: Req
   }
   next.apiVersion = cur.apiVersion;
   next.kind = cur.kind;
-  return { status: 200, body: writeUpdate(store, route, next, input.dryRun) };
+  return { status: 200, body: writeUpdate(store, route, next, input.dryRun, input) };
+}
+
+/** PATCH with `application/apply-patch+yaml`: server-side apply (creates the object when absent). */
+function applyObject(store: ObjectStore, route: ResourceRoute, input: RequestInput): HandlerResult {
+  const t = route.type;
+  const manager = input.query.get('fieldManager');
+  if (!manager) {
+    throw new ApiError(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch', {
+      group: 'meta.k8s.io',
+      kind: 'PatchOptions',
+      causes: [{ reason: 'FieldValueRequired', message: 'Required value: is required for apply patch', field: 'fieldManager' }],
+    });
+  }
+  const forceRaw = input.query.get('force');
+  if (forceRaw !== null && forceRaw !== 'true' && forceRaw !== 'false') throw badRequest(`invalid force: ${forceRaw}`);
+  let applied: any;
+  try {
+    applied = parseYaml(input.body.toString('utf8'));
+  } catch (e) {
+    throw badRequest(`error decoding YAML: ${(e as Error).message}`);
+  }
+  input.clientTime?.fromClient(applied);
+  expectKind(t, applied);
+  if (!applied.apiVersion || !applied.kind) throw badRequest('apiVersion and kind must be set in an apply patch');
+  if (applied.metadata.name && applied.metadata.name !== route.name) throw badRequest(`the name of the object (${applied.metadata.name}) does not match the name on the URL (${route.name})`);
+  applied.metadata.name = route.name;
+  if (t.namespaced) {
+    if (applied.metadata.namespace && applied.metadata.namespace !== route.namespace) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+  }
+  const time = input.time ?? new Date().toISOString();
+  const live = store.get(t, route.namespace, route.name!);
+  const next = serverSideApply(live, applied, manager, forceRaw === 'true', time);
+  if (!live) {
+    if (t.namespaced) next.metadata.namespace = route.namespace;
+    resetStatusOnCreate(store, t, next);
+    const created = store.create(t, next, {
+      dryRun: input.dryRun,
+      prepare: (o) => {
+        applyDefaults(t, o);
+        validate(store, t, o);
+      },
+    });
+    return { status: 201, body: created };
+  }
+  return { status: 200, body: writeUpdate(store, route, next, input.dryRun, input, true) };
 }
 
 /** Options of a DELETE, from the body (`DeleteOptions`) and the query, query winning. */
@@ -427,6 +482,7 @@ export function handleScale(store: ObjectStore, route: ResourceRoute, method: st
   }
   const next = structuredClone(cur);
   next.spec = { ...(next.spec ?? {}), replicas };
+  if (input.manager) trackUpdate(cur, next, input.manager, input.time ?? cur.metadata.creationTimestamp!, 'scale');
   const written = store.update(t, next, { dryRun: input.dryRun });
   return { status: 200, body: scaleOf(written) };
 }

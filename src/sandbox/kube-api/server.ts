@@ -45,6 +45,7 @@ import { metricsResource, resolveResourcePath, type ResourceRoute } from './rout
 import { ApiError, badRequest, failureStatus, methodNotAllowed, notFoundPath, toStatus } from './status.ts';
 import { type IncludeObject, toTable } from './table.ts';
 import { listenOnLoopback } from '../listen.ts';
+import { isoSeconds } from '../clock.ts';
 import { PROTOBUF_MEDIA_TYPE } from './protobuf.ts';
 import { forbiddenMessage, forbiddenPathMessage, RbacAuthorizer, type ResourceAttributes, type TokenUser, type UserInfo } from './rbac.ts';
 import { answerReview, isReviewType } from './reviews.ts';
@@ -325,7 +326,8 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
         return;
       }
       const route = classified.route!;
-      const input: RequestInput = { query: url.searchParams, body, contentType: String(req.headers['content-type'] ?? 'application/json'), dryRun: ex.dryRun, clientTime };
+      const manager = url.searchParams.get('fieldManager') || String(req.headers['user-agent'] ?? 'unknown').split('/')[0] || 'unknown';
+      const input: RequestInput = { query: url.searchParams, body, contentType: String(req.headers['content-type'] ?? 'application/json'), dryRun: ex.dryRun, clientTime, manager, time: isoSeconds(opts.clock.now()) };
       if (classified.verb === 'watch') {
         serveWatch(ex, route, url.searchParams, wantsTable(req.headers.accept));
         return;
