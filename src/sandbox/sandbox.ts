@@ -276,6 +276,21 @@ export class Sandbox {
     // The bootstrap RBAC policy every cluster has, then what the sandbox's users may do.
     this.createAll(bootstrapPolicyObjects());
     for (const u of this.users) this.createAll(u.objects);
+    // AvailabilitySet pools have no scale set: their nodes are standalone VMs (aks-<pool>-<id>-<i>).
+    for (const pool of s.pools.filter((p) => p.type === 'AvailabilitySet')) {
+      for (let i = 0; i < pool.count; i++) {
+        const idx = nodeIndex++;
+        const name = `aks-${pool.name}-12345678-${i}`;
+        addNode(this.store, {
+          name,
+          pool: pool.name,
+          providerID: `azure:///subscriptions/${s.subscriptionId}/resourceGroups/${s.cluster.nodeResourceGroup.toLowerCase()}/providers/Microsoft.Compute/virtualMachines/${name}`,
+          ip: `10.224.${Math.floor(idx / 250)}.${(idx % 250) + 4}`,
+          capacityPods: pool.maxPodsPerNode,
+          labels: { 'kubernetes.azure.com/mode': pool.mode.toLowerCase(), 'node.kubernetes.io/instance-type': pool.vmSize },
+        });
+      }
+    }
     this.createAll(podIdentityObjects(s));
     this.createAll(identityObjects(s));
     this.createAll(workloadObjects(s));

@@ -53,6 +53,10 @@ export interface ScenarioWorkload {
   binding?: string;
   pdb?: { minAvailable?: number | string; maxUnavailable?: number | string };
   port?: number;
+  /** `Pod`: bare pods without a controller. */
+  kind: 'Deployment' | 'Pod';
+  hostNetwork: boolean;
+  volumes: { name: string; emptyDir?: { medium?: string; sizeLimit?: string }; hostPath?: { path: string; type?: string } }[];
 }
 
 export interface ScenarioChurn {
@@ -71,6 +75,13 @@ export interface ScenarioLatency {
   nmiStartupSeconds: number;
 }
 
+/** The aad-pod-identity chart values a scenario can set. */
+export interface HelmValues {
+  forceNamespaced?: boolean;
+  nmi?: { allowNetworkPluginKubenet?: boolean; probePort?: number; nodeSelector?: Record<string, string>; tolerations?: Record<string, unknown>[] };
+  mic?: { logVerbosity?: number; syncRetryDuration?: string; nodeSelector?: Record<string, string>; tolerations?: Record<string, unknown>[] };
+}
+
 /** A validated scenario with every default filled in. */
 export interface Scenario {
   name: string;
@@ -80,7 +91,19 @@ export interface Scenario {
   subscriptionId: string;
   tenantId: string;
   cluster: { name: string; resourceGroup: string; location: string; kubernetesVersion: string; nodeResourceGroup: string };
-  podIdentity: { install: 'raw' | 'helm'; version: string; namespace: string; micReplicas: number; immutableUserMsis: string[]; micExtraArgs: string[] };
+  podIdentity: {
+    install: 'raw' | 'helm';
+    version: string;
+    /** Default namespace of NMI and MIC. */
+    namespace: string;
+    nmiNamespace: string;
+    micNamespace: string;
+    micReplicas: number;
+    immutableUserMsis: string[];
+    micExtraArgs: string[];
+    /** Chart values (install: helm). */
+    helmValues: HelmValues;
+  };
   pools: ScenarioPool[];
   namespaces: string[];
   identities: ScenarioIdentity[];
@@ -187,10 +210,14 @@ function normalise(raw: any, source: string): Scenario {
     install: pi.install ?? 'raw',
     version: pi.version ?? 'v1.8.17',
     namespace: pi.namespace ?? 'default',
+    nmiNamespace: pi.nmiNamespace ?? pi.namespace ?? 'default',
+    micNamespace: pi.micNamespace ?? pi.namespace ?? 'default',
     micReplicas: pi.micReplicas ?? 2,
     immutableUserMsis: pi.immutableUserMsis ?? [],
     micExtraArgs: pi.micExtraArgs ?? [],
+    helmValues: pi.helmValues ?? {},
   };
+  if (pi.helmValues && (pi.install ?? 'raw') !== 'helm') problems.push('podIdentity.helmValues: only used with install: helm (set podIdentity.install: helm, or drop helmValues)');
   if (compareVersion(podIdentity.version, 'v1.6.0') < 0 && podIdentity.version) {
     // Still loadable: the migration's inventory is what must refuse it (NMI < v1.6.0 blocker).
   }
@@ -243,7 +270,8 @@ function normalise(raw: any, source: string): Scenario {
     });
     if (w.binding && !selectors.has(w.binding)) problems.push(`workloads[${idx}].binding: no identity declares selector "${w.binding}"`);
     declaredNs.add(w.namespace);
-    return { name: w.name, namespace: w.namespace, pools: wanted, replicas: w.replicas ?? 1, binding: w.binding, pdb: w.pdb, port: w.port };
+    if (w.kind === 'Pod' && w.pdb) problems.push(`workloads[${idx}].pdb: a PodDisruptionBudget needs pods with a controller; drop pdb or use kind: Deployment`);
+    return { name: w.name, namespace: w.namespace, pools: wanted, replicas: w.replicas ?? 1, binding: w.binding, pdb: w.pdb, port: w.port, kind: w.kind ?? 'Deployment', hostNetwork: w.hostNetwork ?? false, volumes: w.volumes ?? [] };
   });
   dupes(workloads.map((w) => `${w.namespace}/${w.name}`), 'workloads', problems);
   const churn: ScenarioChurn[] = (raw.churn ?? []).map((c: any, idx: number) => {
@@ -260,6 +288,8 @@ function normalise(raw: any, source: string): Scenario {
   dupes(users.map((u) => u.name), 'users', problems);
   if (problems.length) throw new ScenarioError(source, problems);
   declaredNs.add(podIdentity.namespace);
+  declaredNs.add(podIdentity.nmiNamespace);
+  declaredNs.add(podIdentity.micNamespace);
   const lat = raw.latency ?? {};
   return {
     name: raw.name,
