@@ -219,7 +219,10 @@ export function decodeProtobufObject(body: Buffer): Record<string, unknown> {
   const type = root.lookupType(`k8s.${messageName}`);
   let msg: any;
   try {
-    msg = type.decode(unknown.raw ?? new Uint8Array());
+    // Keep unknown fields (protobufjs drops them by default) so they can be refused below.
+    const reader = protobuf.Reader.create(unknown.raw ?? new Uint8Array());
+    reader.discardUnknown = false;
+    msg = type.decode(reader);
   } catch (e) {
     throw new ApiError(400, 'BadRequest', `error decoding ${kind} from protobuf: ${(e as Error).message}`);
   }
