@@ -8,10 +8,10 @@
  * (`Scheduled`, `FailedScheduling`), the kubelet (`Pulled`, `Created`, `Started`, `Killing`,
  * `NodeReady`, `NodeNotSchedulable`...), the ReplicaSet / DaemonSet / Job / Deployment
  * controllers (`SuccessfulCreate`, `ScalingReplicaSet`, `Completed`), the node lifecycle
- * controller (`RegisteredNode`, `NodeNotReady`, `TaintManagerEviction`), MIC (`binding applied`,
- * `binding removed` on the AzureIdentityBinding) and NMI (`Started` of its own container and
- * `NMIReady` once it serves). Events expire after an hour of simulated time, as upstream's
- * `--event-ttl` default.
+ * controller (`RegisteredNode`, `NodeNotReady`, `TaintManagerEviction`) and MIC (`binding
+ * applied`, `binding removed` on the AzureIdentityBinding). NMI itself records no Events
+ * upstream (it logs); its pods get the kubelet's. Events expire after an hour of simulated
+ * time, as upstream's `--event-ttl` default.
  *
  * {@link NodeLeases} renews each Ready node's Lease in `kube-node-lease` every 10 s, as the
  * kubelet does (`leaseDurationSeconds: 40`).
@@ -155,10 +155,6 @@ function controllerOf(o: Readonly<KObject>): { kind: string; name: string; uid: 
   return o.metadata.ownerReferences?.find((r) => r.controller);
 }
 
-function isNmi(pod: Readonly<KObject>): boolean {
-  return pod.metadata.labels?.['component'] === 'nmi' || pod.metadata.labels?.['app.kubernetes.io/component'] === 'nmi';
-}
-
 /** Records the events of the cluster's components from what they change. */
 export class ClusterEvents {
   private readonly recorder: EventRecorder;
@@ -252,9 +248,6 @@ export class ClusterEvents {
       if (s.state?.terminated && prev && !prev.state?.terminated && (s.state.terminated.exitCode ?? 0) !== 0 && pod.spec?.restartPolicy !== 'Never') {
         r.record(pod, 'Warning', 'BackOff', `Back-off restarting failed container ${s.name} in pod ${pod.metadata.name}_${pod.metadata.namespace}(${pod.metadata.uid})`, kubelet, `spec.containers{${s.name}}`);
       }
-    }
-    if (isNmi(pod) && condition(pod, 'Ready')?.status === 'True' && condition(old, 'Ready')?.status !== 'True') {
-      r.record(pod, 'Normal', 'NMIReady', `NMI is serving token requests on node ${node}`, { component: 'nmi', host: node });
     }
     if (pod.metadata.deletionTimestamp && !old?.metadata.deletionTimestamp) {
       const unreachable = (this.cache.nodes.get(node)?.spec?.taints as any[] | undefined)?.some((t) => t.effect === 'NoExecute' && t.key?.startsWith('node.kubernetes.io/'));
