@@ -51,4 +51,14 @@ describe('Kubernetes permissions: readonly is blocked, operator runs the whole m
     const denied = Object.entries(env.sandbox.metrics.snapshot().kube).filter(([label]) => / 403( |$)/.test(label));
     expect(denied).toEqual([]);
   }, 240_000);
+
+  it('rollback --all as operator re-creates what cleanup removed (escalate/bind let it pass the escalation check)', async () => {
+    env.sandbox.metrics.reset();
+    const operator = createKubeGateway({ kubeconfig: env.kubeconfig, context: 'operator', rateLimit: { qps: 200, burst: 400 } });
+    await fullRunner({ ...env, kube: operator }).rollback({ all: true });
+    expect(await env.kube.get({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding' }, undefined, 'aad-pod-id-mic-binding')).toBeDefined();
+    expect(await env.kube.get({ apiVersion: 'apps/v1', kind: 'Deployment' }, 'default', 'mic')).toBeDefined();
+    const denied = Object.entries(env.sandbox.metrics.snapshot().kube).filter(([label]) => / 403( |$)/.test(label));
+    expect(denied).toEqual([]);
+  }, 240_000);
 });

@@ -36,6 +36,8 @@ export interface RequestInput {
   manager?: string;
   /** Now (simulated, RFC 3339), for managedFields entries. */
   time?: string;
+  /** Admission of the object about to be written (e.g. the RBAC escalation check); throws to refuse. */
+  admit?: (t: ResourceType, obj: KObject) => void;
 }
 
 const APPLY_PATCH = 'application/apply-patch+yaml';
@@ -195,6 +197,7 @@ export function createObject(store: ObjectStore, route: ResourceRoute, input: Re
     prepare: (o) => {
       applyDefaults(t, o);
       validate(store, t, o);
+      input.admit?.(t, o);
       if (input.manager) trackUpdate(undefined, o, input.manager, input.time ?? o.metadata.creationTimestamp!);
     },
   });
@@ -219,6 +222,7 @@ function writeUpdate(store: ObjectStore, route: ResourceRoute, obj: KObject, dry
   }
   applyDefaults(t, obj);
   validate(store, t, obj, old);
+  input?.admit?.(t, obj);
   if (!tracked && input?.manager) trackUpdate(old, obj, input.manager, input.time ?? old.metadata.creationTimestamp!);
   return store.update(t, obj, { dryRun });
 }
@@ -323,6 +327,7 @@ function applyObject(store: ObjectStore, route: ResourceRoute, input: RequestInp
       prepare: (o) => {
         applyDefaults(t, o);
         validate(store, t, o);
+        input.admit?.(t, o);
       },
     });
     return { status: 201, body: created };

@@ -124,6 +124,15 @@ message DaemonSet { optional ObjectMeta metadata = 1; optional DaemonSetSpec spe
 message ReplicaSetSpec { optional int32 replicas = 1; optional int32 minReadySeconds = 4; optional LabelSelector selector = 2; optional PodTemplateSpec template = 3; }
 message ReplicaSet { optional ObjectMeta metadata = 1; optional ReplicaSetSpec spec = 2; optional bytes status = 3; }
 
+message PolicyRule { repeated string verbs = 1; repeated string apiGroups = 2; repeated string resources = 3; repeated string resourceNames = 4; repeated string nonResourceURLs = 5; }
+message AggregationRule { repeated LabelSelector clusterRoleSelectors = 1; }
+message ClusterRole { optional ObjectMeta metadata = 1; repeated PolicyRule rules = 2; optional AggregationRule aggregationRule = 3; }
+message Role { optional ObjectMeta metadata = 1; repeated PolicyRule rules = 2; }
+message RoleRef { optional string apiGroup = 1; optional string kind = 2; optional string name = 3; }
+message Subject { optional string kind = 1; optional string apiGroup = 2; optional string name = 3; optional string namespace = 4; }
+message ClusterRoleBinding { optional ObjectMeta metadata = 1; repeated Subject subjects = 2; optional RoleRef roleRef = 3; }
+message RoleBinding { optional ObjectMeta metadata = 1; repeated Subject subjects = 2; optional RoleRef roleRef = 3; }
+
 message Preconditions { optional string uid = 1; optional string resourceVersion = 2; }
 message DeleteOptions { optional int64 gracePeriodSeconds = 1; optional Preconditions preconditions = 2; optional bool orphanDependents = 3; optional string propagationPolicy = 4; repeated string dryRun = 5; }
 message ResourceAttributes { optional string namespace = 1; optional string verb = 2; optional string group = 3; optional string version = 4; optional string resource = 5; optional string subresource = 6; optional string name = 7; }
@@ -171,6 +180,10 @@ export const KINDS: Record<string, string> = {
   'apps/v1|DaemonSet': 'DaemonSet',
   'apps/v1|ReplicaSet': 'ReplicaSet',
   'batch/v1|Job': 'Job',
+  'rbac.authorization.k8s.io/v1|ClusterRole': 'ClusterRole',
+  'rbac.authorization.k8s.io/v1|Role': 'Role',
+  'rbac.authorization.k8s.io/v1|ClusterRoleBinding': 'ClusterRoleBinding',
+  'rbac.authorization.k8s.io/v1|RoleBinding': 'RoleBinding',
   'v1|DeleteOptions': 'DeleteOptions',
   'meta.k8s.io/v1|DeleteOptions': 'DeleteOptions',
   'policy/v1|Eviction': 'Eviction',

@@ -10,6 +10,7 @@
  * the rules of its user, never a scan of every binding.
  */
 import type { KObject, ObjectStore, ResourceType, WatchEvent } from '../store.ts';
+import { ApiError } from './status.ts';
 
 /** Who a request is from. */
 export interface UserInfo {
@@ -290,4 +291,52 @@ export function bootstrapPolicyObjects(): KObject[] {
     binding('system:discovery', 'system:discovery', 'system:authenticated'),
     binding('system:public-info-viewer', 'system:public-info-viewer', 'system:authenticated'),
   ];
+}
+
+/**
+ * The RBAC escalation check the API server applies to writes of Roles, ClusterRoles and their
+ * bindings: a user may only write a role whose every permission it holds itself (or with the
+ * `escalate` verb on that role), and may only bind a role whose permissions it holds (or with
+ * the `bind` verb on that role). Throws the API server's 403.
+ */
+export function checkEscalation(rbac: RbacAuthorizer, user: UserInfo, resource: string, obj: KObject, store: ObjectStore): void {
+  if (user.groups.includes(MASTERS)) return;
+  const namespace = obj.metadata.namespace;
+  const holdsAll = (rules: PolicyRule[]): string | undefined => {
+    for (const r of rules) {
+      for (const verb of r.verbs ?? []) {
+        if (r.nonResourceURLs?.length) {
+          for (const path of r.nonResourceURLs) if (!rbac.authorizeNonResource(user, { verb, path }).allowed) return `${verb} ${path}`;
+          continue;
+        }
+        for (const group of r.apiGroups ?? []) {
+          for (const res of r.resources ?? []) {
+            const [resourceName, sub] = res.split('/');
+            const names = r.resourceNames?.length ? r.resourceNames : [undefined];
+            for (const name of names) {
+              if (!rbac.authorize(user, { verb, group, resource: resourceName, subresource: sub, namespace, name }).allowed) return `${verb} ${res}${group ? `.${group}` : ''}`;
+            }
+          }
+        }
+      }
+    }
+    return undefined;
+  };
+  const roleKind = resource === 'clusterroles' ? 'ClusterRole' : 'Role';
+  if (resource === 'clusterroles' || resource === 'roles') {
+    const missing = holdsAll((obj.rules ?? []) as PolicyRule[]);
+    if (missing && !rbac.authorize(user, { verb: 'escalate', group: RBAC_GROUP, resource, namespace, name: obj.metadata.name }).allowed) {
+      throw new ApiError(403, 'Forbidden', `${resource}.${RBAC_GROUP} "${obj.metadata.name}" is forbidden: user "${user.username}" (groups=${JSON.stringify(user.groups)}) is attempting to grant RBAC permissions not currently held: ${missing}`, { name: obj.metadata.name, group: RBAC_GROUP, kind: resource });
+    }
+    return;
+  }
+  const ref = obj.roleRef ?? {};
+  const refResource = ref.kind === 'ClusterRole' ? 'clusterroles' : 'roles';
+  const t = store.type(RBAC_GROUP, refResource);
+  const role = t ? store.peek(t, ref.kind === 'ClusterRole' ? undefined : namespace, ref.name) : undefined;
+  const missing = holdsAll(((role?.rules ?? []) as PolicyRule[]));
+  if (missing && !rbac.authorize(user, { verb: 'bind', group: RBAC_GROUP, resource: refResource, namespace: ref.kind === 'ClusterRole' ? undefined : namespace, name: ref.name }).allowed) {
+    throw new ApiError(403, 'Forbidden', `${resource}.${RBAC_GROUP} "${obj.metadata.name}" is forbidden: user "${user.username}" (groups=${JSON.stringify(user.groups)}) is attempting to grant RBAC permissions not currently held: ${missing}`, { name: obj.metadata.name, group: RBAC_GROUP, kind: resource });
+  }
+  void roleKind;
 }

@@ -47,7 +47,7 @@ import { type IncludeObject, toTable } from './table.ts';
 import { listenOnLoopback } from '../listen.ts';
 import { isoSeconds } from '../clock.ts';
 import { PROTOBUF_MEDIA_TYPE } from './protobuf.ts';
-import { forbiddenMessage, forbiddenPathMessage, RbacAuthorizer, type ResourceAttributes, type TokenUser, type UserInfo } from './rbac.ts';
+import { checkEscalation, forbiddenMessage, forbiddenPathMessage, RbacAuthorizer, type ResourceAttributes, type TokenUser, type UserInfo } from './rbac.ts';
 import { answerReview, isReviewType } from './reviews.ts';
 import { ClientTime } from './client-time.ts';
 import { isEventsV1, toEventsV1 } from './events-v1.ts';
@@ -242,10 +242,27 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       ex.send(200, 'ok', { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
       return;
     }
-    const user = authenticate(req.headers.authorization);
+    let user = authenticate(req.headers.authorization);
     if (!user) {
       ex.json(401, failureStatus(401, 'Unauthorized', 'Unauthorized'));
       return;
+    }
+    // Impersonation (`kubectl --as/--as-group`): allowed by the `impersonate` verb on users / groups.
+    const asUser = req.headers['impersonate-user'];
+    if (typeof asUser === 'string' && asUser) {
+      const rawGroups = req.headers['impersonate-group'];
+      const asGroups = (Array.isArray(rawGroups) ? rawGroups : rawGroups ? String(rawGroups).split(',') : []).map((g) => g.trim()).filter(Boolean);
+      const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(asUser);
+      const checks = [sa ? { resource: 'serviceaccounts', namespace: sa[1], name: sa[2] } : { resource: 'users', name: asUser }, ...asGroups.map((g) => ({ resource: 'groups', name: g }))];
+      for (const c of checks) {
+        const attrs: ResourceAttributes = { verb: 'impersonate', group: '', resource: c.resource, namespace: (c as { namespace?: string }).namespace, name: c.name };
+        if (!rbac.authorize(user, attrs).allowed) {
+          ex.json(403, failureStatus(403, 'Forbidden', forbiddenMessage(user, attrs), { name: c.name, kind: c.resource }));
+          return;
+        }
+      }
+      const groups = [...asGroups, ...(sa ? ['system:serviceaccounts', `system:serviceaccounts:${sa[1]}`] : []), 'system:authenticated'];
+      user = { username: asUser, groups: [...new Set(groups)] };
     }
     if (path.startsWith('/_sandbox/')) {
       if (!user.groups.includes('system:masters')) {
@@ -327,7 +344,10 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       }
       const route = classified.route!;
       const manager = url.searchParams.get('fieldManager') || String(req.headers['user-agent'] ?? 'unknown').split('/')[0] || 'unknown';
-      const input: RequestInput = { query: url.searchParams, body, contentType: String(req.headers['content-type'] ?? 'application/json'), dryRun: ex.dryRun, clientTime, manager, time: isoSeconds(opts.clock.now()) };
+      const admit = (t: ResourceType, obj: KObject) => {
+        if (t.group === 'rbac.authorization.k8s.io') checkEscalation(rbac, user, t.resource, obj, opts.store);
+      };
+      const input: RequestInput = { query: url.searchParams, body, contentType: String(req.headers['content-type'] ?? 'application/json'), dryRun: ex.dryRun, clientTime, manager, time: isoSeconds(opts.clock.now()), admit };
       if (classified.verb === 'watch') {
         serveWatch(ex, route, url.searchParams, wantsTable(req.headers.accept));
         return;

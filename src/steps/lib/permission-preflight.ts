@@ -100,7 +100,9 @@ export const STEP_PERMISSIONS: Readonly<Record<string, readonly Permission[]>> =
     ...p('mic', '', 'serviceaccounts', ['get', 'create', 'delete']),
     ...p('mic', '', 'configmaps', ['get', 'create', 'delete']),
     ...p('mic', '', 'endpoints', ['get', 'create', 'delete']),
-    ...p('cluster', RBAC, 'clusterroles', ['get', 'create', 'delete']),
+    // Rollback re-creates MIC's ClusterRole and its binding: the API server's escalation check
+    // then requires holding MIC's permissions, or `escalate` / `bind` on cluster roles.
+    ...p('cluster', RBAC, 'clusterroles', ['get', 'create', 'delete', 'escalate', 'bind']),
     ...p('cluster', RBAC, 'clusterrolebindings', ['get', 'list', 'create', 'delete']),
     ...p('cluster', 'apiextensions.k8s.io', 'customresourcedefinitions', ['get']),
     ...p('all-namespaces', 'policy', 'poddisruptionbudgets', ['list']),

@@ -113,6 +113,21 @@ describe('kubectl create / run / expose (protobuf request bodies)', () => {
     expect(await ok(['wait', '--for=condition=complete', 'job/once', '-n', 'tryout', '--timeout=60s'])).toContain('job.batch/once condition met');
   });
 
+  it('creates roles, cluster roles and their bindings', async () => {
+    expect(await ok(['create', 'role', 'reader', '-n', 'tryout', '--verb=get,list', '--resource=pods,configmaps'])).toContain('role.rbac.authorization.k8s.io/reader created');
+    expect(await ok(['create', 'rolebinding', 'reader', '-n', 'tryout', '--role=reader', '--user=dana', '--serviceaccount=tryout:robot'])).toContain('rolebinding.rbac.authorization.k8s.io/reader created');
+    expect(await ok(['create', 'clusterrole', 'node-reader', '--verb=get', '--resource=nodes'])).toContain('clusterrole.rbac.authorization.k8s.io/node-reader created');
+    expect(await ok(['create', 'clusterrolebinding', 'node-reader', '--clusterrole=node-reader', '--group=ops'])).toContain('clusterrolebinding.rbac.authorization.k8s.io/node-reader created');
+    expect(await ok(['get', 'role', 'reader', '-n', 'tryout', '-o', 'jsonpath={.rules[0].verbs} {.rules[0].resources}'])).toBe('["get","list"] ["pods","configmaps"]');
+    expect(await ok(['get', 'rolebinding', 'reader', '-n', 'tryout', '-o', 'jsonpath={.roleRef.kind}/{.roleRef.name} {.subjects[*].kind}'])).toBe('Role/reader User ServiceAccount');
+    // Impersonation: the admin may act as dana, who got exactly the role's rights.
+    expect((await ok(['auth', 'can-i', 'list', 'configmaps', '-n', 'tryout', '--as=dana'])).trim()).toBe('yes');
+    expect((await kubectl(['auth', 'can-i', 'delete', 'configmaps', '-n', 'tryout', '--as=dana'])).stdout.trim()).toBe('no');
+    expect((await kubectl(['get', 'nodes', '--as=dana'])).stderr).toContain('nodes is forbidden: User "dana" cannot list resource "nodes" in API group "" at the cluster scope');
+    expect((await ok(['auth', 'can-i', 'get', 'nodes', '--as=someone', '--as-group=ops'])).trim()).toBe('yes');
+    expect((await kubectl(['get', 'pods', '--as=dana'], { context: 'operator' })).stderr).toContain('users "dana" is forbidden: User "operator" cannot impersonate resource "users" in API group "" at the cluster scope');
+  });
+
   it('folds a Secret\'s stringData into base64 data with the default type', async () => {
     await ok(['apply', '-f', '-'], { input: 'apiVersion: v1\nkind: Secret\nmetadata: {name: plain, namespace: tryout}\nstringData: {token: abc}\n' });
     const s = JSON.parse(await ok(['get', 'secret', 'plain', '-n', 'tryout', '-o', 'json']));

@@ -85,6 +85,21 @@ describe('RBAC', () => {
     expect((await kubectl('alice', ['get', 'pods'])).stderr).toContain('forbidden');
   });
 
+  it('refuses to let a user grant permissions it does not hold, unless it may escalate or bind', async () => {
+    const rbac = 'rbac.authorization.k8s.io';
+    const t = (r: string) => h.store.typeOrThrow(rbac, r);
+    h.store.create(t('clusterroles'), { apiVersion: `${rbac}/v1`, kind: 'ClusterRole', metadata: { name: 'role-writer' }, rules: [{ apiGroups: [rbac], resources: ['clusterroles', 'clusterrolebindings'], verbs: ['create', 'get'] }] });
+    h.store.create(t('clusterrolebindings'), { apiVersion: `${rbac}/v1`, kind: 'ClusterRoleBinding', metadata: { name: 'bob-writes-roles' }, roleRef: { apiGroup: rbac, kind: 'ClusterRole', name: 'role-writer' }, subjects: [{ kind: 'User', name: 'bob' }] });
+    const role = 'apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: node-patcher}\nrules: [{apiGroups: [""], resources: [nodes], verbs: [patch]}]\n';
+    const refused = await execa('/usr/bin/kubectl', ['--kubeconfig', kubeconfig, '--context', 'bob', 'create', '-f', '-'], { input: role, reject: false, env: { HOME: h.dir, KUBECONFIG: '' }, extendEnv: false });
+    expect(refused.stderr).toContain('clusterroles.rbac.authorization.k8s.io "node-patcher" is forbidden: user "bob" (groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held: patch nodes');
+    h.store.mutate(t('clusterroles'), undefined, 'role-writer', (o) => void o.rules.push({ apiGroups: [rbac], resources: ['clusterroles'], verbs: ['escalate', 'bind'] }));
+    const allowed = await execa('/usr/bin/kubectl', ['--kubeconfig', kubeconfig, '--context', 'bob', 'create', '-f', '-'], { input: role, reject: false, env: { HOME: h.dir, KUBECONFIG: '' }, extendEnv: false });
+    expect(allowed.stdout).toContain('clusterrole.rbac.authorization.k8s.io/node-patcher created');
+    const bind = await execa('/usr/bin/kubectl', ['--kubeconfig', kubeconfig, '--context', 'bob', 'create', 'clusterrolebinding', 'np', '--clusterrole=node-patcher', '--user=carol'], { reject: false, env: { HOME: h.dir, KUBECONFIG: '' }, extendEnv: false });
+    expect(bind.stdout).toContain('clusterrolebinding.rbac.authorization.k8s.io/np created');
+  });
+
   it('keeps the control API to the administrator and still refuses unknown tokens', async () => {
     const ctl = await kubectl('alice', ['get', '--raw', '/_sandbox/status']);
     expect(ctl.stderr).toContain('Forbidden');
