@@ -178,7 +178,7 @@ users: [{ name: auditor, clusterRoles: [view], namespace: apps }]
     expect(mic.metadata.namespace).toBe('pod-identity');
     expect(nmi.spec.template.spec.containers[0].args).toEqual(expect.arrayContaining(['--forceNamespaced=true', '--http-probe-port=9000']));
     expect(mic.spec.template.spec.nodeSelector).toMatchObject({ pool: 'system' });
-    const micBinding = pi.find((o) => o.kind === 'ClusterRoleBinding' && /mic/.test(o.metadata.name))!;
+    const micBinding = pi.find((o) => o.kind === 'ClusterRoleBinding' && /mic/.test(o.metadata.name ?? ""))!;
     expect(micBinding.subjects[0].namespace).toBe('pod-identity');
     expect(s.namespaces).toEqual(expect.arrayContaining(['apps', 'pod-identity']));
     expect(s.users).toEqual([{ name: 'auditor', groups: [], clusterRoles: ['view'], rules: [], namespace: 'apps' }]);
