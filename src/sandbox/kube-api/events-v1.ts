@@ -38,3 +38,27 @@ export function toEventsV1(e: Readonly<KObject>): KObject {
   if (e.count) out.deprecatedCount = e.count;
   return out;
 }
+
+/** An events.k8s.io/v1 Event as the core/v1 Event it is stored as. */
+export function fromEventsV1(e: Record<string, any>): KObject {
+  const out: KObject = {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: structuredClone(e.metadata ?? {}),
+    involvedObject: structuredClone(e.regarding ?? {}),
+    reason: e.reason,
+    message: e.note,
+    type: e.type,
+    eventTime: e.eventTime ?? null,
+    action: e.action,
+    reportingComponent: e.reportingController ?? '',
+    reportingInstance: e.reportingInstance ?? '',
+    source: structuredClone(e.deprecatedSource ?? { component: e.reportingController ?? '' }),
+    count: e.deprecatedCount ?? e.series?.count ?? 1,
+  };
+  if (e.related) out.related = structuredClone(e.related);
+  if (e.series) out.series = structuredClone(e.series);
+  if (e.deprecatedFirstTimestamp) out.firstTimestamp = e.deprecatedFirstTimestamp;
+  if (e.deprecatedLastTimestamp) out.lastTimestamp = e.deprecatedLastTimestamp;
+  return out;
+}

@@ -28,6 +28,7 @@ import { matchFields, matchLabels } from '../selectors.ts';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV2Document, openApiV3Document, openApiV3Index, SERVER_VERSION } from './discovery.ts';
 import {
   createObject,
+  decodeBody,
   deleteCollection,
   deleteObject,
   handleScale,
@@ -50,7 +51,7 @@ import { PROTOBUF_MEDIA_TYPE } from './protobuf.ts';
 import { checkEscalation, forbiddenMessage, forbiddenPathMessage, RbacAuthorizer, type ResourceAttributes, type TokenUser, type UserInfo } from './rbac.ts';
 import { answerReview, isReviewType } from './reviews.ts';
 import { ClientTime } from './client-time.ts';
-import { isEventsV1, toEventsV1 } from './events-v1.ts';
+import { fromEventsV1, isEventsV1, toEventsV1 } from './events-v1.ts';
 
 /** The administrator's identity (what AKS's admin credentials authenticate as). */
 export const ADMIN_USER: UserInfo = { username: 'masterclient', groups: ['system:masters', 'system:authenticated'] };
@@ -445,7 +446,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
 
   function execute(method: string, verb: string, route: ResourceRoute, input: RequestInput, accept: string | undefined, query: URLSearchParams): HandlerResult {
     const { store, clock } = opts;
-    if (isEventsV1(route.type)) return executeEventsV1(verb, route, accept, query);
+    if (isEventsV1(route.type)) return executeEventsV1(verb, route, accept, query, input);
     const t = route.type;
     const sub = route.subresource;
     if (!t.verbs.includes(verb) && !sub) throw methodNotAllowed();
@@ -521,12 +522,19 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
   }
 
   /** events.k8s.io/v1 reads: the core Events, converted. */
-  function executeEventsV1(verb: string, route: ResourceRoute, accept: string | undefined, query: URLSearchParams): HandlerResult {
+  function executeEventsV1(verb: string, route: ResourceRoute, accept: string | undefined, query: URLSearchParams, input: RequestInput): HandlerResult {
     const core = { ...route, type: opts.store.typeOrThrow('', 'events') };
     if (verb === 'get') {
       const obj = toEventsV1(opts.store.getOrThrow(core.type, route.namespace, route.name!));
       if (wantsTable(accept)) return { status: 200, converted: true, body: toTable(route.type, [clientTime.copyOut(obj)], { now: clientTime.now(), includeObject: includeObjectOf(query) }) };
       return { status: 200, body: obj };
+    }
+    if (verb === 'create') {
+      // client-go's events.k8s.io recorder: stored as the core Event, answered in its own schema.
+      const body = decodeBody(input);
+      if (body?.kind && body.kind !== 'Event') throw badRequest(`${body.kind} in version "v1" cannot be handled as a Event: the kind in the data does not match the expected kind`);
+      const created = createObject(opts.store, core, { ...input, body: Buffer.from(JSON.stringify(fromEventsV1(body ?? {}))), contentType: 'application/json', clientTime: undefined });
+      return { status: 201, body: toEventsV1(created.body as KObject) };
     }
     if (verb !== 'list') throw methodNotAllowed();
     const page = listPage(opts.store, core, query);
