@@ -223,6 +223,11 @@ describe('events, leases, logs and time', () => {
     expect(described).toMatch(/Events:\n\s+Type\s+Reason\s+Age\s+From\s+Message/);
     expect(described).toMatch(/Normal\s+Scheduled\s+\S+\s+default-scheduler\s+Successfully assigned/);
     expect(await ok(['get', 'events.events.k8s.io', '-n', 'apps', '--field-selector', 'metadata.namespace=apps', '-o', 'jsonpath={.items[0].apiVersion}'])).toBe('events.k8s.io/v1');
+    // A controller of the user's own, recording through events.k8s.io/v1.
+    const uid = await ok(['get', 'deploy', 'web', '-n', 'apps', '-o', 'jsonpath={.metadata.uid}']);
+    const own = `apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {name: own.1, namespace: apps}\neventTime: "${new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z')}"\nreportingController: example.com/op\nreportingInstance: op-0\naction: Sync\nreason: Synced\nnote: reconciled web\ntype: Normal\nregarding: {apiVersion: apps/v1, kind: Deployment, name: web, namespace: apps, uid: ${uid}}\n`;
+    expect(await ok(['create', '-f', '-'], { input: own })).toBe('event.events.k8s.io/own.1 created');
+    expect(await ok(['describe', 'deployment', 'web', '-n', 'apps'])).toMatch(/Normal\s+Synced\s+\S+\s+example\.com\/op\s+reconciled web/);
   });
 
   it('streams new events to get events --watch (a cordon, then an uncordon)', async () => {
