@@ -133,6 +133,9 @@ message Subject { optional string kind = 1; optional string apiGroup = 2; option
 message ClusterRoleBinding { optional ObjectMeta metadata = 1; repeated Subject subjects = 2; optional RoleRef roleRef = 3; }
 message RoleBinding { optional ObjectMeta metadata = 1; repeated Subject subjects = 2; optional RoleRef roleRef = 3; }
 
+message PodDisruptionBudgetSpec { optional IntOrString minAvailable = 1; optional LabelSelector selector = 2; optional IntOrString maxUnavailable = 3; optional string unhealthyPodEvictionPolicy = 4; }
+message PodDisruptionBudget { optional ObjectMeta metadata = 1; optional PodDisruptionBudgetSpec spec = 2; optional bytes status = 3; }
+
 message Preconditions { optional string uid = 1; optional string resourceVersion = 2; }
 message DeleteOptions { optional int64 gracePeriodSeconds = 1; optional Preconditions preconditions = 2; optional bool orphanDependents = 3; optional string propagationPolicy = 4; repeated string dryRun = 5; }
 message ResourceAttributes { optional string namespace = 1; optional string verb = 2; optional string group = 3; optional string version = 4; optional string resource = 5; optional string subresource = 6; optional string name = 7; }
@@ -166,7 +169,7 @@ const KEEP_EMPTY = new Set(['VolumeSource.emptyDir', 'Container.resources', 'Pod
 export const INLINE = new Set(['Volume.volumeSource', 'ConfigMapVolumeSource.localObjectReference', 'ConfigMapKeySelector.localObjectReference', 'SecretKeySelector.localObjectReference', 'ConfigMapEnvSource.localObjectReference', 'SecretEnvSource.localObjectReference', 'Probe.handler']);
 
 /** Messages whose status the client cannot set (the server computes it). */
-const STATUS_DROPPED = new Set(['Namespace', 'Pod', 'Deployment', 'DaemonSet', 'ReplicaSet', 'Job', 'Service', 'SelfSubjectAccessReview', 'SelfSubjectRulesReview', 'SelfSubjectReview']);
+const STATUS_DROPPED = new Set(['PodDisruptionBudget', 'Namespace', 'Pod', 'Deployment', 'DaemonSet', 'ReplicaSet', 'Job', 'Service', 'SelfSubjectAccessReview', 'SelfSubjectRulesReview', 'SelfSubjectReview']);
 
 /** Kinds decodable from protobuf, by `apiVersion|kind`. */
 export const KINDS: Record<string, string> = {
@@ -180,6 +183,7 @@ export const KINDS: Record<string, string> = {
   'apps/v1|DaemonSet': 'DaemonSet',
   'apps/v1|ReplicaSet': 'ReplicaSet',
   'batch/v1|Job': 'Job',
+  'policy/v1|PodDisruptionBudget': 'PodDisruptionBudget',
   'rbac.authorization.k8s.io/v1|ClusterRole': 'ClusterRole',
   'rbac.authorization.k8s.io/v1|Role': 'Role',
   'rbac.authorization.k8s.io/v1|ClusterRoleBinding': 'ClusterRoleBinding',

@@ -103,6 +103,10 @@ describe('kubectl create / run / expose (protobuf request bodies)', () => {
     expect(await ok(['run', 'probe', '-n', 'tryout', '--image=busybox:1.36', '--labels=role=probe', '--env=A=B', '--', 'sleep', '3600'])).toContain('pod/probe created');
     expect(await ok(['expose', 'deployment', 'shop', '-n', 'tryout', '--port=80', '--target-port=80'])).toContain('service/shop exposed');
 
+    expect(await ok(['create', 'poddisruptionbudget', 'shop', '-n', 'tryout', '--selector=app=shop', '--min-available=1'])).toContain('poddisruptionbudget.policy/shop created');
+    expect(await ok(['create', 'service', 'clusterip', 'backend', '-n', 'tryout', '--tcp=8080:80'])).toContain('service/backend created');
+    expect(await ok(['get', 'pdb', 'shop', '-n', 'tryout', '-o', 'jsonpath={.spec.minAvailable} {.spec.selector.matchLabels.app}'])).toBe('1 shop');
+    expect(await ok(['get', 'service', 'backend', '-n', 'tryout', '-o', 'jsonpath={.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.ports[0].name}'])).toBe('8080 80 8080-80');
     expect(await ok(['get', 'configmap', 'settings', '-n', 'tryout', '-o', 'jsonpath={.data}'])).toBe('{"level":"3","mode":"fast"}');
     expect(await ok(['get', 'secret', 'creds', '-n', 'tryout', '-o', 'jsonpath={.type} {.data.password}'])).toBe(`Opaque ${Buffer.from('hunter2').toString('base64')}`);
     expect(await ok(['get', 'deployment', 'shop', '-n', 'tryout', '-o', 'jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.selector.matchLabels.app}'])).toBe('2 80 shop');
