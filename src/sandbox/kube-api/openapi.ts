@@ -48,6 +48,55 @@ const DESCRIPTIONS: Record<string, string> = {
   'Secret.data': 'Data contains the secret data. Each key must consist of alphanumeric characters, \'-\', \'_\' or \'.\'. The serialized form of the secret data is a base64 encoded string.',
   'Secret.stringData': 'stringData allows specifying non-binary secret data in string form. It is provided as a write-only input field for convenience. All keys and values are merged into the data field on write, overwriting any existing values.',
   'Secret.type': 'Used to facilitate programmatic handling of secret data.',
+  PodTemplateSpec: 'PodTemplateSpec describes the data a pod should have when created from a template',
+  DeploymentSpec: 'DeploymentSpec is the specification of the desired behavior of the Deployment.',
+  DaemonSetSpec: 'DaemonSetSpec is the specification of a daemon set.',
+  LabelSelector: 'A label selector is a label query over a set of resources. An empty label selector matches all objects. A null label selector matches no objects.',
+  'ObjectMeta.name': 'Name must be unique within a namespace. Cannot be updated.',
+  'ObjectMeta.namespace': 'Namespace defines the space within which each name must be unique. Cannot be updated.',
+  'ObjectMeta.labels': 'Map of string keys and values that can be used to organize and categorize (scope and select) objects.',
+  'ObjectMeta.annotations': 'Annotations is an unstructured key value map stored with a resource that may be set by external tools to store and retrieve arbitrary metadata.',
+  'ObjectMeta.ownerReferences': 'List of objects depended by this object. If ALL objects in the list have been deleted, this object will be garbage collected.',
+  'ObjectMeta.finalizers': 'Must be empty before the object is deleted from the registry. Each entry is an identifier for the responsible component that will remove the entry from the list.',
+  'ObjectMeta.managedFields': 'ManagedFields maps workflow-id and version to the set of fields that are managed by that workflow.',
+  'ObjectMeta.creationTimestamp': 'CreationTimestamp is a timestamp representing the server time when this object was created. Populated by the system. Read-only.',
+  'ObjectMeta.deletionTimestamp': 'DeletionTimestamp is RFC 3339 date and time at which this resource will be deleted. Set by the server when a graceful deletion is requested by the user.',
+  'ObjectMeta.resourceVersion': 'An opaque value that represents the internal version of this object that can be used by clients to determine when objects have changed.',
+  'ObjectMeta.uid': 'UID is the unique in time and space value for this object. Populated by the system. Read-only.',
+  'PodSpec.restartPolicy': 'Restart policy for all containers within the pod. One of Always, OnFailure, Never. Default to Always.',
+  'PodSpec.terminationGracePeriodSeconds': 'Optional duration in seconds the pod needs to terminate gracefully. Defaults to 30 seconds.',
+  'PodSpec.dnsPolicy': "Set DNS policy for the pod. Defaults to \"ClusterFirst\". Valid values are 'ClusterFirstWithHostNet', 'ClusterFirst', 'Default' or 'None'.",
+  'PodSpec.tolerations': "If specified, the pod's tolerations.",
+  'PodSpec.initContainers': 'List of initialization containers belonging to the pod. Init containers are executed in order prior to containers being started.',
+  'PodSpec.schedulerName': 'If specified, the pod will be dispatched by specified scheduler. If not specified, the pod will be dispatched by default scheduler.',
+  'PodSpec.priorityClassName': 'If specified, indicates the pod\'s priority.',
+  'PodSpec.automountServiceAccountToken': 'AutomountServiceAccountToken indicates whether a service account token should be automatically mounted.',
+  'PodSpec.securityContext': 'SecurityContext holds pod-level security attributes and common container settings.',
+  'Container.name': 'Name of the container specified as a DNS_LABEL. Each container in a pod must have a unique name (DNS_LABEL). Cannot be updated.',
+  'Container.command': "Entrypoint array. Not executed within a shell. The container image's ENTRYPOINT is used if this is not provided.",
+  'Container.env': 'List of environment variables to set in the container. Cannot be updated.',
+  'Container.ports': 'List of ports to expose from the container.',
+  'Container.resources': 'Compute Resources required by this container. Cannot be updated.',
+  'Container.volumeMounts': "Pod volumes to mount into the container's filesystem. Cannot be updated.",
+  'Container.imagePullPolicy': 'Image pull policy. One of Always, Never, IfNotPresent. Defaults to Always if :latest tag is specified, or IfNotPresent otherwise.',
+  'Container.livenessProbe': 'Periodic probe of container liveness. Container will be restarted if the probe fails.',
+  'Container.readinessProbe': 'Periodic probe of container service readiness. Container will be removed from service endpoints if the probe fails.',
+  'Volume.name': "name of the volume. Must be a DNS_LABEL and unique within the pod.",
+  'VolumeSource.emptyDir': "emptyDir represents a temporary directory that shares a pod's lifetime.",
+  'VolumeSource.hostPath': 'hostPath represents a pre-existing file or directory on the host machine that is directly exposed to the container.',
+  'DeploymentSpec.selector': 'Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment. It must match the pod template\'s labels.',
+  'DeploymentSpec.revisionHistoryLimit': 'The number of old ReplicaSets to retain to allow rollback. Defaults to 10.',
+  'DeploymentSpec.paused': 'Indicates that the deployment is paused.',
+  'DeploymentSpec.progressDeadlineSeconds': 'The maximum time in seconds for a deployment to make progress before it is considered to be failed. Defaults to 600s.',
+  'DaemonSetSpec.selector': 'A label query over pods that are managed by the daemon set. Must match in order to be controlled.',
+  'DaemonSetSpec.template': 'An object that describes the pod that will be created. The DaemonSet will create exactly one copy of this pod on every node that matches the template\'s node selector.',
+  'JobSpec.backoffLimit': 'Specifies the number of retries before marking this job failed. Defaults to 6.',
+  'JobSpec.completions': 'Specifies the desired number of successfully finished pods the job should be run with.',
+  'JobSpec.template': 'Describes the pod that will be created when executing a job. The only allowed template.spec.restartPolicy values are "Never" or "OnFailure".',
+  'ServiceSpec.selector': 'Route service traffic to pods with label keys and values matching this selector.',
+  'ServiceSpec.ports': 'The list of ports that are exposed by this service.',
+  'ServiceSpec.type': 'type determines how the Service is exposed. Defaults to ClusterIP.',
+  'ConfigMap.binaryData': 'BinaryData contains the binary data. Each key must consist of alphanumeric characters, \'-\', \'_\' or \'.\'.',
 };
 
 const KIND_DESCRIPTIONS: Record<string, string> = {
@@ -99,7 +148,8 @@ function messageSchema(type: protobuf.Type, out: Record<string, Schema>, ref: (n
   const key = schemaName(type.name);
   if (out[key]) return;
   const properties: Record<string, Schema> = {};
-  const schema: Schema = { type: 'object', description: DESCRIPTIONS[type.name] ?? KIND_DESCRIPTIONS[type.name] ?? `${type.name} (as the sandbox serves it).`, properties, 'x-kubernetes-preserve-unknown-fields': true };
+  const description = DESCRIPTIONS[type.name] ?? KIND_DESCRIPTIONS[type.name];
+  const schema: Schema = { type: 'object', ...(description ? { description } : {}), properties, 'x-kubernetes-preserve-unknown-fields': true };
   out[key] = schema;
   const add = (t: protobuf.Type) => {
     for (const f of t.fieldsArray) {
