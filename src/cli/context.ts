@@ -23,6 +23,8 @@ export interface Runtime<K = unknown, A = unknown> {
   recordedWrites?(): DryRunEntry[];
   /** The command's read snapshot hook, handed to the runner as `readScope` (see `src/kube/read-snapshot.ts`). */
   readScope?: RunnerConfig['readScope'];
+  /** Extra plan blockers (the Kubernetes permission preflight), handed to the runner as `preflight`. */
+  preflight?: RunnerConfig['preflight'];
   close(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
     import('../azure/index.ts'),
     import('../steps/registry.ts'),
   ]);
+  const { kubePermissionBlockers } = await import('../steps/lib/permission-preflight.ts');
   // Long waits inside the gateways (a capped Retry-After, a conflict backoff, a slow rollout) say what they wait for.
   const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
   const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, cloud: options.cloud, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
@@ -63,6 +66,7 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
     kube: sharedKube,
     azure: snapshotAzureGateway(azure, reads),
     readScope: (phase, call) => reads.during(phase, call),
+    preflight: (stepId, gateway, inventoryDocument) => kubePermissionBlockers(stepId, gateway, inventoryDocument),
     cluster: { name: aks.name, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: aks.subscriptionId, aksResourceId: options.aksId },
     recordedWrites: () => [...kube.dryRunLog(), ...azure.dryRunLog()],
     close: async () => {
@@ -104,6 +108,7 @@ export function runnerFor(
     events: extra.events,
     verbose: options.verbose,
     readScope: runtime.readScope,
+    preflight: runtime.preflight,
   });
 }
 

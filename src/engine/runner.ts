@@ -28,6 +28,7 @@ import {
   STEP_IDS,
   isStepId,
   stepIndex,
+  type Blocker,
   type CheckResult,
   type DryRunMode,
   type ExecutorRegistry,
@@ -84,6 +85,8 @@ export interface RunnerConfig<K = unknown, A = unknown> {
    * the apply's writes may have changed. Absent: every read goes to the server.
    */
   readScope?: <T>(phase: 'plan' | 'apply' | 'check' | 'rollback', call: () => Promise<T>) => Promise<T>;
+  /** Extra blockers for a step's plan, found before anything is written (e.g. missing Kubernetes permissions). */
+  preflight?: (stepId: StepId, kube: K, inventoryDocument: unknown) => Promise<Blocker[]>;
 }
 
 /** Outcome of one step in an apply or rollback run. */
@@ -559,6 +562,9 @@ export class Runner<K = unknown, A = unknown> {
   private async planStep(step: Step<K, A>, journal: Journal, inventory: LoadedInventory | undefined, onPreview?: (document: unknown) => void): Promise<StepPlan> {
     const plan = await this.call(step, journal, inventory, 'plan', (ctx) => step.plan(ctx));
     if (plan.stepId !== step.id) throw new TypeError(`step ${step.id} returned a plan for ${plan.stepId}`);
+    // Preflight (the CLI passes the Kubernetes permission check: each verb and resource the step
+    // uses, asked with a SelfSubjectAccessReview): its blockers join the step's own.
+    if (this.config.preflight) plan.blockers.push(...(await this.config.preflight(step.id, this.config.kube, inventory?.document)));
     const { inventoryPreview, ...rest } = plan;
     if (inventoryPreview !== undefined) onPreview?.(inventoryPreview);
     return rest;

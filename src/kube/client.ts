@@ -276,7 +276,9 @@ export class KubeTransport {
   private async send(inner: IsomorphicFetchHttpLibrary, req: RequestContext): Promise<ResponseContext> {
     const method = req.getHttpMethod().toString().toUpperCase();
     const url = new URL(req.getUrl());
-    const write = method !== 'GET' && method !== 'HEAD';
+    // An access review is a question, not a write: the server persists nothing, so every
+    // dry-run mode sends it as it is.
+    const write = method !== 'GET' && method !== 'HEAD' && url.pathname !== '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews';
     if (write) {
       // The gateway already records writes in client mode; this is the backstop that makes
       // dry-run impossible to bypass from anything that holds this transport.

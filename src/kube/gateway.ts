@@ -22,6 +22,28 @@ import type { Precondition } from './conflict.ts';
 export type { ResourceRef, PatchType, DryRunMode, DryRunEntry, CallCounts, Precondition };
 export { expectFields } from './conflict.ts';
 
+/** One question of {@link KubeGateway.accessReview} (`spec.resourceAttributes` of a SelfSubjectAccessReview). */
+export interface AccessReviewRequest {
+  verb: string;
+  /** API group, `''` for the core group. */
+  group: string;
+  resource: string;
+  subresource?: string;
+  /** Absent: cluster-scoped resources, or every namespace. */
+  namespace?: string;
+}
+
+/** The API server's answer to an {@link AccessReviewRequest}. */
+export interface AccessReviewResult {
+  allowed: boolean;
+  /** The review itself was refused or not served: nothing is known. */
+  unknown?: boolean;
+  reason?: string;
+}
+
+/** Where SelfSubjectAccessReviews are posted. */
+export const ACCESS_REVIEW_PATH = '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews';
+
 /** A Kubernetes object as plain JSON. */
 export interface KubeObject {
   apiVersion?: string;
@@ -159,6 +181,12 @@ export interface KubeGateway {
   podLog(namespace: string, pod: string, container?: string, opts?: { tailLines?: number }): Promise<string>;
   /** `GET` through the API server's pod proxy: `/api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy/<path>`. Any status is returned, not thrown. */
   proxyGet(namespace: string, pod: string, port: number, path: string): Promise<ProxyResponse>;
+  /**
+   * Asks the API server whether the current user may do one thing (a SelfSubjectAccessReview,
+   * as `kubectl auth can-i` sends). Persists nothing, so it is sent in every dry-run mode.
+   * `unknown` when the server would not answer the question (403/404 on the review itself).
+   */
+  accessReview(request: AccessReviewRequest): Promise<AccessReviewResult>;
   /** A JSON read of any API path, exactly as served (for legacy capitalised fields). */
   raw<T = unknown>(path: string, query?: Record<string, string | number | boolean | undefined>): Promise<T>;
   /** Polls `probe` until it returns a value, the timeout passes (WaitTimeoutError naming `describe`), or the signal aborts. */
@@ -446,6 +474,17 @@ class ApiKubeGateway implements KubeGateway {
     const tail = path.startsWith('/') ? path : `/${path}`;
     const resp = await this.#transport.request('GET', `${base}:${port}/proxy${tail}`, { accept: '*/*', allowStatus: ALL_STATUSES });
     return { status: resp.status, body: resp.text };
+  }
+
+  async accessReview(request: AccessReviewRequest): Promise<AccessReviewResult> {
+    const resourceAttributes: Record<string, string> = { verb: request.verb, group: request.group, resource: request.resource };
+    if (request.subresource) resourceAttributes.subresource = request.subresource;
+    if (request.namespace) resourceAttributes.namespace = request.namespace;
+    const body = { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes } };
+    const resp = await this.#transport.request('POST', ACCESS_REVIEW_PATH, { body, allowStatus: [403, 404] });
+    if (resp.status === 403 || resp.status === 404) return { allowed: false, unknown: true, reason: `the API server did not answer the access review (HTTP ${resp.status})` };
+    const answer = JSON.parse(resp.text) as { status?: { allowed?: boolean; reason?: string } };
+    return { allowed: answer.status?.allowed === true, ...(answer.status?.reason ? { reason: answer.status.reason } : {}) };
   }
 
   async raw<T = unknown>(path: string, query?: Record<string, string | number | boolean | undefined>): Promise<T> {

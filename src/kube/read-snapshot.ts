@@ -20,7 +20,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import type { CallCounts, ClusterIdentity, DeleteOptions, DeleteResult, DryRunEntry, DryRunMode, EvictionResult, KubeGateway, KubeObject, ListOptions, PatchType, ProxyResponse, ResourceRef, WaitOptions, WaitProbe } from './gateway.ts';
+import type { AccessReviewRequest, AccessReviewResult, CallCounts, ClusterIdentity, DeleteOptions, DeleteResult, DryRunEntry, DryRunMode, EvictionResult, KubeGateway, KubeObject, ListOptions, PatchType, ProxyResponse, ResourceRef, WaitOptions, WaitProbe } from './gateway.ts';
 import { KubeApiError } from './errors.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
 
@@ -54,7 +54,9 @@ interface Entry {
 /** Cache tags: what an entry depends on. A write invalidates every entry carrying one of its tags. */
 export const kubeKindTag = (kind: string): string => `kube:${kind}`;
 /** Tag of every `raw` read (any Kubernetes write may change what a raw path shows). */
-export const KUBE_RAW_TAG = 'kube:raw';
+export /** Access reviews: invalidated only by writes of RBAC objects (see kubeWriteTags). */
+const KUBE_ACCESS_TAG = 'kube:access';
+const KUBE_RAW_TAG = 'kube:raw';
 
 /**
  * The cache shared by the decorated gateways of one command. Holds promises, so concurrent
@@ -208,6 +210,7 @@ export function kubeWriteTags(kind: string): string[] | '*' {
   if (kinds === '*') return '*';
   const tags = [...kinds.map(kubeKindTag), KUBE_RAW_TAG];
   if (kinds.includes('AzureAssignedIdentity')) tags.push(ARM_SCALE_SETS_TAG);
+  if (/^(Cluster)?Role(Binding)?$/.test(kind)) tags.push(KUBE_ACCESS_TAG);
   return tags;
 }
 
@@ -335,6 +338,12 @@ class SnapshotKubeGateway implements KubeGateway {
 
   evict(namespace: string, pod: string, opts?: { gracePeriodSeconds?: number }): Promise<EvictionResult> {
     return invalidating(this.#snapshot, this.#writeTags('Eviction'), () => this.#inner.evict(namespace, pod, opts));
+  }
+
+  async accessReview(request: AccessReviewRequest): Promise<AccessReviewResult> {
+    // A question about the caller's own permissions: answered once per command, and no write.
+    const answer = await this.#snapshot.read(`kube:access-review:${JSON.stringify(request)}`, [KUBE_ACCESS_TAG], () => this.#inner.accessReview(request));
+    return { ...answer };
   }
 
   podLog(namespace: string, pod: string, container?: string, opts?: { tailLines?: number }): Promise<string> {

@@ -25,6 +25,14 @@ export interface Clock {
   sleep(simMs: number, signal?: AbortSignal): Promise<void>;
   /** How many simulated milliseconds pass per real millisecond. */
   readonly timeScale: number;
+  /**
+   * The wall-clock instant a simulated instant is shown to clients as (API timestamps), so
+   * that ages computed by clients against their own clock are never negative. Absent: the
+   * same instant.
+   */
+  toWall?(simMs: number): number;
+  /** The inverse of {@link Clock.toWall}, for timestamps clients send. */
+  fromWall?(wallMs: number): number;
 }
 
 /** RFC 3339 timestamp with second precision, as the Kubernetes API server writes them. */
@@ -40,10 +48,22 @@ export class ScaledClock implements Clock {
   private nextId = 1;
   private readonly timers = new Map<number, NodeJS.Timeout>();
 
+  /** Wall-clock epoch ms when the clock started: simulated time is anchored there. */
+  readonly wallStart = Date.now();
+
   constructor(opts: { timeScale?: number; start?: number } = {}) {
     this.timeScale = opts.timeScale ?? 1;
     if (!(this.timeScale > 0)) throw new RangeError(`timeScale must be > 0, got ${this.timeScale}`);
-    this.simStart = opts.start ?? Date.now();
+    this.simStart = opts.start ?? this.wallStart;
+  }
+
+  /** Simulated time runs `timeScale` times faster from the anchor; clients see it compressed back onto the wall clock. */
+  toWall(simMs: number): number {
+    return this.wallStart + (simMs - this.simStart) / this.timeScale;
+  }
+
+  fromWall(wallMs: number): number {
+    return this.simStart + (wallMs - this.wallStart) * this.timeScale;
   }
 
   now(): number {

@@ -32,7 +32,20 @@ try {
     churn: !values['no-churn'],
   });
   const files = sandbox.writeClientFiles(dir);
-  await sandbox.waitReady(Number(values['ready-timeout'] ?? 120_000));
+  // While it settles, say what is not ready yet (in sandbox.json for `sandbox up`, and in the log).
+  let lastMissing = '';
+  const progress = setInterval(() => {
+    const missing = sandbox!.notReadyReasons().slice(0, 20);
+    writeState(dir, { status: 'starting', pid: process.pid, startedAt: started, notReady: missing });
+    const text = missing.join('; ');
+    if (text && text !== lastMissing) console.log(`not ready yet: ${text}`);
+    lastMissing = text;
+  }, 2000);
+  try {
+    await sandbox.waitReady(Number(values['ready-timeout'] ?? 120_000));
+  } finally {
+    clearInterval(progress);
+  }
   writeState(dir, {
     status: 'ready',
     pid: process.pid,

@@ -52,9 +52,11 @@ export function podIdentityObjects(s: Scenario): KObject[] {
   const out: KObject[] = [];
   for (const o of [...crds, ...rest, ...exceptions]) {
     const obj = structuredClone(o);
-    if (obj.metadata.namespace === 'default') obj.metadata.namespace = namespace;
+    // NMI's objects may live apart from MIC's (e.g. NMI in kube-system, MIC in its own namespace).
+    const target = /nmi/.test(obj.metadata.name ?? '') || obj.kind === 'DaemonSet' ? s.podIdentity.nmiNamespace : /mic/.test(obj.metadata.name ?? '') || obj.kind === 'Deployment' ? s.podIdentity.micNamespace : namespace;
+    if (obj.metadata.namespace === 'default') obj.metadata.namespace = target;
     if (obj.kind === 'ClusterRoleBinding') {
-      for (const subj of obj.subjects ?? []) if (subj.namespace === 'default') subj.namespace = namespace;
+      for (const subj of obj.subjects ?? []) if (subj.namespace === 'default') subj.namespace = /nmi/.test(subj.name ?? '') ? s.podIdentity.nmiNamespace : /mic/.test(subj.name ?? '') ? s.podIdentity.micNamespace : namespace;
     }
     if (obj.kind === 'DaemonSet' || obj.kind === 'Deployment') {
       const c = obj.spec.template.spec.containers[0];
@@ -116,6 +118,16 @@ function helmify(o: KObject, s: Scenario): KObject {
     if (o.kind === 'DaemonSet' && compareVersion(s.podIdentity.version, 'v1.6.0') >= 0) {
       c.args = [...c.args, '--operation-mode=standard', '--kubelet-config=/etc/default/kubelet'];
     }
+    // What the chart's templates make of its values.
+    const v = s.podIdentity.helmValues;
+    const part = o.kind === 'DaemonSet' ? v.nmi : v.mic;
+    if (v.forceNamespaced) c.args = [...c.args, '--forceNamespaced=true'];
+    if (o.kind === 'DaemonSet' && v.nmi?.allowNetworkPluginKubenet) c.args = [...c.args, '--allow-network-plugin-kubenet=true'];
+    if (o.kind === 'DaemonSet' && v.nmi?.probePort) c.args = [...c.args.filter((a: string) => !a.startsWith('--http-probe-port')), `--http-probe-port=${v.nmi.probePort}`];
+    if (o.kind === 'Deployment' && v.mic?.syncRetryDuration) c.args = [...c.args, `--sync-retry-duration=${v.mic.syncRetryDuration}`];
+    if (o.kind === 'Deployment' && v.mic?.logVerbosity !== undefined) c.args = [...c.args.filter((a: string) => !/^--v=/.test(a)), `--v=${v.mic.logVerbosity}`];
+    if (part?.nodeSelector) pod.nodeSelector = { ...(pod.nodeSelector ?? {}), ...part.nodeSelector };
+    if (part?.tolerations) pod.tolerations = [...(pod.tolerations ?? []), ...part.tolerations];
   }
   return o;
 }
@@ -166,32 +178,36 @@ export function workloadObjects(s: Scenario): KObject[] {
   for (const w of s.workloads) {
     const labels: Record<string, string> = { app: w.name };
     if (w.binding) labels.aadpodidbinding = w.binding;
-    out.push({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: w.name, namespace: w.namespace, labels: { app: w.name } },
-      spec: {
-        replicas: w.replicas,
-        selector: { matchLabels: { app: w.name } },
-        template: {
-          metadata: { labels },
-          spec: {
-            ...(w.pools.length === 1
-              ? { nodeSelector: { 'kubernetes.azure.com/agentpool': w.pools[0] } }
-              : { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.azure.com/agentpool', operator: 'In', values: w.pools }] }] } } } }),
-            terminationGracePeriodSeconds: 10,
-            containers: [
-              {
-                name: w.name,
-                image: `contoso.azurecr.io/${w.namespace}/${w.name}:1.4.2`,
-                ports: w.port ? [{ containerPort: w.port, name: 'http' }] : undefined,
-                env: [{ name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } }],
-              },
-            ],
-          },
+    const podSpec = {
+      ...(w.pools.length === 1
+        ? { nodeSelector: { 'kubernetes.azure.com/agentpool': w.pools[0] } }
+        : { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.azure.com/agentpool', operator: 'In', values: w.pools }] }] } } } }),
+      ...(w.hostNetwork ? { hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet' } : {}),
+      terminationGracePeriodSeconds: 10,
+      ...(w.volumes.length ? { volumes: w.volumes.map((v) => ({ name: v.name, ...(v.emptyDir ? { emptyDir: v.emptyDir } : { hostPath: v.hostPath }) })) } : {}),
+      containers: [
+        {
+          name: w.name,
+          image: `contoso.azurecr.io/${w.namespace}/${w.name}:1.4.2`,
+          ports: w.port ? [{ containerPort: w.port, name: 'http' }] : undefined,
+          env: [{ name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } }],
+          ...(w.volumes.length ? { volumeMounts: w.volumes.map((v) => ({ name: v.name, mountPath: `/mnt/${v.name}` })) } : {}),
         },
-      },
-    });
+      ],
+    };
+    if (w.kind === 'Pod') {
+      // Bare pods: nobody re-creates them after an eviction or a reimage.
+      for (let i = 0; i < w.replicas; i++) {
+        out.push({ apiVersion: 'v1', kind: 'Pod', metadata: { name: w.replicas === 1 ? w.name : `${w.name}-${i}`, namespace: w.namespace, labels }, spec: structuredClone(podSpec) });
+      }
+    } else {
+      out.push({
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: w.name, namespace: w.namespace, labels: { app: w.name } },
+        spec: { replicas: w.replicas, selector: { matchLabels: { app: w.name } }, template: { metadata: { labels }, spec: podSpec } },
+      });
+    }
     if (w.pdb) {
       out.push({
         apiVersion: 'policy/v1',

@@ -20,6 +20,8 @@ export interface SandboxState {
   pid: number;
   startedAt: string;
   readyAt?: string;
+  /** While starting: what keeps the cluster from its steady state (as `/_sandbox/ready` reports it). */
+  notReady?: string[];
   stoppedAt?: string;
   scenario?: string;
   scenarioFile?: string;
@@ -121,8 +123,13 @@ export async function sandboxUp(opts: UpOptions = {}): Promise<SandboxState> {
     last = st?.status ?? last;
     await new Promise((r) => setTimeout(r, 100));
   }
+  const notReady = readState(dir)?.notReady ?? [];
   if (child.pid && isAlive(child.pid)) process.kill(child.pid, 'SIGTERM');
-  throw new SandboxError(`the sandbox did not become ready within ${Math.round((opts.timeoutMs ?? 120_000) / 1000)} s`, `See ${logFile}; a slow machine may need --timeout.`);
+  const what = notReady.length ? `; still not ready:\n  ${notReady.join('\n  ')}` : '';
+  throw new SandboxError(
+    `the sandbox did not become ready within ${Math.round((opts.timeoutMs ?? 120_000) / 1000)} s${what}`,
+    notReady.length ? `Fix the scenario so these can become ready (e.g. a workload pinned to a pool with no nodes), or give a slow machine more time with --timeout. See ${logFile}.` : `See ${logFile}; a slow machine may need --timeout.`,
+  );
 }
 
 /** Stops the sandbox recorded in `dir` (SIGTERM, then SIGKILL after 10 s) and removes its credentials. */

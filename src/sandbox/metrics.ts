@@ -25,6 +25,8 @@ const MUTATING = new Set(['create', 'update', 'patch', 'delete', 'deletecollecti
 
 export function isMutating(r: Pick<RequestRecord, 'verb' | 'resource'>): boolean {
   if (!MUTATING.has(r.verb)) return false;
+  // Access reviews are questions answered from RBAC: nothing is persisted.
+  if (/^selfsubject(access|rules)?reviews\./.test(r.resource)) return false;
   // ARM POSTs that only read (listKeys-style) do not occur in the sandbox; every POST mutates.
   return true;
 }

@@ -1,7 +1,11 @@
 /** Container logs kept by the simulated kubelet and served by the `pods/log` subresource. */
 
+/** A new log line of one container. */
+export type LogListener = (namespace: string, pod: string, container: string, line: string) => void;
+
 export class PodLogs {
   private readonly logs = new Map<string, string[]>();
+  private readonly listeners = new Set<LogListener>();
   private readonly maxLines: number;
 
   constructor(maxLines = 2000) {
@@ -18,6 +22,13 @@ export class PodLogs {
     if (!arr) this.logs.set(k, (arr = []));
     arr.push(line);
     if (arr.length > this.maxLines) arr.splice(0, arr.length - this.maxLines);
+    for (const l of this.listeners) l(namespace, pod, container, line);
+  }
+
+  /** Calls `listener` for every line appended from now on (`logs -f`). Returns the unsubscribe function. */
+  subscribe(listener: LogListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** The log text (lines joined with '\n', trailing newline), or undefined when the container never logged. */

@@ -24,6 +24,8 @@ import { identityObjects, podIdentityObjects, workloadObjects } from './install.
 import { applyDefaults, validate } from './kube-api/defaults.ts';
 import { registerBuiltinTypes } from './kube-api/types.ts';
 import { startKubeApiServer } from './kube-api/server.ts';
+import { bootstrapPolicyObjects } from './kube-api/rbac.ts';
+import { sandboxUsers, type SandboxUser } from './kube-api/users.ts';
 import { Metrics } from './metrics.ts';
 import { PodNetwork } from './netsim.ts';
 import { OutageMeter, registerPodIdentityPrograms, startImds, type PodIdentityOptions } from './podidentity/index.ts';
@@ -50,6 +52,11 @@ export interface SandboxStatus {
   scenario: string;
   timeScale: number;
   simulatedTime: string;
+  /**
+   * The clock's anchor: simulated time started at `startedAt` (wall clock) and runs
+   * `timeScale` times faster; API timestamps are shown on the wall clock (`clientNow`).
+   */
+  clock: { timeScale: number; startedAt: string; simulatedNow: string; clientNow: string };
   kubeUrl: string;
   armUrl: string;
   objects: Record<string, number>;
@@ -87,6 +94,8 @@ export class Sandbox {
   armUrl = '';
   /** Bearer token of the Kubernetes API server (written only into the 0600 kubeconfig). */
   readonly kubeToken = randomBytes(24).toString('hex');
+  /** The `readonly`, `operator` and scenario users (tokens written only into the 0600 kubeconfig). */
+  readonly users: SandboxUser[];
   /** Bearer token of the ARM endpoint (written only into a 0600 file). */
   readonly armToken = randomBytes(24).toString('hex');
   caPem = '';
@@ -100,6 +109,7 @@ export class Sandbox {
     this.scenario = opts.scenario;
     this.clock = new ScaledClock({ timeScale: opts.timeScale ?? opts.scenario.timeScale });
     this.store = new ObjectStore(this.clock);
+    this.users = sandboxUsers(opts.scenario.users ?? []);
     this.arm = new ArmState({
       subscriptionId: opts.scenario.subscriptionId,
       tenantId: opts.scenario.tenantId,
@@ -167,6 +177,7 @@ export class Sandbox {
       store: this.store,
       tls,
       token: this.kubeToken,
+      users: this.users,
       metrics: this.metrics,
       faults: this.faults,
       network: this.network,
@@ -293,6 +304,24 @@ export class Sandbox {
         });
       }
     }
+    // The bootstrap RBAC policy every cluster has, then what the sandbox's users may do.
+    this.createAll(bootstrapPolicyObjects());
+    for (const u of this.users) this.createAll(u.objects);
+    // AvailabilitySet pools have no scale set: their nodes are standalone VMs (aks-<pool>-<id>-<i>).
+    for (const pool of s.pools.filter((p) => p.type === 'AvailabilitySet')) {
+      for (let i = 0; i < pool.count; i++) {
+        const idx = nodeIndex++;
+        const name = `aks-${pool.name}-12345678-${i}`;
+        addNode(this.store, {
+          name,
+          pool: pool.name,
+          providerID: `azure:///subscriptions/${s.subscriptionId}/resourceGroups/${s.cluster.nodeResourceGroup.toLowerCase()}/providers/Microsoft.Compute/virtualMachines/${name}`,
+          ip: `10.224.${Math.floor(idx / 250)}.${(idx % 250) + 4}`,
+          capacityPods: pool.maxPodsPerNode,
+          labels: { 'kubernetes.azure.com/mode': pool.mode.toLowerCase(), 'node.kubernetes.io/instance-type': pool.vmSize },
+        });
+      }
+    }
     this.createAll(podIdentityObjects(s));
     this.createAll(identityObjects(s));
     this.createAll(workloadObjects(s));
@@ -350,6 +379,7 @@ export class Sandbox {
       scenario: this.scenario.name,
       timeScale: this.clock.timeScale,
       simulatedTime: new Date(this.clock.now()).toISOString(),
+      clock: { timeScale: this.clock.timeScale, startedAt: new Date(this.clock.wallStart).toISOString(), simulatedNow: new Date(this.clock.now()).toISOString(), clientNow: new Date(this.clock.toWall(this.clock.now())).toISOString() },
       kubeUrl: this.kubeUrl,
       armUrl: this.armUrl,
       objects,
@@ -393,15 +423,19 @@ export class Sandbox {
     return { dir: abs, kubeconfig, caFile, armTokenFile, envFile };
   }
 
-  /** A kubeconfig for the sandbox (CA data and bearer token inline). */
+  /**
+   * A kubeconfig for the sandbox (CA data and bearer tokens inline): the administrator's
+   * context (current, its user listed first) and one context per other user, named after it
+   * (`readonly`, `operator`, the scenario's users).
+   */
   kubeconfigYaml(): string {
     const name = `sandbox-${this.scenario.cluster.name}`;
     return toYaml({
       apiVersion: 'v1',
       kind: 'Config',
       clusters: [{ name, cluster: { server: this.kubeUrl, 'certificate-authority-data': Buffer.from(this.caPem).toString('base64') } }],
-      users: [{ name: `${name}-admin`, user: { token: this.kubeToken } }],
-      contexts: [{ name, context: { cluster: name, user: `${name}-admin` } }],
+      users: [{ name: `${name}-admin`, user: { token: this.kubeToken } }, ...this.users.map((u) => ({ name: `${name}-${u.context}`, user: { token: u.token } }))],
+      contexts: [{ name, context: { cluster: name, user: `${name}-admin` } }, ...this.users.map((u) => ({ name: u.context, context: { cluster: name, user: `${name}-${u.context}` } }))],
       'current-context': name,
     });
   }

@@ -54,6 +54,10 @@ export interface ScenarioWorkload {
   binding?: string;
   pdb?: { minAvailable?: number | string; maxUnavailable?: number | string };
   port?: number;
+  /** `Pod`: bare pods without a controller. */
+  kind: 'Deployment' | 'Pod';
+  hostNetwork: boolean;
+  volumes: { name: string; emptyDir?: { medium?: string; sizeLimit?: string }; hostPath?: { path: string; type?: string } }[];
 }
 
 export interface ScenarioChurn {
@@ -93,6 +97,13 @@ export interface ScenarioLatency {
   nmiStartupSeconds: number;
 }
 
+/** The aad-pod-identity chart values a scenario can set. */
+export interface HelmValues {
+  forceNamespaced?: boolean;
+  nmi?: { allowNetworkPluginKubenet?: boolean; probePort?: number; nodeSelector?: Record<string, string>; tolerations?: Record<string, unknown>[] };
+  mic?: { logVerbosity?: number; syncRetryDuration?: string; nodeSelector?: Record<string, string>; tolerations?: Record<string, unknown>[] };
+}
+
 /** A validated scenario with every default filled in. */
 export interface Scenario {
   name: string;
@@ -102,7 +113,19 @@ export interface Scenario {
   subscriptionId: string;
   tenantId: string;
   cluster: { name: string; resourceGroup: string; location: string; kubernetesVersion: string; nodeResourceGroup: string };
-  podIdentity: { install: 'raw' | 'helm'; version: string; namespace: string; micReplicas: number; immutableUserMsis: string[]; micExtraArgs: string[] };
+  podIdentity: {
+    install: 'raw' | 'helm';
+    version: string;
+    /** Default namespace of NMI and MIC. */
+    namespace: string;
+    nmiNamespace: string;
+    micNamespace: string;
+    micReplicas: number;
+    immutableUserMsis: string[];
+    micExtraArgs: string[];
+    /** Chart values (install: helm). */
+    helmValues: HelmValues;
+  };
   pools: ScenarioPool[];
   namespaces: string[];
   identities: ScenarioIdentity[];
@@ -114,6 +137,17 @@ export interface Scenario {
   /** AKS operations run during the rehearsal (see `aks-operations.ts`). */
   aksOperations: ScheduledAksOperation[];
   workloadIdentity: ScenarioWorkloadIdentity;
+  /** Extra Kubernetes users (the admin, `readonly` and `operator` users always exist). */
+  users: ScenarioUser[];
+}
+
+/** A Kubernetes user of the scenario: a bearer token, a kubeconfig context, RBAC bindings. */
+export interface ScenarioUser {
+  name: string;
+  groups: string[];
+  clusterRoles: string[];
+  rules: { verbs: string[]; apiGroups?: string[]; resources?: string[]; resourceNames?: string[]; nonResourceURLs?: string[] }[];
+  namespace?: string;
 }
 
 /** A scenario file that cannot be used; `problems` lists every field at fault. */
@@ -201,10 +235,14 @@ function normalise(raw: any, source: string): Scenario {
     install: pi.install ?? 'raw',
     version: pi.version ?? 'v1.8.17',
     namespace: pi.namespace ?? 'default',
+    nmiNamespace: pi.nmiNamespace ?? pi.namespace ?? 'default',
+    micNamespace: pi.micNamespace ?? pi.namespace ?? 'default',
     micReplicas: pi.micReplicas ?? 2,
     immutableUserMsis: pi.immutableUserMsis ?? [],
     micExtraArgs: pi.micExtraArgs ?? [],
+    helmValues: pi.helmValues ?? {},
   };
+  if (pi.helmValues && (pi.install ?? 'raw') !== 'helm') problems.push('podIdentity.helmValues: only used with install: helm (set podIdentity.install: helm, or drop helmValues)');
   if (compareVersion(podIdentity.version, 'v1.6.0') < 0 && podIdentity.version) {
     // Still loadable: the migration's inventory is what must refuse it (NMI < v1.6.0 blocker).
   }
@@ -257,7 +295,8 @@ function normalise(raw: any, source: string): Scenario {
     });
     if (w.binding && !selectors.has(w.binding)) problems.push(`workloads[${idx}].binding: no identity declares selector "${w.binding}"`);
     declaredNs.add(w.namespace);
-    return { name: w.name, namespace: w.namespace, pools: wanted, replicas: w.replicas ?? 1, binding: w.binding, pdb: w.pdb, port: w.port };
+    if (w.kind === 'Pod' && w.pdb) problems.push(`workloads[${idx}].pdb: a PodDisruptionBudget needs pods with a controller; drop pdb or use kind: Deployment`);
+    return { name: w.name, namespace: w.namespace, pools: wanted, replicas: w.replicas ?? 1, binding: w.binding, pdb: w.pdb, port: w.port, kind: w.kind ?? 'Deployment', hostNetwork: w.hostNetwork ?? false, volumes: w.volumes ?? [] };
   });
   dupes(workloads.map((w) => `${w.namespace}/${w.name}`), 'workloads', problems);
   const churn: ScenarioChurn[] = (raw.churn ?? []).map((c: any, idx: number) => {
@@ -267,8 +306,16 @@ function normalise(raw: any, source: string): Scenario {
     return { namespace: c.namespace, pool: c.pool, binding: c.binding, everySeconds: c.everySeconds, durationSeconds: c.durationSeconds ?? 30 };
   });
   const workloadIdentity = normaliseWorkloadIdentity(raw.workloadIdentity ?? {}, identityNames, problems);
+  const users: ScenarioUser[] = (raw.users ?? []).map((u: any, idx: number) => {
+    if (u.namespace) declaredNs.add(u.namespace);
+    if (['admin', 'readonly', 'operator'].includes(u.name)) problems.push(`users[${idx}].name: "${u.name}" is a built-in sandbox user; pick another name`);
+    return { name: u.name, groups: u.groups ?? [], clusterRoles: u.clusterRoles ?? [], rules: u.rules ?? [], namespace: u.namespace };
+  });
+  dupes(users.map((u) => u.name), 'users', problems);
   if (problems.length) throw new ScenarioError(source, problems);
   declaredNs.add(podIdentity.namespace);
+  declaredNs.add(podIdentity.nmiNamespace);
+  declaredNs.add(podIdentity.micNamespace);
   for (const c of workloadIdentity.federatedCredentials) declaredNs.add(c.namespace);
   const lat = raw.latency ?? {};
   return {
@@ -296,6 +343,7 @@ function normalise(raw: any, source: string): Scenario {
     faults: raw.faults ?? [],
     aksOperations: raw.aksOperations ?? [],
     workloadIdentity,
+    users,
   };
 }
 

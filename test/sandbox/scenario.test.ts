@@ -156,3 +156,37 @@ describe('workloads on several pools', () => {
     expect(problemsOf(MINIMAL.replace('pool: system, binding: app', 'pools: [system, gpu], binding: app'))).toEqual(['workloads[0].pools[1]: no pool named "gpu" (pools: system)']);
   });
 });
+
+describe('scenario fields for rehearsal fidelity', () => {
+  it('renders bare pods, volumes, hostNetwork, separate NMI/MIC namespaces and Helm values', () => {
+    const s = parseScenario(`${MINIMAL.replace('workloads: [{ name: app, namespace: apps, pool: system, binding: app }]', `workloads:
+  - { name: app, namespace: apps, pool: system, binding: app, volumes: [{ name: cache, emptyDir: {} }, { name: logs, hostPath: { path: /var/log } }] }
+  - { name: agent, namespace: apps, pool: system, kind: Pod, replicas: 2, hostNetwork: true }`)}podIdentity: { install: helm, nmiNamespace: kube-system, micNamespace: pod-identity, helmValues: { forceNamespaced: true, nmi: { probePort: 9000 }, mic: { nodeSelector: { pool: system } } } }
+users: [{ name: auditor, clusterRoles: [view], namespace: apps }]
+`);
+    const w = workloadObjects(s);
+    const deploy = w.find((o) => o.kind === 'Deployment')!;
+    expect(deploy.spec.template.spec.volumes).toEqual([{ name: 'cache', emptyDir: {} }, { name: 'logs', hostPath: { path: '/var/log' } }]);
+    expect(deploy.spec.template.spec.containers[0].volumeMounts).toEqual([{ name: 'cache', mountPath: '/mnt/cache' }, { name: 'logs', mountPath: '/mnt/logs' }]);
+    const pods = w.filter((o) => o.kind === 'Pod');
+    expect(pods.map((p) => p.metadata.name)).toEqual(['agent-0', 'agent-1']);
+    expect(pods[0].spec.hostNetwork).toBe(true);
+    const pi = podIdentityObjects(s);
+    const nmi = pi.find((o) => o.kind === 'DaemonSet')!;
+    const mic = pi.find((o) => o.kind === 'Deployment')!;
+    expect(nmi.metadata.namespace).toBe('kube-system');
+    expect(mic.metadata.namespace).toBe('pod-identity');
+    expect(nmi.spec.template.spec.containers[0].args).toEqual(expect.arrayContaining(['--forceNamespaced=true', '--http-probe-port=9000']));
+    expect(mic.spec.template.spec.nodeSelector).toMatchObject({ pool: 'system' });
+    const micBinding = pi.find((o) => o.kind === 'ClusterRoleBinding' && /mic/.test(o.metadata.name ?? ""))!;
+    expect(micBinding.subjects[0].namespace).toBe('pod-identity');
+    expect(s.namespaces).toEqual(expect.arrayContaining(['apps', 'pod-identity']));
+    expect(s.users).toEqual([{ name: 'auditor', groups: [], clusterRoles: ['view'], rules: [], namespace: 'apps' }]);
+  });
+
+  it('names what is wrong with the new fields', () => {
+    expect(problemsOf(`${MINIMAL}podIdentity: { helmValues: { forceNamespaced: true } }\n`)).toEqual(['podIdentity.helmValues: only used with install: helm (set podIdentity.install: helm, or drop helmValues)']);
+    expect(problemsOf(MINIMAL.replace('binding: app }]', 'binding: app, kind: Pod, pdb: { minAvailable: 1 } }]'))).toEqual(['workloads[0].pdb: a PodDisruptionBudget needs pods with a controller; drop pdb or use kind: Deployment']);
+    expect(problemsOf(`${MINIMAL}users: [{ name: operator }]\n`)).toEqual(['users[0].name: "operator" is a built-in sandbox user; pick another name']);
+  });
+});

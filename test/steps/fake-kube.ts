@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import fastJsonPatch from 'fast-json-patch';
+import type { AccessReviewRequest, AccessReviewResult } from '../../src/kube/gateway.ts';
 import type { Operation } from 'fast-json-patch';
 import type { EvictionResult, KubeGateway, KubeObject, ListOptions, ResourceRef, WaitOptions, WaitProbe } from '../../src/kube/gateway.ts';
 import { WaitTimeoutError } from '../../src/kube/errors.ts';
@@ -64,6 +65,13 @@ export type CurlBehaviour = (pod: KubeObject, url: string) => { status: number; 
 const AAI_CRD = 'azureassignedidentities.aadpodidentity.k8s.io';
 
 export class FakeKube implements KubeGateway {
+  /** Access reviews answered `allowed` unless listed in `deniedAccess` as `verb group/resource namespace`. */
+  readonly deniedAccess = new Set<string>();
+  async accessReview(r: AccessReviewRequest): Promise<AccessReviewResult> {
+    const resource = r.subresource ? `${r.resource}/${r.subresource}` : r.resource;
+    return { allowed: !this.deniedAccess.has(`${r.verb} ${r.group}/${resource} ${r.namespace ?? ''}`.trim()) };
+  }
+
   readonly dryRunMode = 'none' as const;
   readonly objects = new Map<string, KubeObject>();
   /** Every write, in order. */

@@ -345,12 +345,14 @@ export async function run(env: CliEnv, flags: DemoFlags, cmd: Command): Promise<
 
 type Env = CliEnv;
 
+/** The gateways of the demo's run, wired as every other command's (`src/cli/context.ts`): one read snapshot shared by both. */
 async function gatewaysFor(sb: DemoSandbox) {
   const kubeModule = await import('../../kube/index.ts');
   const azureModule = await import('../../azure/index.ts');
-  const kube = kubeModule.createKubeGateway({ kubeconfig: sb.kubeconfig });
-  const azure = azureModule.createAzureGateway({ subscriptionId: sb.subscriptionId, connection: azureModule.resolveAzureConnection(sb.armEnv) });
-  return { kube, azure };
+  const reads = new kubeModule.ReadSnapshot();
+  const kube = kubeModule.snapshotKubeGateway(kubeModule.createKubeGateway({ kubeconfig: sb.kubeconfig }), reads);
+  const azure = azureModule.snapshotAzureGateway(azureModule.createAzureGateway({ subscriptionId: sb.subscriptionId, connection: azureModule.resolveAzureConnection(sb.armEnv) }), reads);
+  return { kube, azure, readScope: <T>(phase: 'plan' | 'apply' | 'check' | 'rollback', call: () => Promise<T>) => reads.during(phase, call) };
 }
 
 /** `--procedure upstream`: the documented procedure instead of the runbook; each of its phases is a row of the report. */
@@ -396,8 +398,10 @@ async function migrateUpstream(env: Env, sb: DemoSandbox, dir: string, started: 
 
 async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSandbox, dir: string, p: Paint, started: number, procedure: DemoProcedure, json: boolean, pacing: DemoPacing): Promise<DemoReport> {
   const { STEPS, EXECUTORS } = await import('../../steps/registry.ts');
-  const { kube, azure } = await gatewaysFor(sb);
-  const info = await kube.clusterInfo();
+  const { kube, azure, readScope } = await gatewaysFor(sb);
+  const { kubePermissionBlockers } = await import('../../steps/lib/permission-preflight.ts');
+  const identity = await kube.clusterIdentity();
+  const info = { apiServer: identity.server, kubeSystemUid: identity.kubeSystemUid };
   const cluster: ClusterIdentity = { name: sb.clusterName, apiServer: info.apiServer, kubeSystemUid: info.kubeSystemUid, subscriptionId: sb.subscriptionId, aksResourceId: sb.aksResourceId };
   const journalPath = join(dir, 'journal.json');
   const inventoryPath = join(dir, 'inventory.yaml');
@@ -432,6 +436,8 @@ async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSa
       stepTimeoutMs: globals.stepTimeoutMs,
       events,
       verbose: globals.verbose,
+      readScope,
+      preflight: (stepId, gateway, inventoryDocument) => kubePermissionBlockers(stepId, gateway, inventoryDocument),
     });
   const progress = { stderr: env.deps.stderr, animated: env.animated, verbose: globals.verbose, verb: 'apply' as const };
   const all: StepRunResult[] = [];

@@ -14,15 +14,31 @@ import { controllerRef, ignoreNotFound, objectKey, ownerRefTo, scaledValue, setC
 import { WorkQueue } from './work-queue.ts';
 
 const REVISION = 'deployment.kubernetes.io/revision';
+const REVISION_HISTORY = 'deployment.kubernetes.io/revision-history';
 const DESIRED = 'deployment.kubernetes.io/desired-replicas';
 const MAX_REPLICAS = 'deployment.kubernetes.io/max-replicas';
 const HASH = 'pod-template-hash';
 
 /** The template as the hash sees it: without the hash label the controller itself adds. */
 function hashableTemplate(tpl: Record<string, any> | undefined): Record<string, any> {
-  const t = structuredClone(tpl ?? {});
+  const t = withoutNulls(structuredClone(tpl ?? {}));
   if (t.metadata?.labels) delete t.metadata.labels[HASH];
   return t;
+}
+
+/**
+ * The controller hashes the decoded Go struct, where `null` and absent are the same (a
+ * template copied back by `kubectl rollout undo` carries `creationTimestamp: null`).
+ */
+function withoutNulls(v: any): any {
+  if (Array.isArray(v)) return v.map(withoutNulls);
+  if (v && typeof v === 'object') {
+    for (const k of Object.keys(v)) {
+      if (v[k] === null) delete v[k];
+      else v[k] = withoutNulls(v[k]);
+    }
+  }
+  return v;
 }
 
 function revisionOf(rs: Readonly<KObject>): number {
@@ -104,8 +120,11 @@ export class DeploymentController {
         if (newRS && !all.some((rs) => rs.metadata.uid === newRS!.metadata.uid)) all.push(newRS);
       } else if (revisionOf(newRS) < maxRevision && all.length > 1) {
         // Rolling back to an older template makes its ReplicaSet the newest revision again.
+        // The revisions it had before are kept in revision-history, as upstream does.
         this.patchReplicaSet(newRS, (o) => {
-          o.metadata.annotations = { ...(o.metadata.annotations ?? {}), [REVISION]: String(maxRevision + 1) };
+          const previous = o.metadata.annotations?.[REVISION];
+          const history = [o.metadata.annotations?.[REVISION_HISTORY], previous].filter((x) => x).join(',');
+          o.metadata.annotations = { ...(o.metadata.annotations ?? {}), [REVISION]: String(maxRevision + 1), ...(history ? { [REVISION_HISTORY]: history } : {}) };
         });
       }
       if (newRS) {

@@ -20,6 +20,7 @@ import { Kubelet, type KubeletTiming } from './kubelet.ts';
 import { type NodeInfraEvents, NodeLifecycleController } from './node-lifecycle.ts';
 import { ReplicaSetController } from './replicaset.ts';
 import { Scheduler } from './scheduler.ts';
+import { ClusterEvents, NodeLeases } from './events.ts';
 import { requireType } from './util.ts';
 import type { WorkQueue } from './work-queue.ts';
 
@@ -83,8 +84,11 @@ export class ClusterControllers {
     const gc = new GarbageCollector({ store, clock, cache });
     const nodes = new NodeLifecycleController({ store, clock, cache, kubelet, nodeType, podType, infra });
     this.queues = [scheduler.queue, rs.queue, deploy.queue, ds.queue, job.queue, pdb.queue, gc.queue, nodes.queue, kubelet.podQueue, kubelet.statusQueue];
+    // Events and node leases: what the components leave behind for `describe` and `get events`.
+    const events = new ClusterEvents({ store, clock, cache });
+    const leases = new NodeLeases({ store, clock, cache });
     cache.start();
-    for (const c of [nodes, scheduler, kubelet, deploy, rs, ds, job, pdb, gc]) {
+    for (const c of [nodes, scheduler, kubelet, deploy, rs, ds, job, pdb, gc, events, leases]) {
       c.start();
       this.stoppers.push(() => c.stop());
     }

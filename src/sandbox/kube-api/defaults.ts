@@ -117,6 +117,16 @@ export function applyDefaults(t: ResourceType, obj: KObject): void {
       setDefault(obj.status, 'desiredHealthy', 0);
       setDefault(obj.status, 'expectedPods', 0);
       break;
+    case '/Secret':
+      if (!hadSpec) delete obj.spec;
+      // stringData is write-only: the registry folds it into base64 data (stringData wins).
+      if (obj.stringData && typeof obj.stringData === 'object') {
+        obj.data = { ...(obj.data ?? {}) };
+        for (const [k, v] of Object.entries(obj.stringData as Record<string, string>)) obj.data[k] = Buffer.from(String(v), 'utf8').toString('base64');
+      }
+      delete obj.stringData;
+      if (!obj.type) obj.type = 'Opaque';
+      break;
     case '/Service':
       setDefault(spec, 'type', 'ClusterIP');
       setDefault(spec, 'sessionAffinity', 'None');

@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import type { ObjectStore, ResourceType } from '../store.ts';
 import { apiVersionOf } from '../store.ts';
+import { kindSchemas } from './openapi.ts';
 
 /** The version the simulated control plane reports (an AKS 1.32 patch release). */
 export const SERVER_VERSION = {
@@ -74,6 +75,9 @@ const SUBRESOURCE_ENTRY: Record<string, (t: ResourceType) => Record<string, unkn
   proxy: (t) => ({ kind: `${t.kind}ProxyOptions`, verbs: ['create', 'delete', 'get', 'patch', 'update'] }),
   finalize: (t) => ({ kind: t.kind, verbs: ['update'] }),
   token: () => ({ group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] }),
+  exec: () => ({ kind: 'PodExecOptions', verbs: ['create', 'get'] }),
+  attach: () => ({ kind: 'PodAttachOptions', verbs: ['create', 'get'] }),
+  portforward: () => ({ kind: 'PodPortForwardOptions', verbs: ['create', 'get'] }),
 };
 
 function storageVersionHash(t: ResourceType): string {
@@ -104,6 +108,13 @@ function gvPath(gv: GroupVersion): string {
   return gv.group ? `apis/${gv.group}/${gv.version}` : `api/${gv.version}`;
 }
 
+/** `GET /openapi/v2`: one Swagger 2.0 document with the definitions of every served kind. */
+export function openApiV2Document(store: ObjectStore): object {
+  const definitions: Record<string, unknown> = {};
+  for (const t of store.types()) Object.assign(definitions, kindSchemas(store, t, (n) => `#/definitions/${n}`).schemas);
+  return { swagger: '2.0', info: { title: 'Kubernetes', version: SERVER_VERSION.gitVersion }, paths: {}, definitions };
+}
+
 /** `GET /openapi/v3`: the index of per-group-version documents, with content hashes. */
 export function openApiV3Index(store: ObjectStore): object {
   const paths: Record<string, { serverRelativeURL: string }> = {};
@@ -132,12 +143,9 @@ export function openApiV3Document(store: ObjectStore, group: string, version: st
   const prefix = group ? `/apis/${group}/${version}` : `/api/${version}`;
   for (const t of types) {
     const gvk = { group, version, kind: t.kind };
-    const schemaName = `${group || 'core'}.${version}.${t.kind}`;
-    // No group-version-kind on the schema itself: kubectl then computes apply patches from
-    // its built-in type knowledge (or as merge patches for custom resources) instead of
-    // looking for field-level patch strategies this document does not carry.
-    schemas[schemaName] = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
-    const ref = { $ref: `#/components/schemas/${schemaName}` };
+    const kind = kindSchemas(store, t, (n) => `#/components/schemas/${n}`);
+    Object.assign(schemas, kind.schemas);
+    const ref = { $ref: `#/components/schemas/${kind.name}` };
     const body = { content: { 'application/json': { schema: ref } }, required: true };
     const ok = { description: 'OK', content: { 'application/json': { schema: ref } } };
     const op = (action: string, extra: Record<string, unknown> = {}) => ({
@@ -156,7 +164,10 @@ export function openApiV3Document(store: ObjectStore, group: string, version: st
       get: op('get'),
       put: op('put', { requestBody: body, parameters: [DRY_RUN_PARAM, FIELD_VALIDATION_PARAM] }),
       patch: op('patch', {
-        requestBody: { content: { 'application/json-patch+json': { schema: { type: 'object' } }, 'application/merge-patch+json': { schema: { type: 'object' } }, 'application/strategic-merge-patch+json': { schema: { type: 'object' } } }, required: true },
+        // Strategic merge patch is accepted but not advertised: kubectl then computes apply
+        // patches from its compiled-in types (exact for every field), not from these schemas,
+        // which describe the fields a migration uses rather than the whole API.
+        requestBody: { content: { 'application/json-patch+json': { schema: { type: 'object' } }, 'application/merge-patch+json': { schema: { type: 'object' } }, 'application/apply-patch+yaml': { schema: { type: 'object' } } }, required: true },
         parameters: [DRY_RUN_PARAM, FIELD_VALIDATION_PARAM],
       }),
       delete: op('delete', { parameters: [DRY_RUN_PARAM] }),

@@ -9,6 +9,9 @@ import type { KObject, ObjectStore, ResourceType } from '../store.ts';
 import { apiVersionOf, qualifiedResource, StoreError } from '../store.ts';
 import { type FieldRequirement, type LabelRequirement, labelSelectorFromObject, matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from '../selectors.ts';
 import { applyDefaults, validate } from './defaults.ts';
+import { decodeProtobufObject, isProtobuf } from './protobuf.ts';
+import type { ClientTime } from './client-time.ts';
+import { serverSideApply, trackUpdate } from './field-manager.ts';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.ts';
 import type { ResourceRoute } from './routes.ts';
 import { ApiError, badRequest, successStatus } from './status.ts';
@@ -17,6 +20,8 @@ import { ApiError, badRequest, successStatus } from './status.ts';
 export interface HandlerResult {
   status: number;
   body: unknown;
+  /** The body's timestamps are already in client time (server-side tables). */
+  converted?: boolean;
 }
 
 /** Parsed request inputs every handler may need. */
@@ -25,7 +30,17 @@ export interface RequestInput {
   body: Buffer;
   contentType: string;
   dryRun: boolean;
+  /** Maps timestamps in request bodies from client time to simulated time. */
+  clientTime?: ClientTime;
+  /** Who writes (`fieldManager`, else the User-Agent's first word), for managedFields. */
+  manager?: string;
+  /** Now (simulated, RFC 3339), for managedFields entries. */
+  time?: string;
+  /** Admission of the object about to be written (e.g. the RBAC escalation check); throws to refuse. */
+  admit?: (t: ResourceType, obj: KObject) => void;
 }
+
+const APPLY_PATCH = 'application/apply-patch+yaml';
 
 // Field selectors the real server accepts per type (beyond metadata.name / metadata.namespace).
 const FIELD_LABELS: Record<string, string[]> = {
@@ -51,6 +66,13 @@ export function parseSelectors(t: ResourceType, query: URLSearchParams): { label
 
 /** Decodes a JSON (or YAML) request body into an object. */
 export function decodeBody(input: RequestInput): any {
+  const obj = decodeRaw(input);
+  input.clientTime?.fromClient(obj);
+  return obj;
+}
+
+function decodeRaw(input: RequestInput): any {
+  if (isProtobuf(input.contentType)) return decodeProtobufObject(input.body);
   const text = input.body.toString('utf8');
   if (text.trim() === '') throw badRequest('Object \'Kind\' is missing in \'\'');
   const ct = input.contentType;
@@ -175,6 +197,8 @@ export function createObject(store: ObjectStore, route: ResourceRoute, input: Re
     prepare: (o) => {
       applyDefaults(t, o);
       validate(store, t, o);
+      input.admit?.(t, o);
+      if (input.manager) trackUpdate(undefined, o, input.manager, input.time ?? o.metadata.creationTimestamp!);
     },
   });
   return { status: 201, body: created };
@@ -186,7 +210,7 @@ function checkName(route: ResourceRoute, obj: KObject): void {
 }
 
 /** Writes a full object (main resource or `status`) after defaulting and validation. */
-function writeUpdate(store: ObjectStore, route: ResourceRoute, obj: KObject, dryRun: boolean): KObject {
+function writeUpdate(store: ObjectStore, route: ResourceRoute, obj: KObject, dryRun: boolean, input?: RequestInput, tracked = false): KObject {
   const t = route.type;
   const old = store.getOrThrow(t, route.namespace, route.name!);
   if (route.subresource === 'status') return store.update(t, obj, { dryRun, subresource: 'status' });
@@ -198,6 +222,8 @@ function writeUpdate(store: ObjectStore, route: ResourceRoute, obj: KObject, dry
   }
   applyDefaults(t, obj);
   validate(store, t, obj, old);
+  input?.admit?.(t, obj);
+  if (!tracked && input?.manager) trackUpdate(old, obj, input.manager, input.time ?? old.metadata.creationTimestamp!);
   return store.update(t, obj, { dryRun });
 }
 
@@ -207,7 +233,7 @@ export function updateObject(store: ObjectStore, route: ResourceRoute, input: Re
   expectKind(route.type, obj);
   checkName(route, obj);
   checkNamespace(route, obj);
-  return { status: 200, body: writeUpdate(store, route, obj, input.dryRun) };
+  return { status: 200, body: writeUpdate(store, route, obj, input.dryRun, input) };
 }
 
 /** Applies a patch body of the given media type to `target`. */
@@ -236,8 +262,8 @@ export function applyPatch(target: KObject, input: RequestInput, kind: string, c
 /** The server's 415 for a patch media type it cannot apply. */
 export function unsupportedPatch(custom: boolean): ApiError {
   const types = custom
-    ? 'application/json-patch+json, application/merge-patch+json'
-    : 'application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json';
+    ? 'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml'
+    : 'application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml';
   return new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${types}`);
 }
 
@@ -250,6 +276,7 @@ export function isCustomType(store: ObjectStore, t: ResourceType): boolean {
 /** PATCH on an object or its `status`. */
 export function patchObject(store: ObjectStore, route: ResourceRoute, input: RequestInput): HandlerResult {
   const t = route.type;
+  if (input.contentType.split(';')[0].trim() === APPLY_PATCH) return applyObject(store, route, input);
   const cur = store.getOrThrow(t, route.namespace, route.name!);
   const next = applyPatch(cur, input, t.kind, isCustomType(store, t));
   if (!next || typeof next !== 'object' || !next.metadata) throw badRequest('the patch removed the object\'s metadata');
@@ -259,7 +286,53 @@ export function patchObject(store: ObjectStore, route: ResourceRoute, input: Req
   }
   next.apiVersion = cur.apiVersion;
   next.kind = cur.kind;
-  return { status: 200, body: writeUpdate(store, route, next, input.dryRun) };
+  return { status: 200, body: writeUpdate(store, route, next, input.dryRun, input) };
+}
+
+/** PATCH with `application/apply-patch+yaml`: server-side apply (creates the object when absent). */
+function applyObject(store: ObjectStore, route: ResourceRoute, input: RequestInput): HandlerResult {
+  const t = route.type;
+  const manager = input.query.get('fieldManager');
+  if (!manager) {
+    throw new ApiError(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch', {
+      group: 'meta.k8s.io',
+      kind: 'PatchOptions',
+      causes: [{ reason: 'FieldValueRequired', message: 'Required value: is required for apply patch', field: 'fieldManager' }],
+    });
+  }
+  const forceRaw = input.query.get('force');
+  if (forceRaw !== null && forceRaw !== 'true' && forceRaw !== 'false') throw badRequest(`invalid force: ${forceRaw}`);
+  let applied: any;
+  try {
+    applied = parseYaml(input.body.toString('utf8'));
+  } catch (e) {
+    throw badRequest(`error decoding YAML: ${(e as Error).message}`);
+  }
+  input.clientTime?.fromClient(applied);
+  expectKind(t, applied);
+  if (!applied.apiVersion || !applied.kind) throw badRequest('apiVersion and kind must be set in an apply patch');
+  if (applied.metadata.name && applied.metadata.name !== route.name) throw badRequest(`the name of the object (${applied.metadata.name}) does not match the name on the URL (${route.name})`);
+  applied.metadata.name = route.name;
+  if (t.namespaced) {
+    if (applied.metadata.namespace && applied.metadata.namespace !== route.namespace) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+  }
+  const time = input.time ?? new Date().toISOString();
+  const live = store.get(t, route.namespace, route.name!);
+  const next = serverSideApply(live, applied, manager, forceRaw === 'true', time);
+  if (!live) {
+    if (t.namespaced) next.metadata.namespace = route.namespace;
+    resetStatusOnCreate(store, t, next);
+    const created = store.create(t, next, {
+      dryRun: input.dryRun,
+      prepare: (o) => {
+        applyDefaults(t, o);
+        validate(store, t, o);
+        input.admit?.(t, o);
+      },
+    });
+    return { status: 201, body: created };
+  }
+  return { status: 200, body: writeUpdate(store, route, next, input.dryRun, input, true) };
 }
 
 /** Options of a DELETE, from the body (`DeleteOptions`) and the query, query winning. */
@@ -272,8 +345,9 @@ export interface DeleteRequest {
 
 export function parseDeleteOptions(input: RequestInput): DeleteRequest {
   let body: any = {};
-  const text = input.body.toString('utf8').trim();
-  if (text) {
+  const text = isProtobuf(input.contentType) ? '' : input.body.toString('utf8').trim();
+  if (isProtobuf(input.contentType) && input.body.length > 0) body = decodeProtobufObject(input.body);
+  else if (text) {
     try {
       body = JSON.parse(text);
     } catch (e) {
@@ -413,6 +487,7 @@ export function handleScale(store: ObjectStore, route: ResourceRoute, method: st
   }
   const next = structuredClone(cur);
   next.spec = { ...(next.spec ?? {}), replicas };
+  if (input.manager) trackUpdate(cur, next, input.manager, input.time ?? cur.metadata.creationTimestamp!, 'scale');
   const written = store.update(t, next, { dryRun: input.dryRun });
   return { status: 200, body: scaleOf(written) };
 }

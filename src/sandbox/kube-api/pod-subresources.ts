@@ -113,7 +113,7 @@ export function evictPod(store: ObjectStore, clock: Clock, route: ResourceRoute,
 }
 
 /** GET `pods/<name>/log`: the container's log as text/plain. */
-export function podLog(store: ObjectStore, logs: PodLogs, route: ResourceRoute, query: URLSearchParams): { status: number; text: string } {
+export function podLog(store: ObjectStore, logs: PodLogs, route: ResourceRoute, query: URLSearchParams): { status: number; text: string; container: string } {
   const pod = store.getOrThrow(route.type, route.namespace, route.name!);
   const containers: string[] = (pod.spec?.containers ?? []).map((c: any) => c.name);
   const inits: string[] = (pod.spec?.initContainers ?? []).map((c: any) => c.name);
@@ -135,9 +135,9 @@ export function podLog(store: ObjectStore, logs: PodLogs, route: ResourceRoute, 
     if (pod.status?.phase === 'Pending' || state?.waiting) {
       throw badRequest(`container "${container}" in pod "${pod.metadata.name}" is waiting to start: ${state?.waiting?.reason ?? 'ContainerCreating'}`);
     }
-    return { status: 200, text: '' };
+    return { status: 200, text: '', container };
   }
-  return { status: 200, text };
+  return { status: 200, text, container };
 }
 
 /** Splits `name`, `name:port` or `scheme:name:port` as the proxy subresource accepts them. */

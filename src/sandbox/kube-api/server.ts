@@ -25,12 +25,14 @@ import type { KObject, ObjectStore, ResourceType, WatchEvent } from '../store.ts
 import { StoreError } from '../store.ts';
 import type { SandboxTls } from '../tls.ts';
 import { matchFields, matchLabels } from '../selectors.ts';
-import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV3Document, openApiV3Index, SERVER_VERSION } from './discovery.ts';
+import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV2Document, openApiV3Document, openApiV3Index, SERVER_VERSION } from './discovery.ts';
 import {
   createObject,
+  decodeBody,
   deleteCollection,
   deleteObject,
   handleScale,
+  isCustomType,
   type HandlerResult,
   listBody,
   listPage,
@@ -44,12 +46,44 @@ import { metricsResource, resolveResourcePath, type ResourceRoute } from './rout
 import { ApiError, badRequest, failureStatus, methodNotAllowed, notFoundPath, toStatus } from './status.ts';
 import { type IncludeObject, toTable } from './table.ts';
 import { listenOnLoopback } from '../listen.ts';
+import { isoSeconds } from '../clock.ts';
+import { PROTOBUF_MEDIA_TYPE } from './protobuf.ts';
+import { checkEscalation, forbiddenMessage, forbiddenPathMessage, RbacAuthorizer, type ResourceAttributes, type TokenUser, type UserInfo } from './rbac.ts';
+import { answerReview, isReviewType } from './reviews.ts';
+import { ClientTime } from './client-time.ts';
+import { fromEventsV1, isEventsV1, toEventsV1 } from './events-v1.ts';
+
+/** The administrator's identity (what AKS's admin credentials authenticate as). */
+export const ADMIN_USER: UserInfo = { username: 'masterclient', groups: ['system:masters', 'system:authenticated'] };
+
+/** The verb RBAC checks for a request (proxy and log are checked as the HTTP verb they use). */
+function authorizationVerb(method: string, route: ResourceRoute, query: URLSearchParams): string {
+  const named = route.name !== undefined;
+  switch (method) {
+    case 'GET':
+    case 'HEAD':
+      if (!route.subresource && (query.get('watch') === 'true' || query.get('watch') === '1')) return 'watch';
+      return named ? 'get' : 'list';
+    case 'POST':
+      return 'create';
+    case 'PUT':
+      return 'update';
+    case 'PATCH':
+      return 'patch';
+    case 'DELETE':
+      return named ? 'delete' : 'deletecollection';
+    default:
+      return method.toLowerCase();
+  }
+}
 
 export interface KubeApiServerOptions {
   store: ObjectStore;
   tls: SandboxTls;
-  /** The only bearer token accepted. */
+  /** Bearer token of the administrator (a member of `system:masters`, allowed everything). */
   token: string;
+  /** Further users, each with a bearer token; RBAC decides what they may do. */
+  users?: readonly TokenUser[];
   metrics: Metrics;
   faults: FaultInjector;
   network: PodNetwork;
@@ -85,15 +119,17 @@ class Exchange {
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
   readonly opts: KubeApiServerOptions;
+  readonly time: ClientTime;
   verb = 'get';
   resource = '';
   dryRun = false;
   private recorded = false;
 
-  constructor(req: http.IncomingMessage, res: http.ServerResponse, opts: KubeApiServerOptions) {
+  constructor(req: http.IncomingMessage, res: http.ServerResponse, opts: KubeApiServerOptions, time: ClientTime) {
     this.req = req;
     this.res = res;
     this.opts = opts;
+    this.time = time;
   }
 
   record(status: number): void {
@@ -109,8 +145,9 @@ class Exchange {
     this.res.end(body);
   }
 
-  json(status: number, body: unknown, headers: Record<string, string> = {}): void {
-    this.send(status, JSON.stringify(body), { 'Content-Type': 'application/json', ...headers });
+  /** Sends JSON; timestamps are mapped to client time unless `converted` says they already are. */
+  json(status: number, body: unknown, headers: Record<string, string> = {}, converted = false): void {
+    this.send(status, converted ? JSON.stringify(body) : this.time.stringify(body), { 'Content-Type': 'application/json', ...headers });
   }
 
   error(e: unknown): void {
@@ -175,6 +212,14 @@ function parseDryRun(query: URLSearchParams): boolean {
 export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<KubeApiServer> {
   const sockets = new Set<Socket>();
   const watches = new Set<() => void>();
+  const rbac = new RbacAuthorizer(opts.store);
+  const clientTime = new ClientTime(opts.clock);
+  const tokens = new Map<string, UserInfo>([[opts.token, ADMIN_USER]]);
+  for (const u of opts.users ?? []) tokens.set(u.token, { username: u.username, uid: u.uid, groups: [...new Set([...u.groups, 'system:authenticated'])] });
+  const authenticate = (header: string | undefined): UserInfo | undefined => {
+    const m = /^Bearer (.+)$/.exec(header ?? '');
+    return m ? tokens.get(m[1]) : undefined;
+  };
   let serverAddress = '127.0.0.1:0';
 
   const server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem }, (req, res) => {
@@ -192,7 +237,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
   });
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const ex = new Exchange(req, res, opts);
+    const ex = new Exchange(req, res, opts, clientTime);
     const body = await readBody(req);
     const url = new URL(req.url ?? '/', 'https://127.0.0.1');
     const path = url.pathname;
@@ -203,11 +248,33 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       ex.send(200, 'ok', { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
       return;
     }
-    if (req.headers.authorization !== `Bearer ${opts.token}`) {
+    let user = authenticate(req.headers.authorization);
+    if (!user) {
       ex.json(401, failureStatus(401, 'Unauthorized', 'Unauthorized'));
       return;
     }
+    // Impersonation (`kubectl --as/--as-group`): allowed by the `impersonate` verb on users / groups.
+    const asUser = req.headers['impersonate-user'];
+    if (typeof asUser === 'string' && asUser) {
+      const rawGroups = req.headers['impersonate-group'];
+      const asGroups = (Array.isArray(rawGroups) ? rawGroups : rawGroups ? String(rawGroups).split(',') : []).map((g) => g.trim()).filter(Boolean);
+      const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(asUser);
+      const checks = [sa ? { resource: 'serviceaccounts', namespace: sa[1], name: sa[2] } : { resource: 'users', name: asUser }, ...asGroups.map((g) => ({ resource: 'groups', name: g }))];
+      for (const c of checks) {
+        const attrs: ResourceAttributes = { verb: 'impersonate', group: '', resource: c.resource, namespace: (c as { namespace?: string }).namespace, name: c.name };
+        if (!rbac.authorize(user, attrs).allowed) {
+          ex.json(403, failureStatus(403, 'Forbidden', forbiddenMessage(user, attrs), { name: c.name, kind: c.resource }));
+          return;
+        }
+      }
+      const groups = [...asGroups, ...(sa ? ['system:serviceaccounts', `system:serviceaccounts:${sa[1]}`] : []), 'system:authenticated'];
+      user = { username: asUser, groups: [...new Set(groups)] };
+    }
     if (path.startsWith('/_sandbox/')) {
+      if (!user.groups.includes('system:masters')) {
+        ex.json(403, failureStatus(403, 'Forbidden', forbiddenPathMessage(user, { verb: method.toLowerCase(), path }), {}));
+        return;
+      }
       // Control requests are the sandbox's own API: not counted, never faulted.
       const handled = opts.control ? await opts.control(req, res, body) : false;
       if (!handled && !res.headersSent) {
@@ -226,6 +293,20 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
         ex.resource = classified.resource;
       }
       ex.dryRun = parseDryRun(url.searchParams);
+      if (classified?.route) {
+        const r = classified.route;
+        const attrs: ResourceAttributes = { verb: authorizationVerb(method, r, url.searchParams), group: r.type.group, resource: r.type.resource, subresource: r.subresource, namespace: r.namespace, name: r.name };
+        if (!rbac.authorize(user, attrs).allowed) {
+          ex.json(403, failureStatus(403, 'Forbidden', forbiddenMessage(user, attrs), { name: r.name, group: r.type.group, kind: r.type.resource }));
+          return;
+        }
+      } else if (!classified) {
+        const attrs = { verb: method === 'GET' || method === 'HEAD' ? 'get' : method.toLowerCase(), path };
+        if (!rbac.authorizeNonResource(user, attrs).allowed) {
+          ex.json(403, failureStatus(403, 'Forbidden', forbiddenPathMessage(user, attrs), {}));
+          return;
+        }
+      }
     } catch (e) {
       if (classified) {
         ex.verb = classified.verb;
@@ -268,7 +349,11 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
         return;
       }
       const route = classified.route!;
-      const input: RequestInput = { query: url.searchParams, body, contentType: String(req.headers['content-type'] ?? 'application/json'), dryRun: ex.dryRun };
+      const manager = url.searchParams.get('fieldManager') || String(req.headers['user-agent'] ?? 'unknown').split('/')[0] || 'unknown';
+      const admit = (t: ResourceType, obj: KObject) => {
+        if (t.group === 'rbac.authorization.k8s.io') checkEscalation(rbac, user, t.resource, obj, opts.store);
+      };
+      const input: RequestInput = { query: url.searchParams, body, contentType: String(req.headers['content-type'] ?? 'application/json'), dryRun: ex.dryRun, clientTime, manager, time: isoSeconds(opts.clock.now()), admit };
       if (classified.verb === 'watch') {
         serveWatch(ex, route, url.searchParams, wantsTable(req.headers.accept));
         return;
@@ -281,12 +366,27 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       if (classified.verb === 'log') {
         if (method !== 'GET') throw methodNotAllowed();
         const out = podLog(opts.store, opts.logs, route, url.searchParams);
+        if (url.searchParams.get('follow') === 'true' || url.searchParams.get('follow') === '1') {
+          followLog(ex, route, out.container, out.text);
+          return;
+        }
         await respond(out.status, () => ex.send(out.status, out.text, { 'Content-Type': 'text/plain' }));
         return;
       }
+      if (route.subresource === 'exec' || route.subresource === 'attach' || route.subresource === 'portforward') {
+        // Pods here are simulated: there is no container process to stream from.
+        const what = route.subresource === 'portforward' ? 'port-forward to' : route.subresource === 'attach' ? 'attach to' : 'exec into';
+        throw new ApiError(400, 'BadRequest', `the podid-migrate sandbox does not run containers, so it cannot ${what} pod ${route.namespace}/${route.name}; its pods are simulated (kubectl logs, describe and the pods/proxy subresource work)`);
+      }
       checkMediaType(method, route, input.contentType);
+      if (isReviewType(route)) {
+        if (method !== 'POST' || route.name !== undefined) throw methodNotAllowed();
+        const answer = answerReview(route, input, user, rbac);
+        await respond(answer.status, () => ex.json(answer.status, answer.body));
+        return;
+      }
       const result = execute(method, classified.verb, route, input, req.headers.accept, url.searchParams);
-      await respond(result.status, () => ex.json(result.status, result.body));
+      await respond(result.status, () => ex.json(result.status, result.body, {}, result.converted));
     } catch (e) {
       // A failed request applied nothing, so there is nothing to hold back.
       ex.error(e);
@@ -307,7 +407,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     return undefined;
   }
 
-  function nonResource(path: string, _accept: string | undefined): unknown {
+  function nonResource(path: string, accept: string | undefined): unknown {
     const segs = path.split('/').filter((s) => s !== '');
     if (path === '/version' || path === '/version/') return SERVER_VERSION;
     if (path === '/api' || path === '/api/') return apiVersions(serverAddress);
@@ -324,6 +424,11 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       const doc = apiResourceList(opts.store, segs[1], segs[2]);
       if (doc) return doc;
     }
+    if (path === '/openapi/v2' || path === '/openapi/v2/') {
+      // Served as JSON only; a client that accepts nothing but the protobuf encoding is told so.
+      if (accept && !/application\/json|\*\/\*/.test(accept)) throw new ApiError(406, 'NotAcceptable', `only the following media types are accepted: application/json`);
+      return openApiV2Document(opts.store);
+    }
     if (path === '/openapi/v3' || path === '/openapi/v3/') return openApiV3Index(opts.store);
     if (segs[0] === 'openapi' && segs[1] === 'v3') {
       const gv = segs.slice(2);
@@ -339,11 +444,16 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     if (route.subresource && opts.subresources?.[metricsResource(route)]) return;
     const ct = contentType.split(';')[0].trim().toLowerCase();
     if (ct === '' || ct === 'application/json' || ct === 'application/yaml' || ct === '*/*') return;
-    throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml`);
+    // Built-in kinds also accept protobuf; custom resources only JSON and YAML, as upstream.
+    const custom = isCustomType(opts.store, route.type);
+    if (ct === PROTOBUF_MEDIA_TYPE && !custom) return;
+    const accepted = custom ? 'application/json, application/yaml' : `application/json, application/yaml, ${PROTOBUF_MEDIA_TYPE}`;
+    throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${accepted}`);
   }
 
   function execute(method: string, verb: string, route: ResourceRoute, input: RequestInput, accept: string | undefined, query: URLSearchParams): HandlerResult {
     const { store, clock } = opts;
+    if (isEventsV1(route.type)) return executeEventsV1(verb, route, accept, query, input);
     const t = route.type;
     const sub = route.subresource;
     if (!t.verbs.includes(verb) && !sub) throw methodNotAllowed();
@@ -361,14 +471,14 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     switch (verb) {
       case 'get': {
         const obj = store.getOrThrow(t, route.namespace, route.name!);
-        if (wantsTable(accept)) return { status: 200, body: toTable(t, [obj], { now: clock.now(), includeObject: includeObjectOf(query) }) };
+        if (wantsTable(accept)) return { status: 200, converted: true, body: toTable(t, [clientTime.copyOut(obj)], { now: clientTime.now(), includeObject: includeObjectOf(query) }) };
         return { status: 200, body: obj };
       }
       case 'list': {
         if (sub) throw methodNotAllowed();
         const page = listPage(store, route, query);
         if (wantsTable(accept)) {
-          return { status: 200, body: toTable(t, page.items, { now: clock.now(), includeObject: includeObjectOf(query), resourceVersion: page.resourceVersion, continue: page.continue, remainingItemCount: page.remainingItemCount }) };
+          return { status: 200, converted: true, body: toTable(t, clientTime.copyOut(page.items), { now: clientTime.now(), includeObject: includeObjectOf(query), resourceVersion: page.resourceVersion, continue: page.continue, remainingItemCount: page.remainingItemCount }) };
         }
         return { status: 200, body: listBody(t, page) };
       }
@@ -389,9 +499,66 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     }
   }
 
+  /**
+   * `logs -f`: the log so far, then each new line as the simulated container writes it, until
+   * the pod is gone or has finished, or the client hangs up.
+   */
+  function followLog(ex: Exchange, route: ResourceRoute, container: string, initial: string): void {
+    const res = ex.res;
+    ex.record(200);
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+    if (initial) res.write(initial);
+    else res.flushHeaders();
+    const ns = route.namespace!;
+    const name = route.name!;
+    const offLogs = opts.logs.subscribe((n, p, c, line) => {
+      if (n === ns && p === name && c === container && !res.destroyed) res.write(line + '\n');
+    });
+    const offStore = opts.store.subscribe((ev) => {
+      if (!sameType(ev.resourceType, route.type) || ev.object.metadata.namespace !== ns || ev.object.metadata.name !== name) return;
+      const phase = ev.object.status?.phase;
+      if (ev.type === 'DELETED' || phase === 'Succeeded' || phase === 'Failed') stop();
+    });
+    const stop = () => {
+      offLogs();
+      offStore();
+      watches.delete(stop);
+      if (!res.writableEnded) res.end();
+    };
+    watches.add(stop);
+    ex.req.on('close', stop);
+    res.on('close', stop);
+  }
+
+  /** events.k8s.io/v1 reads: the core Events, converted. */
+  function executeEventsV1(verb: string, route: ResourceRoute, accept: string | undefined, query: URLSearchParams, input: RequestInput): HandlerResult {
+    const core = { ...route, type: opts.store.typeOrThrow('', 'events') };
+    if (verb === 'get') {
+      const obj = toEventsV1(opts.store.getOrThrow(core.type, route.namespace, route.name!));
+      if (wantsTable(accept)) return { status: 200, converted: true, body: toTable(route.type, [clientTime.copyOut(obj)], { now: clientTime.now(), includeObject: includeObjectOf(query) }) };
+      return { status: 200, body: obj };
+    }
+    if (verb === 'create') {
+      // client-go's events.k8s.io recorder: stored as the core Event, answered in its own schema.
+      const body = decodeBody(input);
+      if (body?.kind && body.kind !== 'Event') throw badRequest(`${body.kind} in version "v1" cannot be handled as a Event: the kind in the data does not match the expected kind`);
+      const created = createObject(opts.store, core, { ...input, body: Buffer.from(JSON.stringify(fromEventsV1(body ?? {}))), contentType: 'application/json', clientTime: undefined });
+      return { status: 201, body: toEventsV1(created.body as KObject) };
+    }
+    if (verb !== 'list') throw methodNotAllowed();
+    const page = listPage(opts.store, core, query);
+    const items = page.items.map(toEventsV1);
+    if (wantsTable(accept)) return { status: 200, converted: true, body: toTable(route.type, clientTime.copyOut(items), { now: clientTime.now(), includeObject: includeObjectOf(query), resourceVersion: page.resourceVersion, continue: page.continue }) };
+    return { status: 200, body: listBody(route.type, { ...page, items }) };
+  }
+
   /** A chunked stream of `{"type":..., "object":...}` lines, as the real watch answers. */
-  function serveWatch(ex: Exchange, route: ResourceRoute, query: URLSearchParams, table: boolean): void {
-    const { store, clock } = opts;
+  function serveWatch(ex: Exchange, requested: ResourceRoute, query: URLSearchParams, table: boolean): void {
+    const { store } = opts;
+    // events.k8s.io/v1 watches the core Events and converts each one.
+    const eventsV1 = isEventsV1(requested.type);
+    const route = eventsV1 ? { ...requested, type: store.typeOrThrow('', 'events') } : requested;
+    const convert = (o: unknown) => (eventsV1 ? toEventsV1(o as KObject) : o);
     const t = route.type;
     const { labels, fields } = parseSelectors(t, query);
     const rvParam = query.get('resourceVersion');
@@ -408,10 +575,11 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     ex.record(200);
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
-    const write = (type: string, object: unknown) => {
+    const write = (type: string, raw: unknown) => {
       if (res.destroyed) return;
-      const payload = table && type !== 'ERROR' ? toTable(t, [object as KObject], { now: clock.now(), includeObject: includeObjectOf(query) }) : object;
-      res.write(JSON.stringify({ type, object: payload }) + '\n');
+      const object = type === 'ERROR' ? raw : convert(raw);
+      const line = table && type !== 'ERROR' ? JSON.stringify({ type, object: toTable(requested.type, [clientTime.copyOut(object as KObject)], { now: clientTime.now(), includeObject: includeObjectOf(query) }) }) : clientTime.stringify({ type, object });
+      res.write(line + '\n');
     };
     const deliver = (ev: Pick<WatchEvent, 'type' | 'object'>) => {
       const key = keyOf(ev.object);
@@ -458,16 +626,20 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       if (ev.resourceVersion <= last || !sameType(ev.resourceType, t)) return;
       deliver(ev);
     });
-    let timer: ReturnType<Clock['setTimeout']> | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const stop = () => {
       unsubscribe();
-      clock.clearTimeout(timer);
+      clearTimeout(timer);
       watches.delete(stop);
       if (!res.writableEnded) res.end();
     };
     watches.add(stop);
     const timeout = Number(query.get('timeoutSeconds') ?? 0);
-    if (timeout > 0) timer = clock.setTimeout(stop, timeout * 1000);
+    // Seconds as the client counts them: the timestamps it sees are on its own clock too.
+    if (timeout > 0) {
+      timer = setTimeout(stop, timeout * 1000);
+      timer.unref();
+    }
     ex.req.on('close', stop);
     res.on('close', stop);
   }
@@ -478,6 +650,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
     url: `https://127.0.0.1:${port}`,
     port,
     close: async () => {
+      rbac.close();
       for (const stop of [...watches]) stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();

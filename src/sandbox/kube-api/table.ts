@@ -77,7 +77,8 @@ function nodeRoles(o: Readonly<KObject>): string {
     if (k.startsWith('node-role.kubernetes.io/')) roles.push(k.slice('node-role.kubernetes.io/'.length));
     else if (k === 'kubernetes.io/role') roles.push(o.metadata.labels![k]);
   }
-  return roles.length ? roles.sort().join(',') : '<none>';
+  // AKS labels both node-role.kubernetes.io/agent and kubernetes.io/role=agent: one role.
+  return roles.length ? [...new Set(roles)].sort().join(',') : '<none>';
 }
 
 function address(o: Readonly<KObject>, type: string): string {
@@ -99,7 +100,42 @@ const containersCol = col('Containers', 'string', 1, (o) => containersOf(o).map(
 const imagesCol = col('Images', 'string', 1, (o) => containersOf(o).map((c) => c.image).join(','));
 const selectorCol = col('Selector', 'string', 1, (o) => selectorString(o.spec?.selector));
 
+/** The upstream event printer's LAST SEEN: the last occurrence, or the series' last observation. */
+function eventLastSeen(o: Readonly<KObject>, now: number): string {
+  const ts = o.series?.lastObservedTime ?? o.lastTimestamp ?? o.deprecatedLastTimestamp ?? o.eventTime ?? o.metadata.creationTimestamp;
+  return ts ? humanDuration(now - Date.parse(ts)) : '<unknown>';
+}
+
+function eventObject(o: Readonly<KObject>): string {
+  const r = o.involvedObject ?? o.regarding ?? {};
+  return `${String(r.kind ?? '').toLowerCase()}/${r.name ?? ''}`;
+}
+
+function eventFirstSeen(o: Readonly<KObject>, now: number): string {
+  const ts = o.firstTimestamp ?? o.deprecatedFirstTimestamp ?? o.eventTime ?? o.metadata.creationTimestamp;
+  return ts ? humanDuration(now - Date.parse(ts)) : '<unknown>';
+}
+
+const EVENT_COLUMNS: Column[] = [
+  col('Last Seen', 'string', 0, eventLastSeen),
+  col('Type', 'string', 0, (o) => o.type ?? ''),
+  col('Reason', 'string', 0, (o) => o.reason ?? ''),
+  col('Object', 'string', 0, eventObject),
+  col('Subobject', 'string', 1, (o) => (o.involvedObject ?? o.regarding)?.fieldPath ?? ''),
+  col('Source', 'string', 1, (o) => {
+    const c = o.source?.component ?? o.reportingController ?? '';
+    const h = o.source?.host ?? o.reportingInstance;
+    return h ? `${c}, ${h}` : c;
+  }),
+  col('Message', 'string', 0, (o) => o.message ?? o.note ?? ''),
+  col('First Seen', 'string', 1, eventFirstSeen),
+  col('Count', 'string', 1, (o) => String(o.count ?? o.deprecatedCount ?? 1)),
+  { ...name, priority: 1 },
+];
+
 const COLUMNS: Record<string, Column[]> = {
+  '/events': EVENT_COLUMNS,
+  'events.k8s.io/events': EVENT_COLUMNS,
   '/pods': [
     name,
     col('Ready', 'string', 0, (o) => podReadyAndStatus(o).ready, 'The aggregate readiness state of this pod for accepting traffic.'),

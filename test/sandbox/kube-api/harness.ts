@@ -18,6 +18,7 @@ import { ObjectStore, type KObject } from '../../../src/sandbox/store.ts';
 import { generateSandboxTls, type SandboxTls } from '../../../src/sandbox/tls.ts';
 import { bootstrapNamespaces, registerBuiltinTypes } from '../../../src/sandbox/kube-api/types.ts';
 import { startKubeApiServer, type KubeApiServer } from '../../../src/sandbox/kube-api/server.ts';
+import type { TokenUser } from '../../../src/sandbox/kube-api/rbac.ts';
 
 export const FIXTURES = '/work/shared/fixtures/aad-pod-identity/upstream';
 
@@ -39,7 +40,8 @@ export interface Harness {
 
 let sharedTls: Promise<SandboxTls> | undefined;
 
-export async function startHarness(): Promise<Harness> {
+/** Starts the server; `users` are extra bearer-token users whose rights RBAC decides. */
+export async function startHarness(opts: { users?: TokenUser[] } = {}): Promise<Harness> {
   // One certificate per test file is plenty; key generation is the slow part of start-up.
   sharedTls ??= generateSandboxTls();
   const tls = await sharedTls;
@@ -52,7 +54,7 @@ export async function startHarness(): Promise<Harness> {
   const network = new PodNetwork();
   const logs = new PodLogs();
   const token = `test-token-${Math.random().toString(36).slice(2)}`;
-  const server = await startKubeApiServer({ store, tls, token, metrics, faults, network, logs, clock, port: 0 });
+  const server = await startKubeApiServer({ store, tls, token, users: opts.users, metrics, faults, network, logs, clock, port: 0 });
   const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: 'sandbox', server: server.url, caData: Buffer.from(tls.caPem).toString('base64'), skipTLSVerify: false }],
