@@ -201,6 +201,7 @@ const clusterSchema = {
 };
 
 function savedPlanSchema(): object {
+  const writeCounts = { type: 'object', required: ['kube', 'arm'], additionalProperties: false, properties: { kube: count, arm: count } };
   return {
     type: 'object',
     required: ['kind', 'schemaVersion', 'createdAt', 'cluster', 'steps', 'totals'],
@@ -225,6 +226,8 @@ function savedPlanSchema(): object {
             status: { enum: ['done', 'planned', 'tentative', 'unavailable'] },
             fingerprint: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' },
             reason: str,
+            writes: writeCounts,
+            writesUpTo: writeCounts,
             plan: {
               type: 'object',
               required: ['stepId', 'actions', 'blockers', 'notes'],
@@ -236,8 +239,8 @@ function savedPlanSchema(): object {
                   items: {
                     type: 'object',
                     // Actions may carry more (typed details): the fingerprint decides whether they still match.
-                    required: ['id', 'op', 'target', 'summary', 'api', 'writes'],
-                    properties: { id: str, op: { enum: ['+', '~', '-'] }, target: str, summary: str, api: { enum: ['kube', 'arm', 'none'] }, writes: count },
+                    required: ['id', 'kind', 'op', 'target', 'summary', 'api', 'writes'],
+                    properties: { id: str, kind: str, op: { enum: ['+', '~', '-'] }, target: str, summary: str, api: { enum: ['kube', 'arm', 'none'] }, writes: writeCounts, writesUpTo: writeCounts },
                   },
                 },
                 blockers: {
