@@ -54,7 +54,7 @@ describe('bash completion, sourced in bash', () => {
   });
 
   it('offers the commands, then each command\'s flags and the global ones', async () => {
-    expect(await complete('')).toEqual(['plan', 'apply', 'rollback', 'status', 'history', 'force-unlock', 'sandbox', 'demo', 'completion', 'help']);
+    expect(await complete('')).toEqual(['plan', 'apply', 'rollback', 'status', 'history', 'force-unlock', 'drift', 'sandbox', 'demo', 'completion', 'help']);
     expect(await complete('ap')).toEqual(['apply']);
     const applyFlags = await complete('apply', '--');
     expect(applyFlags).toEqual(expect.arrayContaining(['--step', '--to', '--dry-run', '--drain-strategy', '--yes', '--kubeconfig', '--output', '--cloud']));
@@ -93,7 +93,7 @@ describe('zsh and fish completion', () => {
     expect(fish).toContain("complete -c podid-migrate -n '__fish_use_subcommand' -a apply");
     expect(fish).toContain(`-l step -x -a '${STEP_IDS.join(' ')}'`);
     expect(fish).toContain("-s o -l output -x -a 'table json yaml markdown'");
-    expect(fish).toMatch(/__fish_seen_subcommand_from sandbox; and not __fish_seen_subcommand_from up down status' -a up/);
+    expect(fish).toMatch(/__fish_seen_subcommand_from sandbox; and not __fish_seen_subcommand_from up down status aks' -a up/);
     if (hasShell('fish')) await run('fish', ['--no-execute', '-c', fish]);
   });
 
