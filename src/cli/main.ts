@@ -5,8 +5,9 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { AbortedError, EXIT, PodidError, PreconditionError, UsageError } from '../engine/errors.ts';
-import { Journal, redact, type JournalDocument } from '../engine/journal.ts';
-import { redactDeep, redactingStream } from '../engine/redaction.ts';
+import type { JournalDocument } from '../engine/journal.ts';
+// The journal module pulls in the input validators (ajv, yaml): loaded only by commands that read a journal.
+import { redactDeep, redactingStream, redactText as redact } from '../engine/redaction.ts';
 import type { Runner, RunnerEvents } from '../engine/runner.ts';
 import type { DryRunMode } from '../engine/step.ts';
 import { CORE_COMMANDS, EXTRA_COMMANDS } from './commands/index.ts';
@@ -143,6 +144,7 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}, opt
     },
     readJournal: async (globals) => {
       const path = await env.journalPath(globals);
+      const { Journal } = await import('../engine/journal.ts');
       const doc = await Journal.read(path);
       if (!doc) {
         throw new PreconditionError(`no journal at ${path}: nothing has been applied to this cluster with it.`, 'Start with `podid-migrate plan`, or point --journal at an existing journal.');

@@ -3,7 +3,7 @@
  */
 import { isAbsolute, join, resolve } from 'node:path';
 import { UsageError } from '../engine/errors.ts';
-import { defaultJournalPath, safeFileName } from '../engine/journal.ts';
+import { defaultJournalPath, safeFileName } from '../engine/journal-paths.ts';
 import { isStepId, STEP_IDS, type StepId } from '../engine/step.ts';
 import { CLOUD_ENV, CLOUD_NAMES, isCloudName, type CloudName } from '../azure/clouds.ts';
 

@@ -145,16 +145,7 @@ export interface JournalDocument {
   logSeq?: number;
 }
 
-/** Default journal path for a cluster: `<cwd>/.podid-migrate/<cluster-name>.json`. */
-export function defaultJournalPath(clusterName: string, cwd = process.cwd()): string {
-  return join(cwd, '.podid-migrate', `${safeFileName(clusterName)}.json`);
-}
-
-/** Cluster names are DNS-ish already; this only guarantees a single path segment. */
-export function safeFileName(name: string): string {
-  const cleaned = name.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^\.+/, '');
-  return cleaned || 'cluster';
-}
+export { defaultJournalPath, safeFileName } from './journal-paths.ts';
 
 /** Matches a compact JWS/JWT (`eyJ<header>.<payload>.<signature>`) anywhere in a string. */
 const JWT_PATTERN = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/;

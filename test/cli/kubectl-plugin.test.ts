@@ -57,7 +57,7 @@ describe('kubectl plugin', () => {
       return { candidates: lines.slice(0, -1), directive: lines.at(-1) };
     };
     expect(await complete('ap')).toEqual({ candidates: ['apply'], directive: ':4' });
-    expect((await complete('')).candidates).toEqual(['plan', 'apply', 'rollback', 'status', 'history', 'force-unlock', 'sandbox', 'demo', 'completion', 'help']);
+    expect((await complete('')).candidates).toEqual(['plan', 'apply', 'rollback', 'status', 'history', 'force-unlock', 'drift', 'sandbox', 'demo', 'completion', 'help']);
     expect((await complete('apply', '--step', '')).candidates).toEqual(['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain', 'test', 'cleanup']);
     expect((await complete('-o', 'js')).candidates).toEqual(['json']);
     expect((await complete('sandbox', '')).candidates).toEqual(['up', 'down', 'status']);

@@ -29,7 +29,7 @@ describe('drift analysis', () => {
     const a = await analyse(c);
     expect(a.findings.map((f) => [f.code, f.subject, f.fixKind])).toEqual([['identity-missing-on-vmss', 'vmss aks-pay-12345678-vmss', 'auto']]);
     expect(a.actions).toHaveLength(1);
-    expect(a.actions[0]).toMatchObject({ kind: 'vmss-add-identities', api: 'arm', writes: 1, details: { scaleSet: 'aks-pay-12345678-vmss', identities: [{ id: idOf('api-id'), name: 'api-id' }] } });
+    expect(a.actions[0]).toMatchObject({ kind: 'vmss-add-identities', api: 'arm', writes: { kube: 0, arm: 1 }, details: { scaleSet: 'aks-pay-12345678-vmss', identities: [{ id: idOf('api-id'), name: 'api-id' }] } });
     expect(JSON.stringify(a.actions)).not.toContain(KUBELET_ID);
   });
 

@@ -59,13 +59,14 @@ describe('apply --dry-run over the whole runbook on a fresh sandbox', () => {
       expect(mutations()).toEqual(m0);
       expect(existsSync(env.journalPath)).toBe(false);
       expect(existsSync(env.inventoryPath)).toBe(false);
-      for (const id of ['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain', 'test', 'cleanup']) expect(r.stderr, id).toMatch(new RegExp(`○ ${id} .*dry-run=${mode}:`));
+      // The run summary is the command's result: stdout (progress goes to stderr).
+      for (const id of ['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain', 'test', 'cleanup']) expect(r.stdout, id).toMatch(new RegExp(`○ ${id} .*dry-run=${mode}:`));
       // drain names the node it would replace in each pool, test the cases and where they would run.
-      expect(r.stderr).toMatch(/drain .*would drain and reimage aks-[a-z]+-12345678-vmss\d+/);
-      expect(r.stderr).toMatch(/~ node aks-[a-z]+-12345678-vmss\d+: cordon, evict/);
-      expect(r.stderr).toMatch(/test .*would run \d+ test cases on aks-/);
-      expect(r.stderr).toMatch(/on aks-[a-z]+-12345678-vmss\d+ \(pool [a-z]+\): (token|nmi-health)/);
-      expect(r.stderr).toMatch(/cleanup .*would delete \d+ MIC objects/);
+      expect(r.stdout).toMatch(/drain .*would drain and reimage aks-[a-z]+-12345678-vmss\d+/);
+      expect(r.stdout).toMatch(/~ node aks-[a-z]+-12345678-vmss\d+: cordon, evict/);
+      expect(r.stdout).toMatch(/test .*would run \d+ test cases on aks-/);
+      expect(r.stdout).toMatch(/on aks-[a-z]+-12345678-vmss\d+ \(pool [a-z]+\): (token|nmi-health)/);
+      expect(r.stdout).toMatch(/cleanup .*would delete \d+ MIC objects/);
       expect(r.stdout).toMatch(new RegExp(`^Dry run \\(${mode}\\): \\d+ Kubernetes and \\d+ Azure write\\(s\\)\\.$`, 'm'));
       expect(differences(before, await snapshot(env))).toEqual([]);
     }, 150_000);
