@@ -60,7 +60,7 @@ describe('kubectl plugin', () => {
     expect((await complete('')).candidates).toEqual(['plan', 'apply', 'rollback', 'status', 'history', 'force-unlock', 'drift', 'sandbox', 'demo', 'completion', 'help']);
     expect((await complete('apply', '--step', '')).candidates).toEqual(['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain', 'test', 'cleanup']);
     expect((await complete('-o', 'js')).candidates).toEqual(['json']);
-    expect((await complete('sandbox', '')).candidates).toEqual(['up', 'down', 'status']);
+    expect((await complete('sandbox', '')).candidates).toEqual(['up', 'down', 'status', 'aks']);
     expect((await complete('rollback', '--a')).candidates).toEqual(['--all', '--aks-id']);
     expect(await complete('plan', '--out', '')).toEqual({ candidates: [], directive: ':0' });
   });
