@@ -9,6 +9,7 @@ import { runWithProgress } from '../progress.ts';
 import { renderData, renderRunSummary } from '../render.ts';
 import { formatDryRunEntry, type DryRunEntry } from '../../kube/dry-run.ts';
 import type { CommandModule } from './index.ts';
+import { parseMaxUnavailable, parseNmiRollout } from '../../steps/lib/nmi-rollout.ts';
 
 interface ApplyFlags {
   step?: string;
@@ -23,6 +24,8 @@ interface ApplyFlags {
   deleteCrd?: boolean;
   junit?: string;
   upgradeInstances?: boolean;
+  nmiRollout?: string;
+  nmiMaxUnavailable?: string;
 }
 
 const DRAIN_STRATEGIES = ['reimage', 'delete', 'none'];
@@ -42,6 +45,8 @@ export const applyCommand: CommandModule = {
       .option('--drain-timeout <duration>', 'drain: how long evictions may be retried per node (e.g. 15m)')
       .option('--drain-strategy <strategy>', 'drain: how the drained node is replaced: reimage, delete or none')
       .option('--drain-force', 'drain: also delete pods no controller will re-create (like kubectl drain --force)')
+      .option('--nmi-rollout <strategy>', 'nmi-managed: in-place (rolling update of the DaemonSet) or drain (each node emptied of service pods before its NMI restarts)')
+      .option('--nmi-max-unavailable <n|p%>', 'nmi-managed: nodes whose NMI restarts at once (in-place: in the cluster; drain: per pool), like a DaemonSet\'s maxUnavailable (default 1)')
       .option('--test-timeout <duration>', 'test: how long each test case may retry (default 80s, NMI\'s own wait)')
       .option('--delete-crd', 'cleanup: also delete the AzureAssignedIdentity CRD')
       .option('--upgrade-instances', 'assign: also manualupgrade scale set instances not on the latest model (off: an added identity needs no instance update, and an upgrade rolls out other pending model changes too)')
@@ -65,6 +70,7 @@ export const applyCommand: CommandModule = {
         if (drainTimeoutMs !== undefined) stepOptions.drainTimeoutMs = drainTimeoutMs;
         if (flags.drainStrategy) stepOptions.drainStrategy = flags.drainStrategy;
         if (flags.drainForce) stepOptions.drainForce = true;
+        Object.assign(stepOptions, nmiRolloutOptions(flags, globals.stepTimeoutMs));
         const testTimeoutMs = durationFlag('--test-timeout', flags.testTimeout);
         if (testTimeoutMs !== undefined) stepOptions.testTimeoutMs = testTimeoutMs;
         if (flags.deleteCrd) stepOptions.deleteCrd = true;
@@ -130,4 +136,15 @@ export function renderDryRunWrites(writes: readonly DryRunEntry[], mode: DryRunM
   const lines = [`Dry run (${mode}): ${kube.length} Kubernetes and ${arm.length} Azure write(s).`];
   for (const w of [...kube, ...arm]) lines.push(`  ${w.api === 'kube' ? 'kubernetes' : 'azure     '}  ${w.description ? `${w.description}: ` : ''}${formatDryRunEntry(w)}`);
   return lines.join('\n') + '\n';
+}
+
+/** The step options of `--nmi-rollout` / `--nmi-max-unavailable` (validated) and `--step-timeout` (for the plan's duration warning). */
+export function nmiRolloutOptions(flags: { nmiRollout?: string; nmiMaxUnavailable?: string }, stepTimeoutMs: number | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const rollout = parseNmiRollout(flags.nmiRollout);
+  if (rollout) out.nmiRollout = rollout;
+  const max = parseMaxUnavailable(flags.nmiMaxUnavailable);
+  if (max !== undefined) out.nmiMaxUnavailable = max;
+  if (stepTimeoutMs !== undefined) out.stepTimeoutMs = stepTimeoutMs;
+  return out;
 }

@@ -3,6 +3,7 @@ import { EXIT } from '../../engine/errors.ts';
 import { hasChanges } from '../../engine/plan.ts';
 import { pathsFor } from '../context.ts';
 import type { CommandModule } from './index.ts';
+import { nmiRolloutOptions } from './apply.ts';
 import { renderData, renderPlanMarkdown, renderPlanTable } from '../render.ts';
 import { resolve } from 'node:path';
 
@@ -14,12 +15,16 @@ export const planCommand: CommandModule = {
       .command('plan')
       .description('show what every step would change, and every blocker, without changing anything')
       .option('--out <file>', 'save the plan (JSON) for `apply --plan <file>`')
+      .option('--nmi-rollout <strategy>', 'nmi-managed: plan the in-place or the drain rollout (as apply --nmi-rollout)')
+      .option('--nmi-max-unavailable <n|p%>', 'nmi-managed: nodes whose NMI restarts at once (as apply --nmi-max-unavailable)')
+      .option('--drain-force', 'plan as apply --drain-force would run')
       .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when changes are pending, 4 on blockers')
-      .action(async (opts: { out?: string; detailedExitcode?: boolean }, cmd) => {
+      .action(async (opts: { out?: string; detailedExitcode?: boolean; nmiRollout?: string; nmiMaxUnavailable?: string; drainForce?: boolean }, cmd) => {
         const globals = env.globals(cmd);
         if (opts.out !== undefined && opts.out.trim() === '') env.usage('--out: the path is empty.', 'Give a file to write the plan to, e.g. --out plan.json.');
+        const stepOptions = { ...nmiRolloutOptions(opts, globals.stepTimeoutMs), ...(opts.drainForce ? { drainForce: true } : {}) };
         await env.withRuntime(globals, 'none', async (runtime, signal) => {
-          const runner = env.runner(runtime, globals, { dryRun: 'none', signal });
+          const runner = env.runner(runtime, globals, { dryRun: 'none', signal, stepOptions });
           const plan = await runner.plan();
           const { journalPath } = pathsFor(globals, runtime.cluster);
           if (opts.out) {
