@@ -230,8 +230,14 @@ export const nmiManagedStep: MigrationStep = {
   },
 
   async afterActions(ctx, plan): Promise<StepOutcome> {
-    const a = plan.actions.find((x) => x.id === NMI_ACTION_ID);
+    const a = plan.actions.find((x) => x.id === NMI_ACTION_ID || x.id === NMI_ON_DELETE_ID || x.id === 'nmi/restore-update-strategy');
     if (!a) return { summary: 'NMI already in managed mode' };
+    const restarted = plan.actions.filter((x) => x.kind === 'nmi-node-rollout');
+    if (restarted.length && ctx.dryRun === 'none') {
+      const evicted = ctx.journal.records().filter((r) => r.status === 'done' && !r.rolledBack && r.kind === 'nmi-node-rollout').reduce((n, r) => n + ((r.result as { evicted?: number } | undefined)?.evicted ?? 0), 0);
+      const d = a.details as { namespace: string; name: string };
+      return { summary: `NMI ${d.namespace}/${d.name} in managed mode: restarted on ${restarted.length} drained node${restarted.length === 1 ? '' : 's'} (${evicted} pods evicted), update strategy restored` };
+    }
     const d = a.details as { namespace: string; name: string };
     if (ctx.dryRun !== 'none') return { summary: `daemonset ${d.namespace}/${d.name} would switch to managed mode` };
     const ds = await ctx.kube.get(KINDS.DaemonSet, d.namespace, d.name);

@@ -2,7 +2,7 @@
  * Step 5, `drain`: in every node pool, drain one node and make it fresh, so that a node MIC
  * never touched proves the VMSS assignment alone carries each identity (DOMAIN.md section 7).
  *
- * Per pool (one pool at a time) two actions:
+ * Per pool two actions (pools concurrently, `--parallel-pools` at a time, default all):
  * - `pool/<pool>/drain` (`drain-node`): cordon the node and evict its pods with `kubectl
  *   drain`'s semantics (see `executors/drain-node.ts`).
  * - `pool/<pool>/replace` (`replace-node`): `reimage` (default) reimages the node's VMSS instance,
@@ -89,12 +89,16 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     (podsByNode.get(n) ?? podsByNode.set(n, []).get(n)!).push(p);
   }
   const records = liveRecords(ctx);
-  const actions: MigrationAction[] = [];
+  // Each pool's actions in order (drain, then replace); pools are then interleaved into waves.
+  const perPool: MigrationAction[][] = [];
+  let actions: MigrationAction[] = [];
   const blockers: Blocker[] = [];
   const notes: string[] = [];
   const fresh = freshNodesFrom(records);
 
   for (const pool of pools(inv)) {
+    if (actions.length) perPool.push(actions);
+    actions = [];
     const drainId = `pool/${pool.name}/drain`;
     const replaceId = `pool/${pool.name}/replace`;
     const drainRec = lastRecord(records, drainId);
@@ -191,10 +195,39 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     }
     actions.push(replaceAction(pool.name, nodeName, strategy, vmss));
   }
+  if (actions.length) perPool.push(actions);
+  const parallel = parallelPoolsOf(ctx.options, perPool.length);
+  actions = poolWaves(perPool, parallel);
   if (strategy === 'delete') notes.push('drain strategy delete: each pool\'s capacity is restored by the cluster autoscaler; the tool does not resize AKS-managed scale sets');
   if (strategy === 'none') notes.push('drain strategy none: the same nodes are uncordoned, so the test step runs on nodes MIC has touched before');
-  notes.push(`drain timeout ${formatDuration(drainTimeoutOf(ctx.options))} per node; pools are drained one at a time`);
+  notes.push(`drain timeout ${formatDuration(drainTimeoutOf(ctx.options))} per node; ${parallel >= perPool.length ? 'every pool drained at once' : `${parallel} pool${parallel === 1 ? '' : 's'} at a time`} (--parallel-pools), one node per pool`);
   return { stepId: 'drain', actions, blockers, notes };
+}
+
+/** `--parallel-pools` (default: every pool). */
+export function parallelPoolsOf(options: Record<string, unknown>, pools: number): number {
+  const v = options.parallelPools;
+  return typeof v === 'number' && v >= 1 ? Math.min(v, Math.max(pools, 1)) : Math.max(pools, 1);
+}
+
+/**
+ * Orders the pools' action lists into waves of `parallel` pools: the wave's first actions (the
+ * drains) run concurrently, then its second actions (the replacements), then the next wave. A
+ * failure in one pool lets the others finish the action they are in (their next safe point)
+ * and starts nothing more; the journal's done records say which pools finished.
+ */
+export function poolWaves(perPool: MigrationAction[][], parallel: number): MigrationAction[] {
+  const out: MigrationAction[] = [];
+  for (let w = 0; w * parallel < perPool.length; w++) {
+    const wave = perPool.slice(w * parallel, (w + 1) * parallel);
+    const depth = Math.max(...wave.map((a) => a.length));
+    for (let i = 0; i < depth; i++) {
+      const layer = wave.map((a) => a[i]).filter((a): a is MigrationAction => Boolean(a));
+      const group = `drain-wave-${w}-${i}`;
+      for (const a of layer) out.push(layer.length > 1 ? { ...a, parallelGroup: group, parallelLimit: layer.length } : a);
+    }
+  }
+  return out;
 }
 
 function replaceAction(pool: string, node: string, strategy: DrainStrategy, vmss: VmssRef | undefined): MigrationAction {
@@ -248,21 +281,49 @@ async function check(ctx: Ctx): Promise<CheckResult> {
   return { ok: failures.length === 0, evidence, failures };
 }
 
+/** Per pool: its own actions' time (drain + replace, newest done records), the fresh node and the pods evicted. */
+export interface PoolTiming {
+  pool: string;
+  node: string;
+  seconds: number;
+  evicted: number;
+}
+
+export function poolTimingsFrom(records: readonly ActionRecord[], fresh: Record<string, string>): PoolTiming[] {
+  const out: PoolTiming[] = [];
+  for (const pool of Object.keys(fresh).sort()) {
+    let ms = 0;
+    let evicted = 0;
+    for (const id of [`pool/${pool}/drain`, `pool/${pool}/replace`]) {
+      const done = records.filter((r) => r.actionId === id && r.status === 'done' && !r.rolledBack).at(-1);
+      if (!done) continue;
+      if (done.doneAt) ms += Math.max(0, Date.parse(done.doneAt) - Date.parse(done.intentAt));
+      const e = (done.result as { evicted?: unknown } | undefined)?.evicted;
+      if (typeof e === 'number') evicted += e;
+    }
+    out.push({ pool, node: fresh[pool], seconds: Math.round(ms) / 1000, evicted });
+  }
+  return out;
+}
+
 async function afterActions(ctx: Ctx, p: StepPlan): Promise<StepOutcome> {
   const fresh = freshNodesFrom(ctx.journal.records());
   await ctx.journal.setData('freshNodes', fresh);
+  if (ctx.dryRun === 'none') await ctx.journal.setData('poolTimings', poolTimingsFrom(ctx.journal.records(), fresh));
   const done = p.actions.filter((a) => a.kind === 'replace-node').map((a) => (a.details as ReplaceNodeDetails).pool);
   const all = Object.entries(fresh).sort(([a], [b]) => a.localeCompare(b)).map(([pool, node]) => `${pool}: ${node}`);
   if (!done.length) return { summary: `every pool already has a fresh node; fresh nodes ${all.join(', ') || 'none'}` };
   const evicted = ctx.journal.records().filter((r) => r.status === 'done' && p.actions.some((a) => a.id === r.actionId && a.kind === 'drain-node')).reduce((n, r) => n + ((r.result as DrainResult | undefined)?.evicted ?? 0), 0);
   const dry = ctx.dryRun !== 'none';
   const strategy = strategyOf(ctx.options);
-  const lines = done.map((pool) => `${pool}: ${fresh[pool]}`);
+  const lines = Object.keys(fresh).sort().map((pool) => `${pool}: ${fresh[pool]}`);
   if (dry) {
     const replaced = p.actions.filter((a) => a.kind === 'drain-node').map((a) => (a.details as DrainNodeDetails).node);
     return { summary: `would drain and ${strategy === 'none' ? 'uncordon' : strategy} ${replaced.length ? replaced.join(', ') : 'the nodes drained before'} (${done.length} pool${done.length === 1 ? '' : 's'}); fresh nodes ${lines.join(', ')}` };
   }
-  return { summary: `${done.length} pool${done.length === 1 ? '' : 's'} drained (${evicted} pods evicted), ${strategy}; fresh nodes ${lines.join(', ')}` };
+  const drainedPools = Object.keys(fresh).length;
+  const earlier = drainedPools - done.length;
+  return { summary: `${drainedPools} pool${drainedPools === 1 ? '' : 's'} drained${earlier > 0 ? ` (${earlier} in an earlier run)` : ''} (${evicted} pods evicted this run), ${strategy}; fresh nodes ${lines.join(', ')}` };
 }
 
 /** The `drain` step. */

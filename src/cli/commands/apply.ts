@@ -26,6 +26,7 @@ interface ApplyFlags {
   upgradeInstances?: boolean;
   nmiRollout?: string;
   nmiMaxUnavailable?: string;
+  parallelPools?: string;
 }
 
 const DRAIN_STRATEGIES = ['reimage', 'delete', 'none'];
@@ -44,6 +45,7 @@ export const applyCommand: CommandModule = {
       .option('--dry-run <mode>', 'client: no write call at all; server: Kubernetes writes with dryRun=All, Azure writes printed. No journal, no lock')
       .option('--drain-timeout <duration>', 'drain: how long evictions may be retried per node (e.g. 15m)')
       .option('--drain-strategy <strategy>', 'drain: how the drained node is replaced: reimage, delete or none')
+      .option('--parallel-pools <n>', 'drain: how many pools are drained at once, one node each (default: all)')
       .option('--drain-force', 'drain: also delete pods no controller will re-create (like kubectl drain --force)')
       .option('--nmi-rollout <strategy>', 'nmi-managed: in-place (rolling update of the DaemonSet) or drain (each node emptied of service pods before its NMI restarts)')
       .option('--nmi-max-unavailable <n|p%>', 'nmi-managed: nodes whose NMI restarts at once (in-place: in the cluster; drain: per pool), like a DaemonSet\'s maxUnavailable (default 1)')
@@ -71,6 +73,10 @@ export const applyCommand: CommandModule = {
         if (flags.drainStrategy) stepOptions.drainStrategy = flags.drainStrategy;
         if (flags.drainForce) stepOptions.drainForce = true;
         Object.assign(stepOptions, nmiRolloutOptions(flags, globals.stepTimeoutMs));
+        if (flags.parallelPools !== undefined) {
+          if (!/^[1-9]\d*$/.test(flags.parallelPools)) throw new UsageError(`--parallel-pools: "${flags.parallelPools}" is not a positive number.`, 'Give how many pools may be drained at once, e.g. --parallel-pools 2 (default: all).');
+          stepOptions.parallelPools = Number(flags.parallelPools);
+        }
         const testTimeoutMs = durationFlag('--test-timeout', flags.testTimeout);
         if (testTimeoutMs !== undefined) stepOptions.testTimeoutMs = testTimeoutMs;
         if (flags.deleteCrd) stepOptions.deleteCrd = true;
