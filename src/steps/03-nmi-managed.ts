@@ -11,6 +11,7 @@ import type { Blocker, CheckResult, StepOutcome, StepPlan } from '../engine/step
 import type { NmiNodeRolloutDetails } from './executors/nmi-node-rollout.ts';
 import { clusterShape, DEFAULT_NMI_ROLLOUT, estimateRollout, maxUnavailableOf, rolloutNotes, rolloutWaves, stepTimeoutOf, type NmiNode, type NmiRollout } from './lib/nmi-rollout.ts';
 import { sameJson } from './lib/util.ts';
+import { analyseNodeDrain, drainBlockers } from './lib/drain-rules.ts';
 import { KINDS } from '../kube/kinds.ts';
 import { action, type MigrationAction } from './executors/index.ts';
 import type { Ctx, MigrationStep } from './lib/context.ts';
@@ -142,7 +143,7 @@ function drainRolloutActions(ctx: Ctx, nmi: PodIdentityWorkload, args: string[],
           writes: { kube: least, arm: 0 },
           ...(others ? { writesUpTo: { kube: least + others, arm: 0 } } : {}),
           ...(wave.length > 1 ? { parallelGroup: `nmi-wave-${w}` } : {}),
-          details: { pool: n.pool, node: n.name, namespace: nmi.namespace, name: nmi.name, container: nmi.container, force },
+          details: { pool: n.pool, node: n.name, namespace: nmi.namespace, name: nmi.name, container: nmi.container, force, ...(ctx.options.deleteEmptyDirData === true ? { deleteEmptyDirData: true } : {}) },
         }),
       );
     }
@@ -206,15 +207,16 @@ export const nmiManagedStep: MigrationStep = {
     const actions: MigrationAction[] = rollout === 'drain' ? drainRolloutActions(ctx, nmi, args, strategy, cluster, maxUnavailable) : inPlaceActions(nmi, args, strategy, maxUnavailable);
     const blockers: Blocker[] = [];
     const restarting = new Set(actions.filter((a) => a.kind === 'nmi-node-rollout').map((a) => (a.details as NmiNodeRolloutDetails).node));
-    if (rollout === 'drain' && ctx.options.drainForce !== true) {
+    if (rollout === 'drain' && restarting.size) {
+      // The same rules as the drain step: every pod that blocks an emptying, with its flag, and
+      // every budget that can never allow the eviction, before anything is written.
+      const pdbs = await ctx.kube.list(KINDS.PodDisruptionBudget).catch(() => []);
+      const rules = { force: ctx.options.drainForce === true, deleteEmptyDirData: ctx.options.deleteEmptyDirData === true };
       for (const n of [...cluster.values()].flat()) {
-        if (!restarting.has(n.name) || !n.unreplicated.length) continue;
-        blockers.push({
-          code: 'unreplicated-pods',
-          subject: `node ${n.name}`,
-          message: `the NMI drain rollout would lose pods no controller re-creates: ${n.unreplicated.join(', ')}.`,
-          fix: 'Move them to a controller or delete them yourself, allow the drain to delete them (--drain-force), or use --nmi-rollout in-place, then plan again.',
-        });
+        if (!restarting.has(n.name)) continue;
+        for (const b of drainBlockers(analyseNodeDrain({ node: n.name, pool: n.pool, pods, pdbs, options: rules }))) {
+          blockers.push({ ...b, fix: `${b.fix} Or use --nmi-rollout in-place (no eviction).` });
+        }
       }
     }
     const rolled = [...cluster.values()].flat().filter((n) => rollout === 'in-place' ? n.nmiArgs !== undefined : restarting.has(n.name));

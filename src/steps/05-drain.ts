@@ -40,6 +40,7 @@ import {
   type NodeCandidate,
   type WorkloadRef,
 } from './lib/drain.ts';
+import { analyseNodeDrain, candidateOf, drainBlockers, podVerdict, type DrainRuleOptions } from './lib/drain-rules.ts';
 import { inventoryFor, nmiRefOf } from './lib/inventory-source.ts';
 import type { InventoryDocument } from './lib/inventory-model.ts';
 import { isCordoned, isReady, poolOf, vmssOfNode, type VmssRef } from './lib/nodes.ts';
@@ -79,7 +80,8 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   const strategy = strategyOf(ctx.options);
   const force = ctx.options.drainForce === true;
   const kube = ctx.kube;
-  const [nodes, pods] = await Promise.all([kube.list(KINDS.Node), kube.list(KINDS.Pod)]);
+  const [nodes, pods, pdbs] = await Promise.all([kube.list(KINDS.Node), kube.list(KINDS.Pod), kube.list(KINDS.PodDisruptionBudget).catch(() => [] as KubeObject[])]);
+  const rules: DrainRuleOptions = { force, deleteEmptyDirData: ctx.options.deleteEmptyDirData === true };
   const podsByNode = new Map<string, KubeObject[]>();
   for (const p of pods) {
     const n = nodeNameOf(p);
@@ -129,17 +131,7 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
         continue;
       }
     } else {
-      const candidates: NodeCandidate[] = poolNodes.map((n) => {
-        const onNode = podsByNode.get(n.metadata!.name!) ?? [];
-        const evictable = onNode.filter((p) => dispositionOf(p) !== 'daemonset' && dispositionOf(p) !== 'mirror');
-        return {
-          name: n.metadata!.name!,
-          ready: isReady(n) && !n.metadata?.deletionTimestamp,
-          cordoned: isCordoned(n),
-          servicePods: evictable.filter(isServicePod).length,
-          stablePods: evictable.filter((p) => !isJobPod(p)).length,
-        };
-      });
+      const candidates: NodeCandidate[] = poolNodes.map((n) => candidateOf(n, podsByNode.get(n.metadata!.name!) ?? [], rules));
       const choice = chooseNode(pool.name, candidates);
       if (!choice.node) {
         blockers.push({
@@ -164,21 +156,25 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
       continue;
     }
     const onNode = podsByNode.get(nodeName) ?? [];
-    const unreplicated = onNode.filter((p) => dispositionOf(p) === 'unreplicated');
-    if (unreplicated.length && !force && drainRec?.status !== 'done') {
-      blockers.push({
-        code: 'unreplicated-pods',
-        subject: `node ${nodeName}`,
-        message: `pods not managed by a ReplicaSet, StatefulSet, Job or DaemonSet would be lost by the drain: ${unreplicated.map(podKey).sort().join(', ')}.`,
-        fix: 'Move them to a controller, delete them yourself, or allow the drain to delete them (apply --drain-force), then plan again.',
-      });
-      continue;
+    if (drainRec?.status !== 'done') {
+      // kubectl drain's rules and the budgets, as apply will meet them: every pod that blocks,
+      // with the flag that allows it, and every budget that can never allow the eviction.
+      const analysis = analyseNodeDrain({ node: nodeName, pool: pool.name, pods, pdbs, options: rules });
+      const found = drainBlockers(analysis);
+      if (found.length) {
+        blockers.push(...found);
+        continue;
+      }
+      const allowed = analysis.verdicts.filter((v) => v.action === 'evict' && v.flag);
+      if (allowed.length) notes.push(`pool ${pool.name}: ${allowed.map((v) => `${v.pod} (allowed by ${(v.flags ?? [v.flag!]).join(' ')})`).join(', ')} will be removed from ${nodeName}`);
+      const waits = analysis.verdicts.filter((v) => v.rule === 'pdb-exhausted');
+      if (waits.length) notes.push(`pool ${pool.name}: ${waits.map((v) => v.reason).join('; ')}`);
     }
     if (drainRec?.status !== 'done') {
-      const evictable = onNode.filter((p) => dispositionOf(p) === 'evict' || (force && dispositionOf(p) === 'unreplicated'));
+      const evictable = onNode.filter((p) => podVerdict(p, rules).action === 'evict');
       const stable = evictable.filter((p) => !isJobPod(p)).length;
       const jobs = evictable.length - stable;
-      const details: DrainNodeDetails = { pool: pool.name, node: nodeName, force };
+      const details: DrainNodeDetails = { pool: pool.name, node: nodeName, force, ...(rules.deleteEmptyDirData ? { deleteEmptyDirData: true } : {}) };
       actions.push(
         action({
           id: drainId,

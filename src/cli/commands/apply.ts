@@ -27,6 +27,7 @@ interface ApplyFlags {
   nmiRollout?: string;
   nmiMaxUnavailable?: string;
   parallelPools?: string;
+  deleteEmptydirData?: boolean;
 }
 
 const DRAIN_STRATEGIES = ['reimage', 'delete', 'none'];
@@ -45,6 +46,7 @@ export const applyCommand: CommandModule = {
       .option('--dry-run <mode>', 'client: no write call at all; server: Kubernetes writes with dryRun=All, Azure writes printed. No journal, no lock')
       .option('--drain-timeout <duration>', 'drain: how long evictions may be retried per node (e.g. 15m)')
       .option('--drain-strategy <strategy>', 'drain: how the drained node is replaced: reimage, delete or none')
+      .option('--delete-emptydir-data', 'drain and the NMI drain rollout: also evict pods with emptyDir volumes, whose data is lost (like kubectl drain)')
       .option('--parallel-pools <n>', 'drain: how many pools are drained at once, one node each (default: all)')
       .option('--drain-force', 'drain: also delete pods no controller will re-create (like kubectl drain --force)')
       .option('--nmi-rollout <strategy>', 'nmi-managed: in-place (rolling update of the DaemonSet) or drain (each node emptied of service pods before its NMI restarts)')
@@ -72,6 +74,7 @@ export const applyCommand: CommandModule = {
         if (drainTimeoutMs !== undefined) stepOptions.drainTimeoutMs = drainTimeoutMs;
         if (flags.drainStrategy) stepOptions.drainStrategy = flags.drainStrategy;
         if (flags.drainForce) stepOptions.drainForce = true;
+        if (flags.deleteEmptydirData) stepOptions.deleteEmptyDirData = true;
         Object.assign(stepOptions, nmiRolloutOptions(flags, globals.stepTimeoutMs));
         if (flags.parallelPools !== undefined) {
           if (!/^[1-9]\d*$/.test(flags.parallelPools)) throw new UsageError(`--parallel-pools: "${flags.parallelPools}" is not a positive number.`, 'Give how many pools may be drained at once, e.g. --parallel-pools 2 (default: all).');

@@ -18,11 +18,12 @@ export const planCommand: CommandModule = {
       .option('--nmi-rollout <strategy>', 'nmi-managed: plan the in-place or the drain rollout (as apply --nmi-rollout)')
       .option('--nmi-max-unavailable <n|p%>', 'nmi-managed: nodes whose NMI restarts at once (as apply --nmi-max-unavailable)')
       .option('--drain-force', 'plan as apply --drain-force would run')
+      .option('--delete-emptydir-data', 'plan as apply --delete-emptydir-data would run')
       .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when changes are pending, 4 on blockers')
-      .action(async (opts: { out?: string; detailedExitcode?: boolean; nmiRollout?: string; nmiMaxUnavailable?: string; drainForce?: boolean }, cmd) => {
+      .action(async (opts: { out?: string; detailedExitcode?: boolean; nmiRollout?: string; nmiMaxUnavailable?: string; drainForce?: boolean; deleteEmptydirData?: boolean }, cmd) => {
         const globals = env.globals(cmd);
         if (opts.out !== undefined && opts.out.trim() === '') env.usage('--out: the path is empty.', 'Give a file to write the plan to, e.g. --out plan.json.');
-        const stepOptions = { ...nmiRolloutOptions(opts, globals.stepTimeoutMs), ...(opts.drainForce ? { drainForce: true } : {}) };
+        const stepOptions = { ...nmiRolloutOptions(opts, globals.stepTimeoutMs), ...(opts.drainForce ? { drainForce: true } : {}), ...(opts.deleteEmptydirData ? { deleteEmptyDirData: true } : {}) };
         await env.withRuntime(globals, 'none', async (runtime, signal) => {
           const runner = env.runner(runtime, globals, { dryRun: 'none', signal, stepOptions });
           const plan = await runner.plan();

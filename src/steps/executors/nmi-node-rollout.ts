@@ -33,6 +33,8 @@ export interface NmiNodeRolloutDetails {
   container: string;
   /** Also evict pods no controller re-creates (`--drain-force`). */
   force: boolean;
+  /** Also evict pods with `emptyDir` volumes (`--delete-emptydir-data`). */
+  deleteEmptyDirData?: boolean;
 }
 
 /** Pre-state: whether the node was cordoned before the first attempt. */
@@ -102,7 +104,7 @@ async function waitForFreshActive(ctx: Ctx, d: NmiNodeRolloutDetails, oldUid: st
 
 /** The rest of the rollout on a cordoned node: evict, restart NMI if still old, wait, uncordon. */
 async function finish(ctx: Ctx, d: NmiNodeRolloutDetails, pre: NmiNodeRolloutPreState | undefined): Promise<NmiNodeRolloutResult> {
-  const { evicted } = await evictAll(ctx, { pool: d.pool, node: d.node, force: d.force }, 'nmi-managed');
+  const { evicted } = await evictAll(ctx, { pool: d.pool, node: d.node, force: d.force, deleteEmptyDirData: d.deleteEmptyDirData }, 'nmi-managed');
   const dry = ctx.dryRun !== 'none';
   const ds = await daemonSet(ctx, d);
   const pods = (await nmiPodsOnNode(ctx, d)).filter((p) => !p.metadata?.deletionTimestamp);
