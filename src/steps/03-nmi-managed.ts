@@ -6,7 +6,6 @@
  * runs one token probe pod per pool (declared in the plan's `checkWrites`).
  */
 import pLimit from 'p-limit';
-import { PARALLEL_ACTIONS } from '../engine/actions.ts';
 import type { Blocker, CheckResult, StepOutcome, StepPlan } from '../engine/step.ts';
 import type { NmiNodeRolloutDetails } from './executors/nmi-node-rollout.ts';
 import { clusterShape, DEFAULT_NMI_ROLLOUT, estimateRollout, maxUnavailableOf, rolloutNotes, rolloutWaves, stepTimeoutOf, type NmiNode, type NmiRollout } from './lib/nmi-rollout.ts';
@@ -142,7 +141,8 @@ function drainRolloutActions(ctx: Ctx, nmi: PodIdentityWorkload, args: string[],
           api: 'kube',
           writes: { kube: least, arm: 0 },
           ...(others ? { writesUpTo: { kube: least + others, arm: 0 } } : {}),
-          ...(wave.length > 1 ? { parallelGroup: `nmi-wave-${w}` } : {}),
+          // --nmi-max-unavailable per pool, every pool at once.
+          ...(wave.length > 1 ? { parallelGroup: `nmi-wave-${w}`, parallelLimit: wave.length } : {}),
           details: { pool: n.pool, node: n.name, namespace: nmi.namespace, name: nmi.name, container: nmi.container, force, ...(ctx.options.deleteEmptyDirData === true ? { deleteEmptyDirData: true } : {}) },
         }),
       );
@@ -161,7 +161,7 @@ function drainRolloutActions(ctx: Ctx, nmi: PodIdentityWorkload, args: string[],
         summary: `updateStrategy back to ${describeStrategy(original)} (every NMI pod already on the new template), await every NMI Active`,
         api: 'kube',
         writes: { kube: 1, arm: 0 },
-        details: { ...base, updateStrategy: original, rollout: 'nmi-active' },
+        details: { ...base, updateStrategy: original, rollout: 'nmi-active', undoneWith: NMI_ON_DELETE_ID },
       }),
     );
   }
@@ -220,7 +220,7 @@ export const nmiManagedStep: MigrationStep = {
       }
     }
     const rolled = [...cluster.values()].flat().filter((n) => rollout === 'in-place' ? n.nmiArgs !== undefined : restarting.has(n.name));
-    const estimate = estimateRollout(rollout, rollout === 'drain' ? rolloutWaves(cluster, maxUnavailable, restarting) : [rolled], maxUnavailable, PARALLEL_ACTIONS);
+    const estimate = estimateRollout(rollout, rollout === 'drain' ? rolloutWaves(cluster, maxUnavailable, restarting) : [rolled], maxUnavailable);
     const notes: string[] = [];
     if (nmi.install === 'helm') {
       notes.push(`NMI is a Helm install: keep this with \`${helmManagedValues(nmi.helmRelease)}\`; a later helm upgrade with operationMode=standard reverts NMI and brings MIC back`);

@@ -33,13 +33,13 @@ describe('NMI rollout settings and estimates', () => {
 
   it('states the trade-off and warns when the estimate exceeds the step timeout', () => {
     const nodes = Array.from({ length: 200 }, (_, i) => node(`p${i % 20}`, i));
-    const inPlace = estimateRollout('in-place', [nodes], 1, 4);
+    const inPlace = estimateRollout('in-place', [nodes], 1);
     expect(inPlace.gapPodSeconds).toBe(200 * 12);
     expect(inPlace.durationMs).toBe(200 * 16_000);
     const notes = rolloutNotes('in-place', 1, inPlace, 30 * 60_000);
     expect(notes[0]).toMatch(/~2400 pod-seconds of NMI gap for 200 service pods on 200 nodes \(--nmi-rollout drain: 0, for 400 evictions\)/);
     expect(notes.at(-1)).toMatch(/^warning: .* exceeds --step-timeout 30m/);
-    const faster = estimateRollout('in-place', [nodes], '10%', 4);
+    const faster = estimateRollout('in-place', [nodes], '10%');
     expect(rolloutNotes('in-place', '10%', faster, 30 * 60_000).some((n) => n.startsWith('warning'))).toBe(false);
   });
 });

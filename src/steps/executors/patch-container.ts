@@ -41,6 +41,12 @@ export interface PatchContainerDetails {
   /** The workload's `spec.updateStrategy` after the patch (unchanged when absent). */
   updateStrategy?: unknown;
   rollout: RolloutWait;
+  /**
+   * The id of an earlier action of the same step that patched the same workload and whose undo
+   * restores the true original (e.g. NMI's update strategy put back after a drain rollout: undoing
+   * the `OnDelete` patch restores args and strategy). This action's undo then changes nothing.
+   */
+  undoneWith?: string;
 }
 
 /** Pre-state: the container and update strategy exactly as they were. */
@@ -132,6 +138,7 @@ export const patchContainer: Executor<PatchContainerDetails, PatchContainerPreSt
     return { applied: true, result: { generation: live.metadata?.generation, rollout: await awaitRollout(ctx, d, d.args) } };
   },
   async undo(ctx, { action: { details: d }, firstPreState: pre }) {
+    if (d.undoneWith) return `${label(d)}: restored with ${d.undoneWith}`;
     if (!pre) return `${label(d)}: nothing recorded to restore`;
     const live = await ctx.kube.get(refOf(d), d.namespace, d.name);
     if (!live) {
@@ -146,6 +153,7 @@ export const patchContainer: Executor<PatchContainerDetails, PatchContainerPreSt
     return `${label(d)} restored (${rollout})`;
   },
   async verifyUndo(ctx, { action: { details: d }, firstPreState: pre }) {
+    if (d.undoneWith) return { ok: true, evidence: [`${label(d)}: verified with ${d.undoneWith}`], failures: [] };
     if (!pre) return { ok: true, evidence: [`${label(d)}: nothing was changed`], failures: [] };
     const live = await ctx.kube.get(refOf(d), d.namespace, d.name);
     if (!live) return { ok: false, evidence: [], failures: [`${label(d)} not found`] };

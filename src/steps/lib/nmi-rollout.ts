@@ -19,7 +19,7 @@ export const NMI_ROLLOUTS: readonly NmiRollout[] = ['in-place', 'drain'];
  * leaves every node without interception while its NMI restarts, `drain` has no service pod there
  * at that moment, for the price of one eviction per pod.
  */
-export const DEFAULT_NMI_ROLLOUT: NmiRollout = 'in-place';
+export const DEFAULT_NMI_ROLLOUT: NmiRollout = 'drain';
 
 /**
  * Simulated seconds one node's NMI restart leaves its pods without interception (NMI deletes
@@ -144,14 +144,14 @@ export interface RolloutEstimate {
   durationMs: number;
 }
 
-/** Estimates for the chosen rollout; `parallelActions` is the runner's bound on a parallel group. */
-export function estimateRollout(rollout: NmiRollout, waves: NmiNode[][], maxUnavailable: number | string, parallelActions: number): RolloutEstimate {
+/** Estimates for the chosen rollout (a drain wave runs all its nodes at once). */
+export function estimateRollout(rollout: NmiRollout, waves: NmiNode[][], maxUnavailable: number | string): RolloutEstimate {
   const all = waves.flat();
   const servicePods = all.reduce((n, x) => n + x.servicePods, 0);
   const evictions = all.reduce((n, x) => n + x.stablePods, 0);
   let seconds: number;
   if (rollout === 'in-place') seconds = Math.ceil(all.length / resolveMaxUnavailable(maxUnavailable, all.length)) * IN_PLACE_NODE_SECONDS;
-  else seconds = waves.reduce((s, w) => s + Math.ceil(w.length / parallelActions) * DRAIN_NODE_SECONDS, 0);
+  else seconds = waves.length * DRAIN_NODE_SECONDS;
   return { nodes: all.length, evictions, servicePods, gapPodSeconds: servicePods * NMI_GAP_SECONDS, durationMs: seconds * 1000 };
 }
 
