@@ -3,8 +3,7 @@
  * scenario. Each procedure runs as `podid-migrate demo --procedure <p> -o json` (a fresh
  * in-process sandbox in its own process, churn on, the real clients), and the table shows from
  * its report: failing pod-seconds (and the ratio to in-place), the longest failure window, pods
- * evicted, wall time and ARM writes. A procedure the tool refuses (`drain` until the strategy
- * exists) prints "not available".
+ * evicted, wall time and ARM writes. A procedure the tool refuses prints "not available".
  *
  *   node_modules/.bin/node bench/outage.ts [--large] [--time-scale x] [--procedures upstream,in-place,drain]
  *

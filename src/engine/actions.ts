@@ -3,7 +3,7 @@
  * (`ActionExecutor` in `step.ts`). Steps never call these; they only plan.
  *
  * - {@link executeActions}: each action in plan order (consecutive actions sharing a
- *   `parallelGroup` concurrently, at most {@link PARALLEL_ACTIONS} at once): `capture`, then
+ *   `parallelGroup` concurrently, at most `parallelLimit` or {@link PARALLEL_ACTIONS} at once): `capture`, then
  *   `journal.runAction` (intent with the pre-state, `do`, done with the result).
  * - {@link assertDoneMatchesPlan}: afterwards, exactly one done record per planned action and
  *   none beyond, or {@link ActionMismatchError}.
@@ -74,7 +74,7 @@ export async function executeActions<K, A>(ctx: StepContext<K, A>, plan: StepPla
       await runOne(batch[0]);
       continue;
     }
-    const limit = pLimit(PARALLEL_ACTIONS);
+    const limit = pLimit(batch[0].parallelLimit ?? PARALLEL_ACTIONS);
     const outcomes = await Promise.allSettled(batch.map((a) => limit(() => runOne(a))));
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;

@@ -78,6 +78,11 @@ export interface PlannedAction<Kind extends string = string, D = unknown> {
    */
   parallelGroup?: string;
   /**
+   * How many actions of its `parallelGroup` may run at once (read from the group's first
+   * action; default 4). E.g. one drain per pool, every pool at once (`--parallel-pools`).
+   */
+  parallelLimit?: number;
+  /**
    * JSON-serialisable: everything the executor needs to do exactly this action. Part of the plan
    * fingerprint and of the journal record, so it must be deterministic (sorted lists, no
    * timestamps). Never a token.

@@ -12,9 +12,11 @@
  */
 import pLimit from 'p-limit';
 import type { CheckResult, StepOutcome, StepPlan } from '../engine/step.ts';
+import { analyseNmiBypass, bypassWarnings } from './lib/nmi-bypass.ts';
 import { action, type MigrationAction } from './executors/index.ts';
 import { upgradeBatchSize, type VmssAddIdentitiesDetails } from './executors/vmss.ts';
-import type { MigrationStep } from './lib/context.ts';
+import { KINDS } from '../kube/kinds.ts';
+import type { Ctx, MigrationStep } from './lib/context.ts';
 import { inventoryFor, podIdentityFor } from './lib/inventory-source.ts';
 import type { InventoryDocument } from './lib/inventory-model.ts';
 import { parseImmutableUserMsis, withImmutableUserMsis } from './lib/pod-identity.ts';
@@ -70,6 +72,31 @@ function helmImmutableValue(ids: string[]): string {
 }
 
 /** Step 2 of the runbook. */
+/**
+ * Pods that call IMDS without NMI (hostNetwork, or matched by an AzurePodIdentityException) and
+ * the pools where this step raises the scale set from one user-assigned identity to several:
+ * such a call without a client id starts failing with 400 (nmi-bypass.ts). One warning per pool,
+ * and a line listing every bypassing pod.
+ */
+async function bypassNotes(ctx: Ctx, sets: { pool: string; vmss: string; have: string[]; add: string[] }[]): Promise<string[]> {
+  const [pods, nodes, exceptions] = await Promise.all([
+    ctx.kube.list(KINDS.Pod),
+    ctx.kube.list(KINDS.Node),
+    ctx.kube.list(KINDS.AzurePodIdentityException).catch(() => []),
+  ]);
+  const analysis = analyseNmiBypass({
+    pods,
+    nodes,
+    exceptions,
+    scaleSets: sets.map((s) => ({ pool: s.pool, vmss: s.vmss, identityIds: s.have })),
+    assignments: sets.map((s) => ({ vmss: s.vmss, identityIds: s.add })),
+  });
+  const out: string[] = [];
+  if (analysis.pods.length) out.push(`${analysis.pods.length} pod${analysis.pods.length === 1 ? '' : 's'} call IMDS without NMI: ${analysis.pods.slice(0, 8).map((p) => `${p.pod} (${p.via.join(' + ')}${p.pool ? `, pool ${p.pool}` : ''})`).join(', ')}${analysis.pods.length > 8 ? ` and ${analysis.pods.length - 8} more` : ''}`);
+  for (const w of bypassWarnings(analysis)) out.push(`warning: ${w.subject}: ${w.message} ${w.fix}`);
+  return out;
+}
+
 export const assignStep: MigrationStep = {
   id: 'assign',
   title: 'Protect identities in MIC and assign them to every scale set',
@@ -161,6 +188,7 @@ export const assignStep: MigrationStep = {
         );
       }
     }
+    notes.push(...(await bypassNotes(ctx, planned.map(({ w, add, have }) => ({ pool: w.pool, vmss: w.vmss, have, add })))));
     if (!upgrades.length && planned.some((p) => p.add.length)) notes.push('no instance is upgraded: an identity added to a scale set reaches its instances without one (--upgrade-instances forces a manualupgrade)');
     return { stepId: 'assign', actions: [...actions, ...upgrades], blockers: [], notes };
   },

@@ -6,7 +6,11 @@
  * runs one token probe pod per pool (declared in the plan's `checkWrites`).
  */
 import pLimit from 'p-limit';
-import type { CheckResult, StepOutcome, StepPlan } from '../engine/step.ts';
+import type { Blocker, CheckResult, StepOutcome, StepPlan } from '../engine/step.ts';
+import type { NmiNodeRolloutDetails } from './executors/nmi-node-rollout.ts';
+import { clusterShape, DEFAULT_NMI_ROLLOUT, estimateRollout, maxUnavailableOf, rolloutNotes, rolloutWaves, stepTimeoutOf, type NmiNode, type NmiRollout } from './lib/nmi-rollout.ts';
+import { sameJson } from './lib/util.ts';
+import { analyseNodeDrain, drainBlockers } from './lib/drain-rules.ts';
 import { KINDS } from '../kube/kinds.ts';
 import { action, type MigrationAction } from './executors/index.ts';
 import type { Ctx, MigrationStep } from './lib/context.ts';
@@ -20,6 +24,8 @@ import { remainingMs } from './lib/util.ts';
 export { nmiProbePort, withoutAddedDefaults } from './lib/pod-identity.ts';
 
 export const NMI_ACTION_ID = 'nmi/managed-mode';
+/** With `--nmi-rollout drain`: the template patch that also sets `updateStrategy: OnDelete`. */
+export const NMI_ON_DELETE_ID = 'nmi/on-delete';
 
 /** The update strategy the rollout uses: one node at a time, and never two NMIs on a node (they share host ports). */
 export const NMI_UPDATE_STRATEGY = { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } } as const;
@@ -31,10 +37,13 @@ export function describeArgChange(before: readonly string[], after: readonly str
   return [...removed.filter((r) => /operation-mode/.test(r)), ...added, ...removed.filter((r) => !/operation-mode/.test(r))].join(', ');
 }
 
-function strategyIsWanted(s: unknown): boolean {
+function strategyIsWanted(s: unknown, maxUnavailable: number | string = 1): boolean {
   const u = s as { type?: string; rollingUpdate?: { maxUnavailable?: number | string; maxSurge?: number | string } } | undefined;
-  return u?.type === 'RollingUpdate' && String(u.rollingUpdate?.maxUnavailable ?? 1) === '1' && String(u.rollingUpdate?.maxSurge ?? 0) === '0';
+  return u?.type === 'RollingUpdate' && String(u.rollingUpdate?.maxUnavailable ?? 1) === String(maxUnavailable) && String(u.rollingUpdate?.maxSurge ?? 0) === '0';
 }
+
+/** The API server's default DaemonSet strategy (restored when none was set). */
+const DEFAULT_DS_STRATEGY = { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } };
 
 /** One node per pool and, for each, an identity that pool needs with a service (namespace, selector) that uses it there. */
 export function probeTargets(inv: InventoryDocument, nodesByPool: Map<string, string[]>): { pool: string; node: string; namespace: string; selector: string; identity: { name: string; resourceId: string; clientId: string; principalId?: string } }[] {
@@ -51,6 +60,117 @@ export function probeTargets(inv: InventoryDocument, nodesByPool: Map<string, st
     }
   }
   return out;
+}
+
+/** The rollout this step runs: the one an earlier, unfinished run started, else `--nmi-rollout`, else the default. */
+export function nmiRolloutOf(ctx: Ctx): NmiRollout {
+  const live = ctx.journal.records().filter((r) => !r.rolledBack);
+  if (live.some((r) => r.kind === 'nmi-node-rollout' || r.actionId === NMI_ON_DELETE_ID)) return 'drain';
+  if (live.some((r) => r.actionId === NMI_ACTION_ID)) return 'in-place';
+  const opt = ctx.options.nmiRollout;
+  return opt === 'in-place' || opt === 'drain' ? opt : DEFAULT_NMI_ROLLOUT;
+}
+
+function inPlaceActions(nmi: PodIdentityWorkload, args: string[], strategy: unknown, maxUnavailable: number | string): MigrationAction[] {
+  const wanted = { type: 'RollingUpdate', rollingUpdate: { maxUnavailable, maxSurge: 0 } };
+  const argsChange = JSON.stringify(args) !== JSON.stringify(nmi.args);
+  const strategyChange = !strategyIsWanted(strategy, maxUnavailable);
+  if (!argsChange && !strategyChange) return [];
+  const parts = [];
+  if (argsChange) parts.push(`args: ${describeArgChange(nmi.args, args)}`);
+  if (strategyChange) parts.push(`updateStrategy: RollingUpdate maxUnavailable ${maxUnavailable}`);
+  return [
+    action({
+      id: NMI_ACTION_ID,
+      kind: 'patch-container',
+      op: '~',
+      target: `daemonset ${nmi.namespace}/${nmi.name}`,
+      summary: `${parts.join('; ')} (NMI ${nmi.version}, ${maxUnavailable === 1 ? 'one node' : `${maxUnavailable} nodes`} at a time)`,
+      api: 'kube',
+      writes: { kube: 1, arm: 0 },
+      details: { workload: 'DaemonSet', namespace: nmi.namespace, name: nmi.name, container: nmi.container, containerIndex: nmi.containerIndex, args, updateStrategy: wanted, rollout: 'nmi-active' },
+    }),
+  ];
+}
+
+/**
+ * `--nmi-rollout drain`: the template is patched with `updateStrategy: OnDelete` (nothing
+ * restarts), then node by node (waves of `maxUnavailable` per pool, pools concurrently) an
+ * `nmi-node-rollout` empties the node and restarts its NMI, and the original strategy comes back.
+ */
+function drainRolloutActions(ctx: Ctx, nmi: PodIdentityWorkload, args: string[], strategy: unknown, cluster: Map<string, NmiNode[]>, maxUnavailable: number | string): MigrationAction[] {
+  const liveType = (strategy as { type?: string } | undefined)?.type;
+  const stale = [...cluster.values()].flat().filter((n) => n.nmiArgs !== undefined && !sameJson(n.nmiArgs, args));
+  const argsChange = !sameJson(args, nmi.args);
+  const actions: MigrationAction[] = [];
+  const base = { workload: 'DaemonSet' as const, namespace: nmi.namespace, name: nmi.name, container: nmi.container, containerIndex: nmi.containerIndex, args };
+  if ((argsChange || stale.length) && !(liveType === 'OnDelete' && !argsChange)) {
+    actions.push(
+      action({
+        id: NMI_ON_DELETE_ID,
+        kind: 'patch-container',
+        op: '~',
+        target: `daemonset ${nmi.namespace}/${nmi.name}`,
+        summary: `${argsChange ? `args: ${describeArgChange(nmi.args, args)}; ` : ''}updateStrategy: OnDelete (NMI ${nmi.version}; nothing restarts yet)`,
+        api: 'kube',
+        writes: { kube: 1, arm: 0 },
+        details: { ...base, updateStrategy: { type: 'OnDelete' }, rollout: 'on-delete' },
+      }),
+    );
+  }
+  const restart = new Set((argsChange ? [...cluster.values()].flat().filter((n) => n.nmiArgs !== undefined) : stale).map((n) => n.name));
+  const waves = rolloutWaves(cluster, maxUnavailable, restart);
+  const force = ctx.options.drainForce === true;
+  let before = 0;
+  waves.forEach((wave, w) => {
+    const waveStable = wave.reduce((n, x) => n + x.stablePods, 0);
+    for (const n of wave) {
+      const pre = ctx.journal.firstPreState<{ wasUnschedulable?: boolean }>(`nmi/node/${n.name}`);
+      const wasCordoned = pre?.wasUnschedulable ?? n.cordoned;
+      const least = (n.cordoned ? 0 : 1) + n.stablePods + 1 + (wasCordoned ? 0 : 1);
+      // Pods evicted from nodes of this or an earlier wave may be scheduled here before the cordon
+      // (or before this wave starts): the scheduler decides, so those evictions are a range.
+      const others = before + waveStable - n.stablePods;
+      actions.push(
+        action({
+          id: `nmi/node/${n.name}`,
+          kind: 'nmi-node-rollout',
+          op: '~',
+          target: `node ${n.name}`,
+          summary: `cordon, evict ${n.stablePods} pod${n.stablePods === 1 ? '' : 's'}, restart NMI, await Active, uncordon; pool ${n.pool}${others ? ` (up to ${others} more evictions if pods moved off other nodes land here first)` : ''}`,
+          api: 'kube',
+          writes: { kube: least, arm: 0 },
+          ...(others ? { writesUpTo: { kube: least + others, arm: 0 } } : {}),
+          // --nmi-max-unavailable per pool, every pool at once.
+          ...(wave.length > 1 ? { parallelGroup: `nmi-wave-${w}`, parallelLimit: wave.length } : {}),
+          details: { pool: n.pool, node: n.name, namespace: nmi.namespace, name: nmi.name, container: nmi.container, force, ...(ctx.options.deleteEmptyDirData === true ? { deleteEmptyDirData: true } : {}) },
+        }),
+      );
+    }
+    before += waveStable;
+  });
+  const first = ctx.journal.firstPreState<{ updateStrategy?: unknown }>(NMI_ON_DELETE_ID)?.updateStrategy;
+  const original = first !== undefined && first !== null ? first : liveType !== 'OnDelete' && strategy ? strategy : DEFAULT_DS_STRATEGY;
+  if ((actions.length || liveType === 'OnDelete') && (original as { type?: string }).type !== 'OnDelete') {
+    actions.push(
+      action({
+        id: 'nmi/restore-update-strategy',
+        kind: 'patch-container',
+        op: '~',
+        target: `daemonset ${nmi.namespace}/${nmi.name}`,
+        summary: `updateStrategy back to ${describeStrategy(original)} (every NMI pod already on the new template), await every NMI Active`,
+        api: 'kube',
+        writes: { kube: 1, arm: 0 },
+        details: { ...base, updateStrategy: original, rollout: 'nmi-active', undoneWith: NMI_ON_DELETE_ID },
+      }),
+    );
+  }
+  return actions;
+}
+
+function describeStrategy(s: unknown): string {
+  const u = s as { type?: string; rollingUpdate?: { maxUnavailable?: unknown } };
+  return u.type === 'RollingUpdate' ? `RollingUpdate maxUnavailable ${String(u.rollingUpdate?.maxUnavailable ?? 1)}` : String(u.type);
 }
 
 async function readyNodesByPool(ctx: Ctx): Promise<Map<string, string[]>> {
@@ -80,39 +200,46 @@ export const nmiManagedStep: MigrationStep = {
     const nmi = await liveNmi(ctx);
     const args = managedNmiArgs(nmi.args, nmi.version);
     const strategy = (nmi.object.spec as { updateStrategy?: unknown } | undefined)?.updateStrategy;
-    const actions: MigrationAction[] = [];
-    const notes: string[] = [];
-    const argsChange = JSON.stringify(args) !== JSON.stringify(nmi.args);
-    const strategyChange = !strategyIsWanted(strategy);
-    if (argsChange || strategyChange) {
-      const parts = [];
-      if (argsChange) parts.push(`args: ${describeArgChange(nmi.args, args)}`);
-      if (strategyChange) parts.push('updateStrategy: RollingUpdate maxUnavailable 1');
-      actions.push(
-        action({
-          id: NMI_ACTION_ID,
-          kind: 'patch-container',
-          op: '~',
-          target: `daemonset ${nmi.namespace}/${nmi.name}`,
-          summary: `${parts.join('; ')} (NMI ${nmi.version}, one node at a time)`,
-          api: 'kube',
-          writes: { kube: 1, arm: 0 },
-          details: { workload: 'DaemonSet', namespace: nmi.namespace, name: nmi.name, container: nmi.container, containerIndex: nmi.containerIndex, args, updateStrategy: NMI_UPDATE_STRATEGY, rollout: 'nmi-active' },
-        }),
-      );
+    const rollout = nmiRolloutOf(ctx);
+    const maxUnavailable = maxUnavailableOf(ctx.options);
+    const [nodes, pods] = await Promise.all([ctx.kube.list(KINDS.Node), ctx.kube.list(KINDS.Pod)]);
+    const cluster = clusterShape(nodes, pods, nmi);
+    const actions: MigrationAction[] = rollout === 'drain' ? drainRolloutActions(ctx, nmi, args, strategy, cluster, maxUnavailable) : inPlaceActions(nmi, args, strategy, maxUnavailable);
+    const blockers: Blocker[] = [];
+    const restarting = new Set(actions.filter((a) => a.kind === 'nmi-node-rollout').map((a) => (a.details as NmiNodeRolloutDetails).node));
+    if (rollout === 'drain' && restarting.size) {
+      // The same rules as the drain step: every pod that blocks an emptying, with its flag, and
+      // every budget that can never allow the eviction, before anything is written.
+      const pdbs = await ctx.kube.list(KINDS.PodDisruptionBudget).catch(() => []);
+      const rules = { force: ctx.options.drainForce === true, deleteEmptyDirData: ctx.options.deleteEmptyDirData === true };
+      for (const n of [...cluster.values()].flat()) {
+        if (!restarting.has(n.name)) continue;
+        for (const b of drainBlockers(analyseNodeDrain({ node: n.name, pool: n.pool, pods, pdbs, options: rules }))) {
+          blockers.push({ ...b, fix: `${b.fix} Or use --nmi-rollout in-place (no eviction).` });
+        }
+      }
     }
+    const rolled = [...cluster.values()].flat().filter((n) => rollout === 'in-place' ? n.nmiArgs !== undefined : restarting.has(n.name));
+    const estimate = estimateRollout(rollout, rollout === 'drain' ? rolloutWaves(cluster, maxUnavailable, restarting) : [rolled], maxUnavailable);
+    const notes: string[] = [];
     if (nmi.install === 'helm') {
       notes.push(`NMI is a Helm install: keep this with \`${helmManagedValues(nmi.helmRelease)}\`; a later helm upgrade with operationMode=standard reverts NMI and brings MIC back`);
     }
-    notes.push('each node has a gap of up to ~10 s while its NMI restarts (pods then reach IMDS directly)');
+    if (actions.length) notes.push(...rolloutNotes(rollout, maxUnavailable, estimate, stepTimeoutOf(ctx.options)));
     // The check's token round trip: one probe pod per pool, created and deleted.
     const probes = probeTargets(inv, await readyNodesByPool(ctx)).length;
-    return { stepId: 'nmi-managed', actions, blockers: [], notes, checkWrites: { kube: probes * 2, arm: 0 } };
+    return { stepId: 'nmi-managed', actions, blockers, notes, checkWrites: { kube: probes * 2, arm: 0 } };
   },
 
   async afterActions(ctx, plan): Promise<StepOutcome> {
-    const a = plan.actions.find((x) => x.id === NMI_ACTION_ID);
+    const a = plan.actions.find((x) => x.id === NMI_ACTION_ID || x.id === NMI_ON_DELETE_ID || x.id === 'nmi/restore-update-strategy');
     if (!a) return { summary: 'NMI already in managed mode' };
+    const restarted = plan.actions.filter((x) => x.kind === 'nmi-node-rollout');
+    if (restarted.length && ctx.dryRun === 'none') {
+      const evicted = ctx.journal.records().filter((r) => r.status === 'done' && !r.rolledBack && r.kind === 'nmi-node-rollout').reduce((n, r) => n + ((r.result as { evicted?: number } | undefined)?.evicted ?? 0), 0);
+      const d = a.details as { namespace: string; name: string };
+      return { summary: `NMI ${d.namespace}/${d.name} in managed mode: restarted on ${restarted.length} drained node${restarted.length === 1 ? '' : 's'} (${evicted} pods evicted), update strategy restored` };
+    }
     const d = a.details as { namespace: string; name: string };
     if (ctx.dryRun !== 'none') return { summary: `daemonset ${d.namespace}/${d.name} would switch to managed mode` };
     const ds = await ctx.kube.get(KINDS.DaemonSet, d.namespace, d.name);

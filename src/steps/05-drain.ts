@@ -2,7 +2,7 @@
  * Step 5, `drain`: in every node pool, drain one node and make it fresh, so that a node MIC
  * never touched proves the VMSS assignment alone carries each identity (DOMAIN.md section 7).
  *
- * Per pool (one pool at a time) two actions:
+ * Per pool two actions (pools concurrently, `--parallel-pools` at a time, default all):
  * - `pool/<pool>/drain` (`drain-node`): cordon the node and evict its pods with `kubectl
  *   drain`'s semantics (see `executors/drain-node.ts`).
  * - `pool/<pool>/replace` (`replace-node`): `reimage` (default) reimages the node's VMSS instance,
@@ -40,6 +40,7 @@ import {
   type NodeCandidate,
   type WorkloadRef,
 } from './lib/drain.ts';
+import { analyseNodeDrain, candidateOf, drainBlockers, podVerdict, type DrainRuleOptions } from './lib/drain-rules.ts';
 import { inventoryFor, nmiRefOf } from './lib/inventory-source.ts';
 import type { InventoryDocument } from './lib/inventory-model.ts';
 import { isCordoned, isReady, poolOf, vmssOfNode, type VmssRef } from './lib/nodes.ts';
@@ -79,7 +80,8 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   const strategy = strategyOf(ctx.options);
   const force = ctx.options.drainForce === true;
   const kube = ctx.kube;
-  const [nodes, pods] = await Promise.all([kube.list(KINDS.Node), kube.list(KINDS.Pod)]);
+  const [nodes, pods, pdbs] = await Promise.all([kube.list(KINDS.Node), kube.list(KINDS.Pod), kube.list(KINDS.PodDisruptionBudget).catch(() => [] as KubeObject[])]);
+  const rules: DrainRuleOptions = { force, deleteEmptyDirData: ctx.options.deleteEmptyDirData === true };
   const podsByNode = new Map<string, KubeObject[]>();
   for (const p of pods) {
     const n = nodeNameOf(p);
@@ -89,12 +91,16 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     (podsByNode.get(n) ?? podsByNode.set(n, []).get(n)!).push(p);
   }
   const records = liveRecords(ctx);
-  const actions: MigrationAction[] = [];
+  // Each pool's actions in order (drain, then replace); pools are then interleaved into waves.
+  const perPool: MigrationAction[][] = [];
+  let actions: MigrationAction[] = [];
   const blockers: Blocker[] = [];
   const notes: string[] = [];
   const fresh = freshNodesFrom(records);
 
   for (const pool of pools(inv)) {
+    if (actions.length) perPool.push(actions);
+    actions = [];
     const drainId = `pool/${pool.name}/drain`;
     const replaceId = `pool/${pool.name}/replace`;
     const drainRec = lastRecord(records, drainId);
@@ -125,17 +131,7 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
         continue;
       }
     } else {
-      const candidates: NodeCandidate[] = poolNodes.map((n) => {
-        const onNode = podsByNode.get(n.metadata!.name!) ?? [];
-        const evictable = onNode.filter((p) => dispositionOf(p) !== 'daemonset' && dispositionOf(p) !== 'mirror');
-        return {
-          name: n.metadata!.name!,
-          ready: isReady(n) && !n.metadata?.deletionTimestamp,
-          cordoned: isCordoned(n),
-          servicePods: evictable.filter(isServicePod).length,
-          stablePods: evictable.filter((p) => !isJobPod(p)).length,
-        };
-      });
+      const candidates: NodeCandidate[] = poolNodes.map((n) => candidateOf(n, podsByNode.get(n.metadata!.name!) ?? [], rules));
       const choice = chooseNode(pool.name, candidates);
       if (!choice.node) {
         blockers.push({
@@ -160,21 +156,25 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
       continue;
     }
     const onNode = podsByNode.get(nodeName) ?? [];
-    const unreplicated = onNode.filter((p) => dispositionOf(p) === 'unreplicated');
-    if (unreplicated.length && !force && drainRec?.status !== 'done') {
-      blockers.push({
-        code: 'unreplicated-pods',
-        subject: `node ${nodeName}`,
-        message: `pods not managed by a ReplicaSet, StatefulSet, Job or DaemonSet would be lost by the drain: ${unreplicated.map(podKey).sort().join(', ')}.`,
-        fix: 'Move them to a controller, delete them yourself, or allow the drain to delete them (apply --drain-force), then plan again.',
-      });
-      continue;
+    if (drainRec?.status !== 'done') {
+      // kubectl drain's rules and the budgets, as apply will meet them: every pod that blocks,
+      // with the flag that allows it, and every budget that can never allow the eviction.
+      const analysis = analyseNodeDrain({ node: nodeName, pool: pool.name, pods, pdbs, options: rules });
+      const found = drainBlockers(analysis);
+      if (found.length) {
+        blockers.push(...found);
+        continue;
+      }
+      const allowed = analysis.verdicts.filter((v) => v.action === 'evict' && v.flag);
+      if (allowed.length) notes.push(`pool ${pool.name}: ${allowed.map((v) => `${v.pod} (allowed by ${(v.flags ?? [v.flag!]).join(' ')})`).join(', ')} will be removed from ${nodeName}`);
+      const waits = analysis.verdicts.filter((v) => v.rule === 'pdb-exhausted');
+      if (waits.length) notes.push(`pool ${pool.name}: ${waits.map((v) => v.reason).join('; ')}`);
     }
     if (drainRec?.status !== 'done') {
-      const evictable = onNode.filter((p) => dispositionOf(p) === 'evict' || (force && dispositionOf(p) === 'unreplicated'));
+      const evictable = onNode.filter((p) => podVerdict(p, rules).action === 'evict');
       const stable = evictable.filter((p) => !isJobPod(p)).length;
       const jobs = evictable.length - stable;
-      const details: DrainNodeDetails = { pool: pool.name, node: nodeName, force };
+      const details: DrainNodeDetails = { pool: pool.name, node: nodeName, force, ...(rules.deleteEmptyDirData ? { deleteEmptyDirData: true } : {}) };
       actions.push(
         action({
           id: drainId,
@@ -191,10 +191,39 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     }
     actions.push(replaceAction(pool.name, nodeName, strategy, vmss));
   }
+  if (actions.length) perPool.push(actions);
+  const parallel = parallelPoolsOf(ctx.options, perPool.length);
+  actions = poolWaves(perPool, parallel);
   if (strategy === 'delete') notes.push('drain strategy delete: each pool\'s capacity is restored by the cluster autoscaler; the tool does not resize AKS-managed scale sets');
   if (strategy === 'none') notes.push('drain strategy none: the same nodes are uncordoned, so the test step runs on nodes MIC has touched before');
-  notes.push(`drain timeout ${formatDuration(drainTimeoutOf(ctx.options))} per node; pools are drained one at a time`);
+  notes.push(`drain timeout ${formatDuration(drainTimeoutOf(ctx.options))} per node; ${parallel >= perPool.length ? 'every pool drained at once' : `${parallel} pool${parallel === 1 ? '' : 's'} at a time`} (--parallel-pools), one node per pool`);
   return { stepId: 'drain', actions, blockers, notes };
+}
+
+/** `--parallel-pools` (default: every pool). */
+export function parallelPoolsOf(options: Record<string, unknown>, pools: number): number {
+  const v = options.parallelPools;
+  return typeof v === 'number' && v >= 1 ? Math.min(v, Math.max(pools, 1)) : Math.max(pools, 1);
+}
+
+/**
+ * Orders the pools' action lists into waves of `parallel` pools: the wave's first actions (the
+ * drains) run concurrently, then its second actions (the replacements), then the next wave. A
+ * failure in one pool lets the others finish the action they are in (their next safe point)
+ * and starts nothing more; the journal's done records say which pools finished.
+ */
+export function poolWaves(perPool: MigrationAction[][], parallel: number): MigrationAction[] {
+  const out: MigrationAction[] = [];
+  for (let w = 0; w * parallel < perPool.length; w++) {
+    const wave = perPool.slice(w * parallel, (w + 1) * parallel);
+    const depth = Math.max(...wave.map((a) => a.length));
+    for (let i = 0; i < depth; i++) {
+      const layer = wave.map((a) => a[i]).filter((a): a is MigrationAction => Boolean(a));
+      const group = `drain-wave-${w}-${i}`;
+      for (const a of layer) out.push(layer.length > 1 ? { ...a, parallelGroup: group, parallelLimit: layer.length } : a);
+    }
+  }
+  return out;
 }
 
 function replaceAction(pool: string, node: string, strategy: DrainStrategy, vmss: VmssRef | undefined): MigrationAction {
@@ -248,21 +277,49 @@ async function check(ctx: Ctx): Promise<CheckResult> {
   return { ok: failures.length === 0, evidence, failures };
 }
 
+/** Per pool: its own actions' time (drain + replace, newest done records), the fresh node and the pods evicted. */
+export interface PoolTiming {
+  pool: string;
+  node: string;
+  seconds: number;
+  evicted: number;
+}
+
+export function poolTimingsFrom(records: readonly ActionRecord[], fresh: Record<string, string>): PoolTiming[] {
+  const out: PoolTiming[] = [];
+  for (const pool of Object.keys(fresh).sort()) {
+    let ms = 0;
+    let evicted = 0;
+    for (const id of [`pool/${pool}/drain`, `pool/${pool}/replace`]) {
+      const done = records.filter((r) => r.actionId === id && r.status === 'done' && !r.rolledBack).at(-1);
+      if (!done) continue;
+      if (done.doneAt) ms += Math.max(0, Date.parse(done.doneAt) - Date.parse(done.intentAt));
+      const e = (done.result as { evicted?: unknown } | undefined)?.evicted;
+      if (typeof e === 'number') evicted += e;
+    }
+    out.push({ pool, node: fresh[pool], seconds: Math.round(ms) / 1000, evicted });
+  }
+  return out;
+}
+
 async function afterActions(ctx: Ctx, p: StepPlan): Promise<StepOutcome> {
   const fresh = freshNodesFrom(ctx.journal.records());
   await ctx.journal.setData('freshNodes', fresh);
+  if (ctx.dryRun === 'none') await ctx.journal.setData('poolTimings', poolTimingsFrom(ctx.journal.records(), fresh));
   const done = p.actions.filter((a) => a.kind === 'replace-node').map((a) => (a.details as ReplaceNodeDetails).pool);
   const all = Object.entries(fresh).sort(([a], [b]) => a.localeCompare(b)).map(([pool, node]) => `${pool}: ${node}`);
   if (!done.length) return { summary: `every pool already has a fresh node; fresh nodes ${all.join(', ') || 'none'}` };
   const evicted = ctx.journal.records().filter((r) => r.status === 'done' && p.actions.some((a) => a.id === r.actionId && a.kind === 'drain-node')).reduce((n, r) => n + ((r.result as DrainResult | undefined)?.evicted ?? 0), 0);
   const dry = ctx.dryRun !== 'none';
   const strategy = strategyOf(ctx.options);
-  const lines = done.map((pool) => `${pool}: ${fresh[pool]}`);
+  const lines = Object.keys(fresh).sort().map((pool) => `${pool}: ${fresh[pool]}`);
   if (dry) {
     const replaced = p.actions.filter((a) => a.kind === 'drain-node').map((a) => (a.details as DrainNodeDetails).node);
     return { summary: `would drain and ${strategy === 'none' ? 'uncordon' : strategy} ${replaced.length ? replaced.join(', ') : 'the nodes drained before'} (${done.length} pool${done.length === 1 ? '' : 's'}); fresh nodes ${lines.join(', ')}` };
   }
-  return { summary: `${done.length} pool${done.length === 1 ? '' : 's'} drained (${evicted} pods evicted), ${strategy}; fresh nodes ${lines.join(', ')}` };
+  const drainedPools = Object.keys(fresh).length;
+  const earlier = drainedPools - done.length;
+  return { summary: `${drainedPools} pool${drainedPools === 1 ? '' : 's'} drained${earlier > 0 ? ` (${earlier} in an earlier run)` : ''} (${evicted} pods evicted this run), ${strategy}; fresh nodes ${lines.join(', ')}` };
 }
 
 /** The `drain` step. */

@@ -54,7 +54,7 @@ describe('demo report: drain per pool from the journal', () => {
   it('accepts the procedures it can run and refuses drain until the strategy exists', () => {
     expect(parseProcedure(undefined)).toBe('in-place');
     expect(parseProcedure('upstream')).toBe('upstream');
-    expect(() => parseProcedure('drain')).toThrow(/not available yet/);
+    expect(parseProcedure('drain')).toBe('drain');
     expect(() => parseProcedure('kubectl')).toThrow(/"kubectl" is not a procedure/);
   });
 });

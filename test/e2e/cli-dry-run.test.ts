@@ -39,7 +39,11 @@ describe('CLI plan, apply --dry-run=server and status against the sandbox', () =
       `+ file ${env.inventoryPath}`,
     ]);
     expect(byStep.assign.plan!.actions.map((a) => a.target)).toEqual(['deployment default/mic', expect.stringMatching(/^vmss aks-(platform|reports)-12345678-vmss$/)]);
-    expect(byStep['nmi-managed'].plan!.actions.map((a) => a.summary)).toEqual([expect.stringContaining('+ --operation-mode=managed, + --forceNamespaced')]);
+    // The drain rollout: the template with OnDelete, one restart per node, the strategy put back.
+    const nmiActions = byStep['nmi-managed'].plan!.actions;
+    expect(nmiActions[0].summary).toContain('+ --operation-mode=managed, + --forceNamespaced; updateStrategy: OnDelete');
+    expect(nmiActions.filter((a) => a.kind === 'nmi-node-rollout').length).toBe(13); // every node of the 5 pools (3+3+3+2+2)
+    expect(nmiActions.at(-1)!.summary).toMatch(/^updateStrategy back to RollingUpdate/);
     expect(byStep['mic-scale'].plan!.actions.map((a) => a.summary)).toEqual(['replicas: 2 -> 0 (count recorded for rollback)']);
     // test and cleanup work from what drain and test record when they run.
     expect(byStep.test.status).toBe('unavailable');

@@ -23,9 +23,11 @@ describe('steps 1-4 on the default scenario with churn', () => {
   it('apply --to mic-scale completes with no token failure outside NMI restart windows; one ARM PATCH per scale set that grows, no pod GET', async () => {
     let micRestartFrom: number | undefined;
     let micLeaderBy: number | undefined;
+    // The in-place NMI rollout (the drain rollout has no NMI restart window by design; the
+    // rollback and crash tests of nmi-managed run the default drain rollout).
     const result = await env
       .runner(
-        {},
+        { nmiRollout: 'in-place' },
         {
           stepProgress: (step, message) => {
             if (step === 'assign' && message.startsWith('waiting for MIC')) micRestartFrom ??= env.simNow();

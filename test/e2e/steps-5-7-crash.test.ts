@@ -3,7 +3,7 @@
  * the sandbox applies a write and never answers, the CLI is killed while it waits (the journal
  * holds the intent, not the done record), and `apply` run again converges with no
  * non-idempotent write repeated:
- * - drain: the VMSS `reimage` POST of the first pool is held; the re-run sees the instance
+ * - drain: the first VMSS `reimage` POST (pools are replaced concurrently) is held; the re-run sees the instance
  *   already reimaging (or the node already rebooted) and waits instead of reimaging it again;
  * - cleanup: the DELETE of the MIC Deployment is held; the re-run finds it gone and deletes the
  *   rest; after `rollback --step cleanup`, a DELETE of one AzureAssignedIdentity is held and
@@ -58,31 +58,42 @@ describe('SIGKILL between a write and its record: drain and cleanup', () => {
     const poolCount = (parseYaml(readFileSync(env.inventoryPath, 'utf8')) as InventoryDocument).pools.length;
     expect(poolCount).toBeGreaterThan(1);
     const { afterKill, resumed } = await crashAndResume(env, 'drain', { api: 'arm', method: 'POST', path: '/virtualMachineScaleSets/[^/]+/reimage$' });
-    // Pools go in name order: batch was cordoned and drained, its reimage sent, then the kill.
-    expect(afterKill).toEqual([
-      { actionId: 'pool/batch/drain', status: 'done' },
-      { actionId: 'pool/batch/replace', status: 'intent' },
-    ]);
+    // Pools are drained at once, then replaced at once: every drain was done, and the first
+    // reimage the sandbox held (and any other already sent) left its replace action in intent.
+    const drains = afterKill.filter((a) => a.actionId.endsWith('/drain'));
+    expect(drains).toHaveLength(poolCount);
+    expect(drains.every((a) => a.status === 'done')).toBe(true);
+    const openReplaces = afterKill.filter((a) => a.actionId.endsWith('/replace'));
+    expect(openReplaces.length).toBeGreaterThanOrEqual(1);
+    expect(openReplaces.every((a) => a.status === 'intent')).toBe(true);
     expect(resumed.code, resumed.all).toBe(0);
     expectCheckedThrough(env, 'drain');
 
     // A reimage is not idempotent (a second one wipes the node again): exactly one per pool.
     expect(env.sandbox.metrics.count({ api: 'arm', caller: 'client', verb: 'POST', resource: 'VirtualMachineScaleSets_Reimage' })).toBe(poolCount);
     expect(env.sandbox.metrics.count({ api: 'arm', caller: 'client', mutating: true })).toBe(poolCount);
-    // One cordon and one uncordon per pool: batch's drain was done before the kill and is not repeated.
+    // One cordon and one uncordon per pool: the drains were done before the kill and are not repeated.
     expect(kubeWrites('patch', 'nodes')).toBe(2 * poolCount);
 
     const drain = readJournal(env).steps.drain;
-    const batch = drain.actions.filter((a) => a.actionId === 'pool/batch/replace');
+    // The held reimage: an open intent resolved done on re-read (one that died before its POST
+    // would have been recorded failed and planned again).
+    const resolved = openReplaces.filter((o) => drain.actions.filter((a) => a.actionId === o.actionId).map((a) => a.status).join() === 'done');
+    expect(resolved.length).toBeGreaterThanOrEqual(1);
+    const heldPool = /^pool\/([^/]+)\//.exec(resolved[0].actionId)![1];
+    const batch = drain.actions.filter((a) => a.actionId === `pool/${heldPool}/replace`);
     // The open intent was resolved by re-reading the instance and node (the reimage had been sent):
     // recorded done after the wait for the node, never sent again; its pre-state is the boot id from before.
     expect(batch.map((a) => a.status)).toEqual(['done']);
     const pre = batch[0].preState as { node: string; bootId: string };
     expect(pre.bootId).toBeTruthy();
-    expect(drain.actions.filter((a) => a.actionId === 'pool/batch/drain')).toHaveLength(1);
+    expect(drain.actions.filter((a) => a.actionId === `pool/${heldPool}/drain`)).toHaveLength(1);
     const fresh = drain.data.freshNodes as Record<string, string>;
     expect(Object.keys(fresh)).toHaveLength(poolCount);
-    expect(fresh.batch).toBe(pre.node);
+    expect(fresh[heldPool]).toBe(pre.node);
+    // The summary data lists every pool, each with its own time and fresh node.
+    const timings = drain.data.poolTimings as { pool: string; node: string; seconds: number }[];
+    expect(timings.map((t) => t.pool).sort()).toEqual(Object.keys(fresh).sort());
     const node = (await env.kube.get({ apiVersion: 'v1', kind: 'Node' }, undefined, pre.node))!;
     expect((node.status as { nodeInfo: { bootID: string } }).nodeInfo.bootID).not.toBe(pre.bootId);
     expect((node.spec as { unschedulable?: boolean }).unschedulable).toBeFalsy();

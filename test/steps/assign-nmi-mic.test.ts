@@ -111,6 +111,8 @@ describe('nmi-managed', () => {
     const original = structuredClone(ds.spec);
     const ctxFor = await afterInventory(kube, azure);
     const ctx = await ctxFor('nmi-managed');
+    // The in-place rollout (the drain rollout is covered end to end: steps-1-4-crash-nmi-mic, -rollback-nmi-managed).
+    ctx.options.nmiRollout = 'in-place';
     const plan = await nmiManagedStep.plan(ctx);
     expect(plan.actions.map((a) => `${a.op} ${a.target}  ${a.summary}`)).toEqual([
       '~ daemonset default/aad-pod-identity-nmi  args: - --operation-mode=standard, + --operation-mode=managed, + --forceNamespaced; updateStrategy: RollingUpdate maxUnavailable 1 (NMI v1.8.17, one node at a time)',

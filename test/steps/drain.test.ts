@@ -94,16 +94,30 @@ describe('drain: plan', () => {
   it('reports every blocker at once: a single-node pool, and a pod without a controller unless forced', async () => {
     const { kube, azure, nodes } = payCluster();
     kube.add(nodeObject('reports', 0));
-    kube.add(podObject('payments', 'debug-shell', nodes[1], undefined));
+    // On every node of the pool, so no choice of node avoids it.
+    for (const [i, n] of nodes.entries()) kube.add(podObject('payments', i === 1 ? 'debug-shell' : `debug-shell-${i}`, n, undefined));
     const { ctx } = await setup(kube, azure, {}, ['pay', 'reports']);
     const plan = await drainStep.plan(ctx);
     expect(plan.blockers.map((b) => [b.code, b.subject])).toEqual([
-      ['unreplicated-pods', `node ${nodes[1]}`],
+      ['drain-unreplicated', `node ${nodes[1]} (pool pay)`],
       ['pool-cannot-drain', 'pool reports'],
     ]);
+    expect(plan.blockers[0].fix).toContain('--drain-force');
     expect(plan.blockers[0].message).toContain('payments/debug-shell');
     const forced = await drainStep.plan({ ...ctx, options: { drainForce: true } });
     expect(forced.blockers.map((b) => b.code)).toEqual(['pool-cannot-drain']);
+  });
+
+  it('names a budget that can never allow the eviction as a blocker, and plans no drain for that pool', async () => {
+    const { kube, azure } = payCluster();
+    const { ctx } = await setup(kube, azure);
+    const plan = await drainStep.plan(ctx);
+    expect(plan.blockers).toEqual([]);
+    kube.add({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: 'api-pdb', namespace: 'payments' }, spec: { maxUnavailable: 0, selector: { matchLabels: { app: 'api' } } } });
+    const blocked = await drainStep.plan(ctx);
+    expect(blocked.blockers.map((b) => [b.code, b.subject])).toEqual([['pdb-blocks-drain', 'PodDisruptionBudget payments/api-pdb']]);
+    expect(blocked.blockers[0].message).toMatch(/allows no disruption/);
+    expect(blocked.actions.filter((a) => a.kind === 'drain-node')).toEqual([]);
   });
 });
 

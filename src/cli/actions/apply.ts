@@ -13,6 +13,7 @@ import { formatDryRunEntry, type DryRunEntry } from '../../kube/dry-run.ts';
 import type { Command } from 'commander';
 import type { CliEnv } from '../main.ts';
 import { DRAIN_STRATEGIES } from '../commands/apply.ts';
+import { parseMaxUnavailable, parseNmiRollout } from '../../steps/lib/nmi-rollout.ts';
 
 interface ApplyFlags {
   step?: string;
@@ -27,6 +28,10 @@ interface ApplyFlags {
   deleteCrd?: boolean;
   junit?: string;
   upgradeInstances?: boolean;
+  nmiRollout?: string;
+  nmiMaxUnavailable?: string;
+  parallelPools?: string;
+  deleteEmptydirData?: boolean;
 }
 
 
@@ -50,6 +55,12 @@ export async function run(env: CliEnv, flags: ApplyFlags, cmd: Command): Promise
   if (drainTimeoutMs !== undefined) stepOptions.drainTimeoutMs = drainTimeoutMs;
   if (flags.drainStrategy) stepOptions.drainStrategy = flags.drainStrategy;
   if (flags.drainForce) stepOptions.drainForce = true;
+  if (flags.deleteEmptydirData) stepOptions.deleteEmptyDirData = true;
+  Object.assign(stepOptions, nmiRolloutOptions(flags, globals.stepTimeoutMs));
+  if (flags.parallelPools !== undefined) {
+    if (!/^[1-9]\d*$/.test(flags.parallelPools)) throw new UsageError(`--parallel-pools: "${flags.parallelPools}" is not a positive number.`, 'Give how many pools may be drained at once, e.g. --parallel-pools 2 (default: all).');
+    stepOptions.parallelPools = Number(flags.parallelPools);
+  }
   const testTimeoutMs = durationFlag('--test-timeout', flags.testTimeout);
   if (testTimeoutMs !== undefined) stepOptions.testTimeoutMs = testTimeoutMs;
   if (flags.deleteCrd) stepOptions.deleteCrd = true;
@@ -101,4 +112,15 @@ export function renderDryRunWrites(writes: readonly DryRunEntry[], mode: DryRunM
   const lines = [`Dry run (${mode}): ${kube.length} Kubernetes and ${arm.length} Azure write(s).`];
   for (const w of [...kube, ...arm]) lines.push(`  ${w.api === 'kube' ? 'kubernetes' : 'azure     '}  ${w.description ? `${w.description}: ` : ''}${formatDryRunEntry(w)}`);
   return lines.join('\n') + '\n';
+}
+
+/** The step options of `--nmi-rollout` / `--nmi-max-unavailable` (validated) and `--step-timeout` (for the plan's duration warning). */
+export function nmiRolloutOptions(flags: { nmiRollout?: string; nmiMaxUnavailable?: string }, stepTimeoutMs: number | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const rollout = parseNmiRollout(flags.nmiRollout);
+  if (rollout) out.nmiRollout = rollout;
+  const max = parseMaxUnavailable(flags.nmiMaxUnavailable);
+  if (max !== undefined) out.nmiMaxUnavailable = max;
+  if (stepTimeoutMs !== undefined) out.stepTimeoutMs = stepTimeoutMs;
+  return out;
 }

@@ -73,7 +73,6 @@ export type DemoProcedure = (typeof DEMO_PROCEDURES)[number];
 export function parseProcedure(raw: string | undefined): DemoProcedure {
   const p = raw ?? 'in-place';
   if (!(DEMO_PROCEDURES as readonly string[]).includes(p)) throw new UsageError(`--procedure: "${raw}" is not a procedure.`, `Use one of: ${DEMO_PROCEDURES.join(', ')}.`);
-  if (p === 'drain') throw new UsageError('--procedure drain: the NMI rollout strategy "drain" of step nmi-managed is not available yet.', 'Use --procedure in-place (the runbook) or --procedure upstream (the documented procedure).');
   return p as DemoProcedure;
 }
 

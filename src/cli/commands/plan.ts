@@ -8,6 +8,10 @@ export const planCommand: CommandModule = {
       .command('plan')
       .description('show what every step would change, and every blocker, without changing anything')
       .option('--out <file>', 'save the plan (JSON) for `apply --plan <file>`')
+      .option('--nmi-rollout <strategy>', 'nmi-managed: plan the drain or the in-place rollout (as apply --nmi-rollout)')
+      .option('--nmi-max-unavailable <n|p%>', 'nmi-managed: nodes whose NMI restarts at once (as apply --nmi-max-unavailable)')
+      .option('--drain-force', 'plan as apply --drain-force would run')
+      .option('--delete-emptydir-data', 'plan as apply --delete-emptydir-data would run')
       .option('--detailed-exitcode', 'exit 2 when changes are pending (0 when there is nothing to do); blockers always exit 4')
       .action(lazyAction(env, () => import('../actions/plan.ts')));
   },

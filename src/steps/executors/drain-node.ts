@@ -11,7 +11,8 @@ import { formatDuration } from '../../engine/durations.ts';
 import type { KubeGateway, KubeObject } from '../../kube/gateway.ts';
 import { KINDS } from '../../kube/kinds.ts';
 import type { Ctx, Executor } from '../lib/context.ts';
-import { dispositionOf, drainTimeoutOf, isJobPod, podKey, retryIntervalOf, type DrainPreState, type DrainResult, type WorkloadRef } from '../lib/drain.ts';
+import { podVerdict } from '../lib/drain-rules.ts';
+import { drainTimeoutOf, retryIntervalOf, type DrainPreState, type DrainResult, type WorkloadRef } from '../lib/drain.ts';
 import { controllerOf, cordon, isCordoned, uncordon } from '../lib/nodes.ts';
 import { POLL_MS, sleep } from '../lib/util.ts';
 
@@ -20,6 +21,8 @@ export interface DrainNodeDetails {
   pool: string;
   node: string;
   force: boolean;
+  /** `--delete-emptydir-data` (absent: false; older journals have no such field). */
+  deleteEmptyDirData?: boolean;
 }
 
 /**
@@ -27,7 +30,7 @@ export interface DrainNodeDetails {
  * each is gone. A PodDisruptionBudget refusal is retried every {@link EVICTION_RETRY_MS} until the
  * drain timeout; then the step fails with a message naming the budget.
  */
-export async function evictAll(ctx: Ctx, d: { pool: string; node: string; force: boolean }): Promise<DrainResult> {
+export async function evictAll(ctx: Ctx, d: { pool: string; node: string; force: boolean; deleteEmptyDirData?: boolean }, stepId: 'drain' | 'nmi-managed' = 'drain'): Promise<DrainResult> {
   const kube = ctx.kube;
   const timeoutMs = drainTimeoutOf(ctx.options);
   const giveUpAt = Date.now() + timeoutMs;
@@ -37,16 +40,17 @@ export async function evictAll(ctx: Ctx, d: { pool: string; node: string; force:
   // Pods can still arrive between the list and the cordon taking effect: list again until none are left.
   for (let round = 0; ; round++) {
     const all = await kube.list(KINDS.Pod, { fieldSelector: `spec.nodeName=${d.node}` });
-    const onNode = all.filter((p) => {
-      const disp = dispositionOf(p);
-      return disp === 'evict' || (disp === 'unreplicated' && d.force);
-    });
-    const refused = all.filter((p) => dispositionOf(p) === 'unreplicated' && !d.force);
+    // kubectl drain's filter chain (drain-rules.ts), the same verdicts `plan` showed.
+    const rules = { force: d.force, deleteEmptyDirData: d.deleteEmptyDirData === true };
+    const verdicts = all.map((p) => ({ p, v: podVerdict(p, rules) }));
+    const onNode = verdicts.filter(({ v }) => v.action === 'evict' || v.action === 'delete' || (v.action === 'wait' && v.rule === 'terminating')).map(({ p }) => p);
+    const refused = verdicts.filter(({ v }) => v.action === 'block');
     if (refused.length) {
+      const flags = [...new Set(refused.flatMap(({ v }) => v.flags ?? (v.flag ? [v.flag] : [])))].sort();
       throw new StepFailedError(
-        `step "drain" stopped: node ${d.node} runs pods without a controller that a drain would lose: ${refused.map(podKey).join(', ')}.`,
-        `The node is cordoned. Options:\n  podid-migrate rollback --step drain      # uncordon and stop here\n  move or delete those pods, then: podid-migrate apply --step drain`,
-        'drain',
+        `step "${stepId}" stopped: node ${d.node} runs pods a drain would lose: ${refused.map(({ v }) => `${v.pod} (${v.reason})`).join(', ')}.`,
+        `The node is cordoned. Options:\n  podid-migrate rollback --step ${stepId}      # uncordon and stop here\n  move or delete those pods${flags.length ? ` (or allow it: ${flags.join(' ')})` : ''}, then: podid-migrate apply --step ${stepId}`,
+        stepId,
       );
     }
     if (onNode.length === 0 || (dry && round > 0)) break;
@@ -55,7 +59,7 @@ export async function evictAll(ctx: Ctx, d: { pool: string; node: string; force:
     let remaining = onNode.length;
     await Promise.all(
       onNode.map(async (pod) => {
-        await evictOne(ctx, pod, giveUpAt, timeoutMs, d);
+        await evictOne(ctx, pod, giveUpAt, timeoutMs, d, stepId);
         const ref = await topWorkload(kube, pod);
         if (ref) workloads.set(`${ref.kind}/${ref.namespace}/${ref.name}`, ref);
         evicted++;
@@ -68,7 +72,7 @@ export async function evictAll(ctx: Ctx, d: { pool: string; node: string; force:
   return { evicted, workloads: [...workloads.values()].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)) };
 }
 
-async function evictOne(ctx: Ctx, pod: KubeObject, giveUpAt: number, timeoutMs: number, d: { pool: string; node: string }): Promise<void> {
+async function evictOne(ctx: Ctx, pod: KubeObject, giveUpAt: number, timeoutMs: number, d: { pool: string; node: string }, stepId: 'drain' | 'nmi-managed'): Promise<void> {
   const kube = ctx.kube;
   const ns = pod.metadata!.namespace!;
   const name = pod.metadata!.name!;
@@ -86,8 +90,10 @@ async function evictOne(ctx: Ctx, pod: KubeObject, giveUpAt: number, timeoutMs: 
       if (r.kind === 'not-found') return;
       lastRefusal = r;
       // Like kubectl: keep retrying until the timeout itself has passed, with a last attempt at it.
-      if (Date.now() >= giveUpAt) throw await pdbTimeout(ctx, pod, lastRefusal, timeoutMs, d);
+      if (Date.now() >= giveUpAt) throw await pdbTimeout(ctx, pod, lastRefusal, timeoutMs, d, stepId);
       const retryMs = Math.min(retryIntervalOf(ctx.options), giveUpAt - Date.now());
+      // A budget exhausted for now (a pod is starting): wait in sight, up to --drain-timeout.
+      ctx.progress(`pool ${d.pool}: ${ns}/${name} waits for ${r.budgets.length ? r.budgets.join('; ') : 'its PodDisruptionBudget'}; ${formatDuration(Math.max(0, giveUpAt - Date.now()))} left of --drain-timeout ${formatDuration(timeoutMs)}`);
       ctx.log.debug(`pod ${ns}/${name}: ${r.message}; retrying in ${(retryMs / 1000).toFixed(1)} s`);
       await sleep(retryMs, ctx.signal);
     }
@@ -105,7 +111,7 @@ async function evictOne(ctx: Ctx, pod: KubeObject, giveUpAt: number, timeoutMs: 
 }
 
 /** The UX message of a drain that ran out of time against a PodDisruptionBudget. */
-async function pdbTimeout(ctx: Ctx, pod: KubeObject, refusal: { message: string; budgets: string[] }, timeoutMs: number, d: { pool: string; node: string }): Promise<StepFailedError> {
+async function pdbTimeout(ctx: Ctx, pod: KubeObject, refusal: { message: string; budgets: string[] }, timeoutMs: number, d: { pool: string; node: string }, stepId: 'drain' | 'nmi-managed'): Promise<StepFailedError> {
   const ns = pod.metadata!.namespace!;
   const names = refusal.budgets.map((b) => /disruption budget (\S+)/i.exec(b)?.[1]).filter((x): x is string => Boolean(x));
   if (!names.length) {
@@ -117,9 +123,9 @@ async function pdbTimeout(ctx: Ctx, pod: KubeObject, refusal: { message: string;
   const why = refusal.budgets.length ? refusal.budgets.join('; ') : refusal.message;
   const longerMinutes = Math.ceil(Math.max(timeoutMs * 3, 15 * 60_000) / 60_000);
   return new StepFailedError(
-    `step "drain" stopped: pod ${ns}/${pod.metadata!.name} cannot be evicted.\n  ${budgetText}: ${why}; eviction retried for ${formatDuration(timeoutMs)}.`,
-    `The node ${d.node} (pool ${d.pool}) is still cordoned. Options:\n  podid-migrate rollback --step drain      # uncordon and stop here\n  podid-migrate apply --step drain --drain-timeout ${longerMinutes}m`,
-    'drain',
+    `step "${stepId}" stopped: pod ${ns}/${pod.metadata!.name} cannot be evicted.\n  ${budgetText}: ${why}; eviction retried for ${formatDuration(timeoutMs)}.`,
+    `The node ${d.node} (pool ${d.pool}) is still cordoned. Options:\n  podid-migrate rollback --step ${stepId}      # uncordon and stop here\n  podid-migrate apply --step ${stepId} --drain-timeout ${longerMinutes}m`,
+    stepId,
   );
 }
 

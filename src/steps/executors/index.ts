@@ -11,6 +11,7 @@ import type { KubeGateway } from '../../kube/gateway.ts';
 import { createObject, type CreateObjectDetails } from './create-object.ts';
 import { deleteObject, deleteObjects, type DeleteObjectDetails, type DeleteObjectsDetails } from './delete.ts';
 import { drainNode, type DrainNodeDetails } from './drain-node.ts';
+import { nmiNodeRollout, type NmiNodeRolloutDetails } from './nmi-node-rollout.ts';
 import { patchContainer, type PatchContainerDetails } from './patch-container.ts';
 import { replaceNode, type ReplaceNodeDetails } from './replace-node.ts';
 import { runProbes, type RunProbesDetails } from './run-probes.ts';
@@ -27,6 +28,7 @@ export interface ActionDetailsByKind {
   'vmss-upgrade-instances': VmssUpgradeDetails;
   scale: ScaleDetails;
   'drain-node': DrainNodeDetails;
+  'nmi-node-rollout': NmiNodeRolloutDetails;
   'replace-node': ReplaceNodeDetails;
   'run-probes': RunProbesDetails;
   'delete-object': DeleteObjectDetails;
@@ -53,6 +55,7 @@ export const EXECUTORS: ExecutorRegistry<KubeGateway, AzureGateway> = {
   'vmss-upgrade-instances': vmssUpgradeInstances,
   scale: scaleDeployment,
   'drain-node': drainNode,
+  'nmi-node-rollout': nmiNodeRollout,
   'replace-node': replaceNode,
   'run-probes': runProbes,
   'delete-object': deleteObject,

@@ -4,7 +4,10 @@
  * index must still address that container), then awaits the rollout the change causes:
  * - `mic-leader`: MIC rolled out with a leader answering `Active` (handing over the lease of a
  *   leader the rollout replaced: one Endpoints PATCH, declared in the action's writes);
- * - `nmi-active`: the DaemonSet rolled out and every NMI pod answering `Active`.
+ * - `nmi-active`: the DaemonSet rolled out and every NMI pod answering `Active`;
+ * - `on-delete`: nothing to await, the patch sets `updateStrategy: OnDelete` with the template,
+ *   so no pod restarts (the `nmi-node-rollout` actions restart them node by node). Its undo
+ *   restores a rolling strategy and so awaits the rollout as `nmi-active` does.
  * Undo writes back the original args and update strategy (nothing else the operator may have
  * changed since) and awaits the same rollout.
  */
@@ -24,7 +27,7 @@ import {
 import { sameJson } from '../lib/util.ts';
 
 /** What the rollout after the patch is awaited for. */
-export type RolloutWait = 'mic-leader' | 'nmi-active';
+export type RolloutWait = 'mic-leader' | 'nmi-active' | 'on-delete';
 
 /** Details of a `patch-container` action. */
 export interface PatchContainerDetails {
@@ -38,6 +41,12 @@ export interface PatchContainerDetails {
   /** The workload's `spec.updateStrategy` after the patch (unchanged when absent). */
   updateStrategy?: unknown;
   rollout: RolloutWait;
+  /**
+   * The id of an earlier action of the same step that patched the same workload and whose undo
+   * restores the true original (e.g. NMI's update strategy put back after a drain rollout: undoing
+   * the `OnDelete` patch restores args and strategy). This action's undo then changes nothing.
+   */
+  undoneWith?: string;
 }
 
 /** Pre-state: the container and update strategy exactly as they were. */
@@ -74,8 +83,10 @@ export function argsPatch(containerIndex: number, container: string, args: strin
   return [{ op: 'test', path: `${base}/name`, value: container }, args === null ? { op: 'remove', path: `${base}/args` } : { op: 'add', path: `${base}/args`, value: args }];
 }
 
-async function awaitRollout(ctx: Ctx, d: PatchContainerDetails, args: readonly string[]): Promise<string> {
+async function awaitRollout(ctx: Ctx, d: PatchContainerDetails, args: readonly string[], strategy: unknown = d.updateStrategy): Promise<string> {
   if (ctx.dryRun !== 'none') return 'not awaited (dry run)';
+  // Under OnDelete a template change restarts nothing: there is no rollout to wait for.
+  if ((strategy as { type?: string } | null | undefined)?.type === 'OnDelete') return 'no restart (updateStrategy OnDelete)';
   if (d.rollout === 'mic-leader') {
     // MIC must run with the new args before anything depends on them, and a leader must serve again.
     ctx.progress(`waiting for MIC ${d.namespace}/${d.name} to roll out and elect a leader`);
@@ -127,6 +138,7 @@ export const patchContainer: Executor<PatchContainerDetails, PatchContainerPreSt
     return { applied: true, result: { generation: live.metadata?.generation, rollout: await awaitRollout(ctx, d, d.args) } };
   },
   async undo(ctx, { action: { details: d }, firstPreState: pre }) {
+    if (d.undoneWith) return `${label(d)}: restored with ${d.undoneWith}`;
     if (!pre) return `${label(d)}: nothing recorded to restore`;
     const live = await ctx.kube.get(refOf(d), d.namespace, d.name);
     if (!live) {
@@ -137,10 +149,11 @@ export const patchContainer: Executor<PatchContainerDetails, PatchContainerPreSt
     if (pre.updateStrategy !== undefined) patch.push(pre.updateStrategy === null ? { op: 'remove', path: '/spec/updateStrategy' } : { op: 'add', path: '/spec/updateStrategy', value: pre.updateStrategy });
     ctx.progress(`restoring ${label(d)}`);
     await ctx.kube.patch(refOf(d), d.namespace, d.name, patch, 'json');
-    const rollout = await awaitRollout(ctx, d, pre.args ?? []);
+    const rollout = await awaitRollout(ctx, d, pre.args ?? [], pre.updateStrategy === undefined ? (live.spec as { updateStrategy?: unknown }).updateStrategy : pre.updateStrategy);
     return `${label(d)} restored (${rollout})`;
   },
   async verifyUndo(ctx, { action: { details: d }, firstPreState: pre }) {
+    if (d.undoneWith) return { ok: true, evidence: [`${label(d)}: verified with ${d.undoneWith}`], failures: [] };
     if (!pre) return { ok: true, evidence: [`${label(d)}: nothing was changed`], failures: [] };
     const live = await ctx.kube.get(refOf(d), d.namespace, d.name);
     if (!live) return { ok: false, evidence: [], failures: [`${label(d)} not found`] };
@@ -153,7 +166,7 @@ export const patchContainer: Executor<PatchContainerDetails, PatchContainerPreSt
       const strategy = (live.spec as { updateStrategy?: unknown }).updateStrategy ?? null;
       if (!sameJson(withoutAddedDefaults(strategy, pre.updateStrategy), pre.updateStrategy)) failures.push(`${label(d)}: updateStrategy differs from the original`);
     }
-    if (d.rollout === 'nmi-active') {
+    if (d.rollout !== 'mic-leader') {
       const gap = daemonSetRolloutGap(live);
       if (gap) failures.push(`${label(d)} rollout not complete: ${gap}`);
       const bodies = await healthBodies(ctx.kube, await nmiPods(ctx.kube, live), nmiProbePort(pre.args ?? []));

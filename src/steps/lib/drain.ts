@@ -30,59 +30,8 @@ export interface WorkloadRef {
   name: string;
 }
 
-/** How `kubectl drain` treats a pod on the node. */
-export type PodDisposition = 'daemonset' | 'mirror' | 'unreplicated' | 'evict';
-
-/** kubectl drain's filters: DaemonSet pods and mirror (static) pods stay; pods without a controller are refused unless forced. */
-export function dispositionOf(pod: KubeObject): PodDisposition {
-  if (pod.metadata?.annotations?.['kubernetes.io/config.mirror']) return 'mirror';
-  const ctl = controllerOf(pod);
-  if (ctl?.kind === 'DaemonSet') return 'daemonset';
-  if (!ctl) return 'unreplicated';
-  return 'evict';
-}
-
-export function isJobPod(pod: KubeObject): boolean {
-  return controllerOf(pod)?.kind === 'Job';
-}
-
-export function isServicePod(pod: KubeObject): boolean {
-  return Boolean(pod.metadata?.labels?.['aadpodidbinding']) && !isJobPod(pod);
-}
-
-export function podKey(pod: KubeObject): string {
-  return `${pod.metadata?.namespace}/${pod.metadata?.name}`;
-}
-
-export function nodeNameOf(pod: KubeObject): string | undefined {
-  return (pod.spec as { nodeName?: string } | undefined)?.nodeName;
-}
-
-/** A node candidate for a pool, with the counts the choice is made on. */
-export interface NodeCandidate {
-  name: string;
-  ready: boolean;
-  cordoned: boolean;
-  /** Pods of long-lived services (carry `aadpodidbinding`, not Job pods). */
-  servicePods: number;
-  /** Pods that would be evicted, Job pods excluded (they come and go). */
-  stablePods: number;
-}
-
-/**
- * Picks the node to drain in a pool: among Ready, schedulable nodes, the one with the fewest
- * service pods, then the fewest other long-lived pods, then by name (deterministic, so a plan
- * made a minute ago names the same node). Refuses when the pool has no other Ready node to take
- * the evicted pods. Job pods are ignored: under churn they would make the choice flicker.
- */
-export function chooseNode(pool: string, candidates: readonly NodeCandidate[]): { node?: NodeCandidate; problem?: string } {
-  const ready = candidates.filter((c) => c.ready);
-  const usable = ready.filter((c) => !c.cordoned);
-  if (ready.length < 2) return { problem: `pool ${pool} has ${ready.length} Ready node${ready.length === 1 ? '' : 's'}; draining ${ready.length ? 'it' : 'one'} would leave its pods nowhere to run` };
-  if (usable.length === 0) return { problem: `every Ready node of pool ${pool} is cordoned` };
-  const sorted = [...usable].sort((a, b) => a.servicePods - b.servicePods || a.stablePods - b.stablePods || a.name.localeCompare(b.name));
-  return { node: sorted[0] };
-}
+// The pod and node rules are kubectl drain's filter chain (drain-rules.ts): one implementation.
+export { chooseNode, dispositionOf, isJobPod, isServicePod, nodeNameOf, podKey, type NodeCandidate, type PodDisposition } from './drain-rules.ts';
 
 export function strategyOf(options: Record<string, unknown>): DrainStrategy {
   const s = options.drainStrategy;
