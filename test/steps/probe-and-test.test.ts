@@ -204,9 +204,13 @@ describe('test step', () => {
     // stale or partial, so the plan depends on drain instead of reporting blockers.
     {
       const journal = await Journal.open(join(dir, 'journal.json'), CLUSTER);
-      await journal.forStep('drain').runAction({ id: 'pool/pay/replace', kind: 'replace-node', op: '~', target: 'node x', summary: 'reimage', api: 'arm' }, undefined, async () => {
-        throw new Error('killed');
-      }).catch(() => {});
+      // The process dies inside the write: the intent stays (the promise is never settled).
+      await new Promise<void>((intentSaved) => {
+        void journal.forStep('drain').runAction({ id: 'pool/pay/replace', kind: 'replace-node', op: '~', target: 'node x', summary: 'reimage', api: 'arm' }, undefined, () => {
+          intentSaved();
+          return new Promise(() => {});
+        });
+      });
       const interrupted = await contextFor('test', kube, azure, dir, { inventory: INVENTORY, options: { junitPath, testTimeoutMs: 2000 } });
       await expect(testStep.plan(interrupted)).rejects.toThrow(/drain step has unfinished actions \(pool\/pay\/replace\)/);
       await journal.forStep('drain').settleRecord('pool/pay/replace', { done: true });
