@@ -131,7 +131,10 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   const dry = ctx.dryRun !== 'none';
   const testsWouldRun = dry && ctx.journal.of('test').records().some((r) => r.actionId === 'test-cases' && r.status === 'done');
   const micWouldScale = dry && ctx.journal.of('mic-scale').records().some((r) => r.actionId === 'mic/scale-to-zero' && r.status === 'done');
-  const results = ctx.journal.of('test').getData<TestResult[]>('results');
+  // Results of this cycle only: after a rollback the journal still holds the earlier cycle's,
+  // which say nothing about the cluster as it is now (and would turn today's running MIC into blockers).
+  const testsRan = ctx.journal.of('test').records().some((r) => r.actionId === 'test-cases' && r.status === 'done' && !r.rolledBack);
+  const results = testsRan ? ctx.journal.of('test').getData<TestResult[]>('results') : undefined;
   if (!results && !testsWouldRun) throw new Error('no test results recorded yet: the test step must pass before cleanup');
   const mic = micRefOf(ctx);
   const inventory = await inventoryFor(ctx);
