@@ -7,7 +7,7 @@
  * `intent`, the same Pod Identity objects, MIC/NMI objects, RBAC and VMSS identities as an
  * uninterrupted `apply --yes` on a third sandbox, and no reimage POST or VMSS PATCH repeated.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { STEP_IDS } from '../../src/engine/step.ts';
 import { convergenceFailures, crashAndResumeAt, journalProblems, uninterruptedRun, type Baseline, type CrashOutcome, type CrashSide } from './crash-matrix-harness.ts';
 import { startEnv, type Env } from './steps-1-4-harness.ts';
@@ -48,5 +48,4 @@ describe('crash matrix sample: the first write of every step, both sides', () =>
   it('crash after the write in inventory, nmi-managed, drain, cleanup; before it in assign, mic-scale, test', walk('after'), 600_000);
   it('crash before the write in inventory, nmi-managed, drain, cleanup; after it in assign, mic-scale, test', walk('before'), 600_000);
 
-  afterAll(() => {});
 });
