@@ -173,8 +173,12 @@ export interface KubeGateway {
   patch<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string, patch: unknown, type: PatchType, opts?: WriteOptions): Promise<T>;
   /** Deletes one object. NotFound counts as success (`not-found`). */
   delete(ref: ResourceRef, namespace: string | undefined, name: string, opts?: DeleteOptions): Promise<DeleteResult>;
-  /** Sets a Deployment's (or StatefulSet's / ReplicaSet's) replicas through the `scale` subresource. */
-  scale(namespace: string, name: string, replicas: number, ref?: ResourceRef): Promise<{ previousReplicas: number; replicas: number }>;
+  /**
+   * Sets a Deployment's (or StatefulSet's / ReplicaSet's) replicas through the `scale`
+   * subresource. A 409 Conflict is retried like {@link KubeGateway.patch}, after a fresh read of
+   * the workload that `opts.precondition` must accept.
+   */
+  scale(namespace: string, name: string, replicas: number, ref?: ResourceRef, opts?: WriteOptions): Promise<{ previousReplicas: number; replicas: number }>;
   /** Evicts one pod through the Eviction API (policy/v1). Never retries a PDB refusal itself. */
   evict(namespace: string, pod: string, opts?: { gracePeriodSeconds?: number }): Promise<EvictionResult>;
   /** A container's log (text). */
@@ -430,7 +434,7 @@ class ApiKubeGateway implements KubeGateway {
     return 'deleted';
   }
 
-  async scale(namespace: string, name: string, replicas: number, ref: ResourceRef = KINDS.Deployment): Promise<{ previousReplicas: number; replicas: number }> {
+  async scale(namespace: string, name: string, replicas: number, ref: ResourceRef = KINDS.Deployment, opts: WriteOptions = {}): Promise<{ previousReplicas: number; replicas: number }> {
     if (!Number.isInteger(replicas) || replicas < 0) throw new Error(`scale ${ref.kind} ${namespace}/${name}: replicas must be a non-negative integer, got ${replicas}`);
     const path = `${await this.#transport.pathFor(ref, namespace, name)}/scale`;
     const current = JSON.parse((await this.#transport.request('GET', path)).text) as { spec?: { replicas?: number } };
@@ -438,7 +442,7 @@ class ApiKubeGateway implements KubeGateway {
     const body = { spec: { replicas } };
     const what = `scale ${ref.kind} ${namespace}/${name} from ${previousReplicas} to ${replicas}`;
     if (this.#suppress('PATCH', path, body, what)) return { previousReplicas, replicas };
-    const resp = await this.#transport.request('PATCH', path, { body, contentType: PATCH_CONTENT_TYPES.merge });
+    const resp = await this.#retryConflicts(ref, namespace, name, opts.precondition, () => this.#transport.request('PATCH', path, { body, contentType: PATCH_CONTENT_TYPES.merge }), () => {});
     this.#recordServerDryRun('PATCH', path, body, what);
     const after = JSON.parse(resp.text) as { spec?: { replicas?: number } };
     return { previousReplicas, replicas: after.spec?.replicas ?? replicas };

@@ -23,8 +23,20 @@ export { commandEnv, describeCase, expandCases, runCase, type PlannedCase } from
 
 const TEST_ACTION_ID = 'test-cases';
 
+/**
+ * The fresh node of each pool, as drain recorded them. While an action of drain is left in
+ * `intent` by a crash (resolved when drain resumes) the record may be an earlier cycle's:
+ * the plan then depends on drain (the runner shows it as such and plans it again once drain is
+ * checked), never a list of blockers for pools drain is about to finish.
+ */
 function freshNodesOf(ctx: Ctx): Record<string, string> {
-  const fresh = ctx.journal.of('drain').getData<Record<string, string>>('freshNodes');
+  const drain = ctx.journal.of('drain');
+  const newest = new Map<string, string>();
+  for (const r of drain.records()) if (!r.rolledBack) newest.set(r.actionId, r.status);
+  // Only an intent: a failed record the re-planned drain did not need again stays failed once drain is checked.
+  const unsettled = [...newest].filter(([, status]) => status === 'intent').map(([id]) => id);
+  if (unsettled.length) throw new Error(`the drain step has unfinished actions (${unsettled.join(', ')}); its fresh nodes are known once it is checked`);
+  const fresh = drain.getData<Record<string, string>>('freshNodes');
   if (!fresh || !Object.keys(fresh).length) throw new Error('no fresh nodes recorded yet: the drain step records one per pool');
   return fresh;
 }

@@ -22,7 +22,7 @@
 import type { Blocker, CheckResult, StepOutcome, StepPlan } from '../engine/step.ts';
 import type { KubeObject, ResourceRef } from '../kube/gateway.ts';
 import { KINDS } from '../kube/kinds.ts';
-import { AAI_CRD, type SavedObject } from './executors/delete.ts';
+import { AAI_CRD, type DeleteObjectDetails, type SavedObject } from './executors/delete.ts';
 import { action, type MigrationAction } from './executors/index.ts';
 import type { Ctx, MigrationStep } from './lib/context.ts';
 import { inventoryFor, micRefOf, type MicRef } from './lib/inventory-source.ts';
@@ -86,6 +86,41 @@ const SHORT: Record<string, string> = {
   CustomResourceDefinition: 'crd',
 };
 
+/** Names of the ClusterRoleBindings that bind ClusterRole `role` now. */
+async function crbsBinding(ctx: Ctx, role: string): Promise<string[]> {
+  return (await ctx.kube.list(KINDS.ClusterRoleBinding))
+    .filter((b) => (b.roleRef as { kind?: string; name?: string } | undefined)?.kind === 'ClusterRole' && (b.roleRef as { name?: string }).name === role)
+    .map((b) => b.metadata!.name!);
+}
+
+/**
+ * Every object this step's journal (this apply cycle: records not rolled back) planned to
+ * delete, not in `planned`, that still exists: planned again under the same id, so its first
+ * pre-state (the full copy) still holds the original. A ClusterRole something else binds by now
+ * is kept, with a warning.
+ */
+async function stillThereFromJournal(ctx: Ctx, planned: readonly MigrationAction[], bindersOf: (ctx: Ctx, role: string) => Promise<string[]>): Promise<MigrationAction[]> {
+  const ids = new Set(planned.map((a) => a.id));
+  const out: MigrationAction[] = [];
+  for (const record of ctx.journal.records()) {
+    if (record.rolledBack || record.kind !== 'delete-object' || ids.has(record.actionId)) continue;
+    ids.add(record.actionId);
+    const d = record.details as DeleteObjectDetails | undefined;
+    if (!d?.ref || !d.name) continue;
+    const live = await ctx.kube.get(d.ref, d.namespace, d.name);
+    if (!live || live.metadata?.deletionTimestamp) continue;
+    if (d.ref.kind === 'ClusterRole') {
+      const others = (await bindersOf(ctx, d.name)).filter((b) => !planned.some((a) => a.id === key(KINDS.ClusterRoleBinding, undefined, b)));
+      if (others.length) {
+        ctx.log.warn(`clusterrole ${d.name} was planned for deletion by an earlier run but is now also bound by ${others.join(', ')}: kept`);
+        continue;
+      }
+    }
+    out.push(deleteAction(d.ref, d.namespace, d.name, `${record.summary} (planned by the interrupted run, still there)`));
+  }
+  return out;
+}
+
 /** The saved copy of an object this step deleted earlier (for a resumed run whose Deployment is already gone). */
 function savedCopy(ctx: Ctx, actionId: string): KubeObject | undefined {
   return ctx.journal.firstPreState<SavedObject>(actionId)?.object;
@@ -96,7 +131,10 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   const dry = ctx.dryRun !== 'none';
   const testsWouldRun = dry && ctx.journal.of('test').records().some((r) => r.actionId === 'test-cases' && r.status === 'done');
   const micWouldScale = dry && ctx.journal.of('mic-scale').records().some((r) => r.actionId === 'mic/scale-to-zero' && r.status === 'done');
-  const results = ctx.journal.of('test').getData<TestResult[]>('results');
+  // Results of this cycle only: after a rollback the journal still holds the earlier cycle's,
+  // which say nothing about the cluster as it is now (and would turn today's running MIC into blockers).
+  const testsRan = ctx.journal.of('test').records().some((r) => r.actionId === 'test-cases' && r.status === 'done' && !r.rolledBack);
+  const results = testsRan ? ctx.journal.of('test').getData<TestResult[]>('results') : undefined;
   if (!results && !testsWouldRun) throw new Error('no test results recorded yet: the test step must pass before cleanup');
   const mic = micRefOf(ctx);
   const inventory = await inventoryFor(ctx);
@@ -197,6 +235,11 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   if (await kube.get(KINDS.Endpoints, le.namespace, le.name)) actions.push(deleteAction(KINDS.Endpoints, le.namespace, le.name, 'MIC leader election record'));
   if (await kube.get(KINDS.ConfigMap, mic.namespace, CONFIG_MAP)) actions.push(deleteAction(KINDS.ConfigMap, mic.namespace, CONFIG_MAP, 'MIC\'s one-time migration marker'));
 
+  // What an earlier, interrupted run of this step planned to delete and is still there. Live
+  // references cannot find all of it again: once MIC's ClusterRoleBindings are gone, nothing
+  // live leads to its ClusterRole any more. The journal remembers every object it planned.
+  for (const again of await stillThereFromJournal(ctx, actions, crbsBinding)) actions.push(again);
+
   // Every AzureAssignedIdentity (none is created once MIC is gone, so the list is stable).
   const crd = await kube.get(KINDS.CustomResourceDefinition, undefined, AAI_CRD);
   if (crd) {
@@ -238,11 +281,14 @@ async function check(ctx: Ctx): Promise<CheckResult> {
   const evidence: string[] = [];
   const failures: string[] = [];
   let objects = 0;
+  // Every object any record of this cycle planned to delete (done, failed or left in intent) must be gone.
+  const seen = new Set<string>();
   for (const r of ctx.journal.records()) {
-    if (r.rolledBack || r.status !== 'done' || r.actionId === 'delete/azureassignedidentities') continue;
-    const saved = ctx.journal.firstPreState<SavedObject>(r.actionId)?.object;
-    if (!saved?.apiVersion || !saved.kind || !saved.metadata?.name) continue;
-    const still = await kube.get({ apiVersion: saved.apiVersion, kind: saved.kind }, saved.metadata.namespace, saved.metadata.name);
+    if (r.rolledBack || r.kind !== 'delete-object' || seen.has(r.actionId)) continue;
+    seen.add(r.actionId);
+    const d = r.details as DeleteObjectDetails | undefined;
+    if (!d?.ref || !d.name) continue;
+    const still = await kube.get(d.ref, d.namespace, d.name);
     if (still && !still.metadata?.deletionTimestamp) failures.push(`${r.target} still exists; run podid-migrate apply --step cleanup`);
     else objects++;
   }

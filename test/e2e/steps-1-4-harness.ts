@@ -260,6 +260,12 @@ export interface HeldWrite {
   method: string;
   /** Regular expression on the request path. */
   path: string;
+  /**
+   * `hold-response` (default): the server applies the write and never answers (the CLI dies
+   * right after the write). `hold-request`: the server holds it unapplied and drops it once the
+   * CLI is gone (the CLI dies right before the write).
+   */
+  action?: 'hold-response' | 'hold-request';
 }
 
 /**
@@ -269,15 +275,27 @@ export interface HeldWrite {
  * tells the operator to (`force-unlock <id>`), and runs `apply --to <step>` again to the end.
  * Returns the journal records of the step after the kill and the second run's output.
  */
-export async function crashAndResume(env: Env, step: string, held: HeldWrite): Promise<{ afterKill: { actionId: string; status: string }[]; resumed: { code: number; all: string } }> {
-  const ruleId = env.sandbox.faults.add({ api: held.api, method: held.method, path: held.path, times: 1, action: { kind: 'hold-response' } });
-  // `held` is emitted once the write is applied and its answer swallowed.
+export async function crashAndResume(
+  env: Env,
+  step: string,
+  held: HeldWrite,
+  opts: { args?: string[]; timeoutMs?: number } = {},
+): Promise<{ afterKill: { actionId: string; status: string }[]; resumed: { code: number; all: string } }> {
+  const args = opts.args ?? ['apply', '--to', step, '--yes'];
+  const kind = held.action ?? 'hold-response';
+  const ruleId = env.sandbox.faults.add({ api: held.api, method: held.method, path: held.path, times: 1, action: { kind } });
+  // `held` is emitted once the write is applied and its answer swallowed (or, for hold-request, once it is held unapplied).
   let swallowed = false;
+  let dropped = false;
   const onHeld = (e: { ruleId: string }) => {
     if (e.ruleId === ruleId) swallowed = true;
   };
+  const onDropped = (e: { ruleId: string }) => {
+    if (e.ruleId === ruleId) dropped = true;
+  };
   env.sandbox.faults.on('held', onHeld);
-  const child = spawnCli(env, ['apply', '--to', step, '--yes']);
+  env.sandbox.faults.on('dropped', onDropped);
+  const child = spawnCli(env, args, { timeoutMs: opts.timeoutMs });
   let exited = false;
   void child.then(() => (exited = true));
   try {
@@ -289,18 +307,21 @@ export async function crashAndResume(env: Env, step: string, held: HeldWrite): P
     env.sandbox.faults.off('held', onHeld);
     child.kill('SIGKILL');
     const r = await child;
+    // A held request is dropped unserved once the server sees the connection gone.
+    if (kind === 'hold-request' && swallowed) await waitUntil('the sandbox to drop the held request', () => dropped);
+    env.sandbox.faults.off('dropped', onDropped);
     env.sandbox.faults.remove(ruleId);
     if (r.signal !== 'SIGKILL' && !exited) throw new Error(`the CLI was not killed: ${r.all}`);
   }
   // Read as the tool reads it: the killed run's last records are in the action log, not yet in the snapshot.
   const journal = (await Journal.read(env.journalPath))!;
   const afterKill = journal.steps[step as StepId].actions.map((a) => ({ actionId: a.actionId, status: a.status }));
-  const blocked = await runCli(env, ['apply', '--to', step, '--yes']);
+  const blocked = await runCli(env, args, { timeoutMs: opts.timeoutMs });
   const lockId = /force-unlock (\S+)/.exec(blocked.all)?.[1];
   if (blocked.code === 0 || !lockId) throw new Error(`a run after SIGKILL should meet the stale lock, got exit ${blocked.code}:\n${blocked.all}`);
   const unlocked = await runCli(env, ['force-unlock', lockId]);
   if (unlocked.code !== 0) throw new Error(`force-unlock failed:\n${unlocked.all}`);
-  const resumed = await runCli(env, ['apply', '--to', step, '--yes']);
+  const resumed = await runCli(env, args, { timeoutMs: opts.timeoutMs });
   return { afterKill, resumed: { code: resumed.code, all: resumed.all } };
 }
 

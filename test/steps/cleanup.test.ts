@@ -1,7 +1,9 @@
 import { applyPlan, rollbackStep, verifyRollback } from './run-actions.ts';
 import { describe, expect, it } from 'vitest';
 import { cleanupStep, stripServerFields } from '../../src/steps/07-cleanup.ts';
-import { contextFor, MiniAzure, FakeKube, recordStepData, tempDir } from './steps-5-7-fakes.ts';
+import { join } from 'node:path';
+import { Journal } from '../../src/engine/journal.ts';
+import { CLUSTER, contextFor, MiniAzure, FakeKube, recordStepData, tempDir } from './steps-5-7-fakes.ts';
 
 const AAI_CRD = 'azureassignedidentities.aadpodidentity.k8s.io';
 const INVENTORY = { apiVersion: 'podid-migrate/v1', kind: 'Inventory', cluster: { name: 'prod-weu', kubeSystemUid: 'ks-uid' }, identities: [], pools: [] };
@@ -32,8 +34,16 @@ function cluster(micReplicas = 0): FakeKube {
 async function setup(kube: FakeKube, results: unknown, options: Record<string, unknown> = {}) {
   const dir = tempDir();
   await recordStepData(dir, 'mic-scale', 'mic', { namespace: 'default', name: 'mic', replicas: 2 });
-  if (results !== undefined) await recordStepData(dir, 'test', 'results', results);
+  if (results !== undefined) await recordTestRun(dir, results);
   return contextFor('cleanup', kube, new MiniAzure(kube), dir, { inventory: INVENTORY, options });
+}
+
+/** What the test step records when its cases ran: the done record of its action, then the results. */
+async function recordTestRun(dir: string, results: unknown, opts: { rolledBack?: boolean } = {}): Promise<void> {
+  const journal = (await Journal.open(join(dir, 'journal.json'), CLUSTER)).forStep('test');
+  await journal.runAction({ id: 'test-cases', kind: 'run-probes', op: '~', target: '1 test cases', summary: 'run', api: 'kube' }, undefined, async () => ({ results }));
+  await journal.setData('results', results);
+  if (opts.rolledBack) await journal.markRolledBack('test-cases');
 }
 
 const PASSED = [{ id: 'x', kind: 'token', service: 'payments/api', namespace: 'payments', pool: 'pay', node: 'n1', identity: 'payments/api-id', ok: true, message: 'ok', attempts: 1, durationMs: 1 }];
@@ -48,6 +58,10 @@ describe('cleanup', () => {
 
   it('needs test results to plan, and blocks on failed tests or a running MIC', async () => {
     await expect(cleanupStep.plan(await setup(cluster(), undefined))).rejects.toThrow(/test step must pass before cleanup/);
+    // Results of a cycle since rolled back say nothing about the cluster now: cleanup depends on the test step again.
+    const dir = tempDir();
+    await recordTestRun(dir, PASSED, { rolledBack: true });
+    await expect(cleanupStep.plan(await contextFor('cleanup', cluster(2), new MiniAzure(cluster(2)), dir, { inventory: INVENTORY }))).rejects.toThrow(/test step must pass before cleanup/);
     const failed = [{ ...PASSED[0], ok: false, message: 'no token' }];
     const plan = await cleanupStep.plan(await setup(cluster(2), failed));
     expect(plan.blockers.map((b) => b.code)).toEqual(['tests-not-passed', 'mic-running']);

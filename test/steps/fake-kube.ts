@@ -38,6 +38,10 @@ export function matchesLabels(obj: KubeObject, selector: string | undefined): bo
   if (!selector) return true;
   const labels = obj.metadata?.labels ?? {};
   return selector.split(',').every((term) => {
+    if (term.includes('!=')) {
+      const [k, v] = term.split('!=');
+      return labels[k] !== v;
+    }
     const [k, v] = term.split('=');
     return v === undefined ? k in labels : labels[k] === v;
   });

@@ -57,6 +57,33 @@ describe('inventory plan', () => {
   });
 });
 
+describe('inventory blockers give the command that fixes them', () => {
+  it('an old Helm-installed NMI gets the helm upgrade line for its release, namespace and chart', async () => {
+    const { kube, azure } = standardCluster({ helm: true, nmiImage: 'mcr.microsoft.com/oss/azure/aad-pod-identity/nmi:v1.5.5' });
+    const plan = await inventoryStep.plan(await contextFor('inventory', kube, azure, tempDir()));
+    const tooOld = plan.blockers.find((b) => b.code === 'nmi-too-old')!;
+    expect(tooOld.subject).toBe('daemonset default/aad-pod-identity-nmi');
+    expect(tooOld.message).toContain('v1.5.5');
+    expect(tooOld.fix).toContain('helm upgrade pi aad-pod-identity/aad-pod-identity -n default --reuse-values --version 4.1.18 --set operationMode=standard');
+  });
+
+  it('a raw-manifest NMI is told to upgrade, without a helm line', async () => {
+    const { kube, azure } = standardCluster({ nmiImage: 'mcr.microsoft.com/oss/azure/aad-pod-identity/nmi:v1.5.5' });
+    const plan = await inventoryStep.plan(await contextFor('inventory', kube, azure, tempDir()));
+    expect(plan.blockers.find((b) => b.code === 'nmi-too-old')!.fix).not.toContain('helm');
+  });
+
+  it('a binding with legacy field casing is a legacy-field-names blocker, not "no binding matches (no identity today either)"', async () => {
+    const { kube, azure } = standardCluster();
+    kube.add({ apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentityBinding', metadata: { name: 'old-binding', namespace: 'payments' }, spec: { AzureIdentity: 'api-id', Selector: 'old-api' } });
+    kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'old-api-0', namespace: 'payments', labels: { aadpodidbinding: 'old-api' } }, spec: { nodeName: kube.all('Node')[0].metadata!.name! }, status: { phase: 'Running' } });
+    const plan = await inventoryStep.plan(await contextFor('inventory', kube, azure, tempDir()));
+    expect(plan.blockers.map((b) => `${b.code} ${b.subject}`)).toContain('legacy-field-names azureidentitybinding payments/old-binding');
+    expect(plan.notes.join('\n')).not.toMatch(/no binding matches/);
+    expect(plan.notes.join('\n')).toMatch(/match only a binding with field names from before v1\.6\.0.*payments\/old-binding/);
+  });
+});
+
 describe('inventory apply, re-run and rollback', () => {
   it('copies with the label, writes the file, keeps operator test cases on re-run and reports what changed', async () => {
     const dir = tempDir();

@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { decodeJwtPayload, interpretTokenRun, parseStatusLines, runTokenProbe, scrubTokens, verifyClaims } from '../../src/steps/lib/probe.ts';
 import { renderJunit, type TestResult } from '../../src/steps/lib/junit.ts';
 import { expandCases, testStep } from '../../src/steps/06-test.ts';
-import { contextFor, idOf, MiniAzure, FakeKube, nodeObject, podObject, recordStepData, tempDir } from './steps-5-7-fakes.ts';
+import { CLUSTER, contextFor, idOf, MiniAzure, FakeKube, nodeObject, podObject, recordStepData, tempDir } from './steps-5-7-fakes.ts';
+import { Journal } from '../../src/engine/journal.ts';
 
 /**
  * A strict XML 1.0 well-formedness check for the report (no parser is a dependency): tags nest
@@ -199,6 +200,22 @@ describe('test step', () => {
     const plan = await testStep.plan(ctx);
     expect(plan.blockers).toEqual([]);
     expect(plan.notes[0]).toBe('4 test cases on 2 fresh nodes');
+
+    // Drain interrupted again (a crash left an action unsettled): its recorded fresh nodes may be
+    // stale or partial, so the plan depends on drain instead of reporting blockers.
+    {
+      const journal = await Journal.open(join(dir, 'journal.json'), CLUSTER);
+      // The process dies inside the write: the intent stays (the promise is never settled).
+      await new Promise<void>((intentSaved) => {
+        void journal.forStep('drain').runAction({ id: 'pool/pay/replace', kind: 'replace-node', op: '~', target: 'node x', summary: 'reimage', api: 'arm' }, undefined, () => {
+          intentSaved();
+          return new Promise(() => {});
+        });
+      });
+      const interrupted = await contextFor('test', kube, azure, dir, { inventory: INVENTORY, options: { junitPath, testTimeoutMs: 2000 } });
+      await expect(testStep.plan(interrupted)).rejects.toThrow(/drain step has unfinished actions \(pool\/pay\/replace\)/);
+      await journal.forStep('drain').settleRecord('pool/pay/replace', { done: true });
+    }
     expect(plan.notes[1]).toContain('batch/importer');
     const out = await applyPlan(testStep, ctx, plan);
     expect(out.summary).toBe('2/4 test cases passed on 2 fresh nodes, 2 failed');

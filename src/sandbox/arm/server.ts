@@ -188,9 +188,20 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
     }
     ctx.apiVersion = apiVersion;
 
-    const rule = faults.match('arm', ctx.method, ctx.url.pathname);
+    const rule = faults.match('arm', ctx.method, ctx.url.pathname, { mutating: ctx.method !== 'GET' && ctx.method !== 'HEAD' });
     if (rule) {
       const a = rule.action;
+      if (a.kind === 'hold-request') {
+        // Nothing is applied while held; a client that gave up meanwhile never had its request served.
+        const clientGone = new Promise<void>((resolve) => {
+          if (ctx.req.socket.destroyed) resolve();
+          ctx.res.once('close', () => resolve());
+        });
+        if ((await faults.holdRequest(rule.id, { method: ctx.method, path: ctx.url.pathname }, clientGone)) === 'dropped' || ctx.res.destroyed) {
+          ctx.status = 499;
+          return;
+        }
+      }
       if (a.kind === 'status') return replyFault(ctx, a);
       if (a.kind === 'latency') await realDelay(a.ms);
       if (a.kind === 'lro-fail') ctx.fail = { code: a.code, message: a.message };

@@ -18,7 +18,7 @@ import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { FaultInjector } from '../faults.ts';
-import type { Metrics } from '../metrics.ts';
+import { isMutating, type Metrics } from '../metrics.ts';
 import type { PodNetwork } from '../netsim.ts';
 import type { PodLogs } from '../pod-logs.ts';
 import type { KObject, ObjectStore, ResourceType, WatchEvent } from '../store.ts';
@@ -316,7 +316,19 @@ export async function startKubeApiServer(opts: KubeApiServerOptions): Promise<Ku
       return;
     }
 
-    const rule = opts.faults.match('kube', method, path);
+    const mutating = Boolean(classified) && !ex.dryRun && isMutating({ verb: classified!.verb, resource: classified!.resource });
+    const rule = opts.faults.match('kube', method, path, { mutating });
+    if (rule?.action.kind === 'hold-request') {
+      // Nothing is applied while held; a client that gave up meanwhile never had its request served.
+      const clientGone = new Promise<void>((resolve) => {
+        if (req.socket.destroyed) resolve();
+        res.once('close', () => resolve());
+      });
+      if ((await opts.faults.holdRequest(rule.id, { method, path }, clientGone)) === 'dropped' || res.destroyed) {
+        ex.record(499);
+        return;
+      }
+    }
     if (rule?.action.kind === 'status') {
       const a = rule.action;
       const headers: Record<string, string> = {};

@@ -11,6 +11,7 @@
  * Undo writes back the original args and update strategy (nothing else the operator may have
  * changed since) and awaits the same rollout.
  */
+import { expectFields, type Precondition } from '../../kube/conflict.ts';
 import { KINDS } from '../../kube/kinds.ts';
 import type { KubeObject } from '../../kube/gateway.ts';
 import type { Ctx, Executor } from '../lib/context.ts';
@@ -100,6 +101,18 @@ async function awaitRollout(ctx: Ctx, d: PatchContainerDetails, args: readonly s
   return `${bodies.length} NMI pods Active`;
 }
 
+/**
+ * The precondition of a container patch: the container's name and args as read just before the
+ * write. After a 409 the gateway re-reads the workload; if someone else (Helm, a GitOps
+ * controller, a person) changed the args meanwhile, the step stops with the diff instead of
+ * writing over their change.
+ */
+async function containerAsNow(ctx: Ctx, d: PatchContainerDetails, index: number, container: string): Promise<Precondition> {
+  const live = await ctx.kube.get(refOf(d), d.namespace, d.name);
+  const base = `/spec/template/spec/containers/${index}`;
+  return expectFields({ [`${base}/name`]: container, [`${base}/args`]: live ? containerAt(live, index)?.args : undefined });
+}
+
 function inEffect(live: KubeObject, d: PatchContainerDetails): boolean {
   const c = containerAt(live, d.containerIndex);
   if (c?.name !== d.container || !sameJson(c.args ?? null, d.args)) return false;
@@ -127,7 +140,7 @@ export const patchContainer: Executor<PatchContainerDetails, PatchContainerPreSt
     const patch = argsPatch(d.containerIndex, d.container, d.args);
     if (d.updateStrategy !== undefined) patch.push({ op: 'add', path: '/spec/updateStrategy', value: d.updateStrategy });
     ctx.progress(`patching ${label(d)}`);
-    const patched = await ctx.kube.patch(refOf(d), d.namespace, d.name, patch, 'json');
+    const patched = await ctx.kube.patch(refOf(d), d.namespace, d.name, patch, 'json', { precondition: await containerAsNow(ctx, d, d.containerIndex, d.container) });
     return { generation: patched.metadata?.generation, rollout: await awaitRollout(ctx, d, d.args) };
   },
   async reconcile(ctx, { action: { details: d } }) {
@@ -148,7 +161,7 @@ export const patchContainer: Executor<PatchContainerDetails, PatchContainerPreSt
     const patch = argsPatch(pre.containerIndex, pre.container, pre.args);
     if (pre.updateStrategy !== undefined) patch.push(pre.updateStrategy === null ? { op: 'remove', path: '/spec/updateStrategy' } : { op: 'add', path: '/spec/updateStrategy', value: pre.updateStrategy });
     ctx.progress(`restoring ${label(d)}`);
-    await ctx.kube.patch(refOf(d), d.namespace, d.name, patch, 'json');
+    await ctx.kube.patch(refOf(d), d.namespace, d.name, patch, 'json', { precondition: await containerAsNow(ctx, d, pre.containerIndex, pre.container) });
     const rollout = await awaitRollout(ctx, d, pre.args ?? [], pre.updateStrategy === undefined ? (live.spec as { updateStrategy?: unknown }).updateStrategy : pre.updateStrategy);
     return `${label(d)} restored (${rollout})`;
   },

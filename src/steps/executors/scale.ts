@@ -5,6 +5,7 @@
  * lease the scaled-away replicas still hold (one Endpoints PATCH).
  */
 import { KINDS } from '../../kube/kinds.ts';
+import { expectFields, type Precondition } from '../../kube/conflict.ts';
 import type { KubeObject } from '../../kube/gateway.ts';
 import type { Ctx, Executor } from '../lib/context.ts';
 import { findMicDeployments, healthBodies, podSelectorOf, probePortOf, waitForMicLeader } from '../lib/pod-identity.ts';
@@ -45,6 +46,16 @@ async function awaitPodsGone(ctx: Ctx, d: ScaleDetails): Promise<void> {
   );
 }
 
+/**
+ * The precondition of a scale: the replica count as read just before it. After a 409 the
+ * gateway re-reads the Deployment; if someone else (an autoscaler, Helm, a person) changed the
+ * count meanwhile, the step stops with the diff instead of overwriting their change.
+ */
+async function replicasAsNow(ctx: Ctx, d: ScaleDetails): Promise<Precondition> {
+  const dep = await ctx.kube.get(KINDS.Deployment, d.namespace, d.name);
+  return expectFields({ '/spec/replicas': dep ? (dep.spec as { replicas?: number } | undefined)?.replicas : undefined });
+}
+
 function replicasOf(dep: KubeObject): number {
   return (dep.spec as { replicas?: number } | undefined)?.replicas ?? 1;
 }
@@ -58,7 +69,7 @@ export const scaleDeployment: Executor<ScaleDetails, ScalePreState, { previousRe
   },
   async do(ctx, { action: { details: d } }) {
     ctx.progress(`scaling ${d.namespace}/${d.name} from ${d.from} to ${d.replicas}`);
-    const r = await ctx.kube.scale(d.namespace, d.name, d.replicas);
+    const r = await ctx.kube.scale(d.namespace, d.name, d.replicas, KINDS.Deployment, { precondition: await replicasAsNow(ctx, d) });
     await awaitPodsGone(ctx, d);
     return r;
   },
@@ -72,7 +83,7 @@ export const scaleDeployment: Executor<ScaleDetails, ScalePreState, { previousRe
   async undo(ctx, { action: { details: d }, firstPreState: pre }) {
     if (!pre) return `deployment ${d.namespace}/${d.name}: nothing recorded to undo`;
     ctx.progress(`scaling ${d.namespace}/${d.name} back to ${pre.replicas}`);
-    await ctx.kube.scale(d.namespace, d.name, pre.replicas);
+    await ctx.kube.scale(d.namespace, d.name, pre.replicas, KINDS.Deployment, { precondition: await replicasAsNow(ctx, d) });
     if (!d.mic) return `deployment ${d.namespace}/${d.name} back at ${pre.replicas} replicas`;
     const dep = await ctx.kube.get(KINDS.Deployment, d.namespace, d.name);
     const mic = dep ? findMicDeployments([dep])[0] : undefined;

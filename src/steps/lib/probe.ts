@@ -25,6 +25,16 @@ import { KINDS } from '../../kube/kinds.ts';
 /** Label every probe pod carries (value `true`), for clean-up sweeps and for operators. */
 export const PROBE_LABEL = 'podid-migrate.io/probe';
 
+/**
+ * Label naming the process that created a probe pod (a random id per process). Only one
+ * podid-migrate runs against a cluster at a time (the journal lock), so a probe pod of another
+ * process is a leftover of a run that died (a crash between creating and deleting it).
+ */
+export const PROBE_RUN_LABEL = 'podid-migrate.io/probe-run';
+
+/** This process's {@link PROBE_RUN_LABEL} value. */
+export const PROBE_RUN_ID = randomBytes(4).toString('hex');
+
 /** Image of the probe pods: has `sh`, `curl`, `cut` and `head`. */
 export const PROBE_IMAGE = 'curlimages/curl:8.11.1';
 
@@ -265,7 +275,7 @@ export function probePodManifest(spec: Omit<ProbePodSpec, 'timeoutMs' | 'signal'
     metadata: {
       name: spec.name,
       namespace: spec.namespace,
-      labels: { ...spec.labels, [PROBE_LABEL]: 'true', 'app.kubernetes.io/managed-by': 'podid-migrate' },
+      labels: { ...spec.labels, [PROBE_LABEL]: 'true', [PROBE_RUN_LABEL]: PROBE_RUN_ID, 'app.kubernetes.io/managed-by': 'podid-migrate' },
     },
     spec: {
       nodeName: spec.nodeName,
@@ -286,10 +296,26 @@ export function probePodManifest(spec: Omit<ProbePodSpec, 'timeoutMs' | 'signal'
   };
 }
 
+/**
+ * Deletes the probe pods a run that died left behind (created by another process, see
+ * {@link PROBE_RUN_LABEL}): left alone, such a pod without a controller would stop `drain` on
+ * its node. Returns how many.
+ */
+export async function sweepLeftoverProbePods(kube: KubeGateway): Promise<number> {
+  const pods = await kube.list(KINDS.Pod, { labelSelector: `${PROBE_LABEL}=true,${PROBE_RUN_LABEL}!=${PROBE_RUN_ID}` });
+  let n = 0;
+  for (const p of pods) {
+    if (p.metadata?.labels?.[PROBE_RUN_LABEL] === PROBE_RUN_ID) continue;
+    if ((await kube.delete(KINDS.Pod, p.metadata!.namespace, p.metadata!.name!, { gracePeriodSeconds: 0 })) === 'deleted') n++;
+  }
+  return n;
+}
+
 async function runProbePod(kube: KubeGateway, spec: ProbePodSpec): Promise<ProbePodRun> {
   const started = Date.now();
   const name = `${spec.prefix}-${randomBytes(4).toString('hex')}`;
   const manifest = probePodManifest({ ...spec, name });
+  await sweepLeftoverProbePods(kube);
   await kube.create(manifest);
   try {
     let lastPhase = 'Pending';

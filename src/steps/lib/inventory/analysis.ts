@@ -253,11 +253,16 @@ function resolveIdentities(r: ClusterReading, usages: Map<string, Usage>, notes:
   }
 
   const unmatched = new Set<string>();
+  const legacyMatched = new Set<string>();
   for (const u of usages.values()) {
     const podNs = u.service.namespace;
     const matching = bindings.filter((b) => specOf<BindingSpec>(b).selector === u.selector);
     if (!matching.length) {
-      unmatched.add(`${podNs}/${u.service.name} (aadpodidbinding=${u.selector})`);
+      // A binding written before v1.6.0 spells it `Selector`: it does match (MIC reads it), only
+      // managed-mode NMI would not; the legacy-field-names blocker names it.
+      const legacy = bindings.filter((b) => (b.spec as { Selector?: unknown } | undefined)?.Selector === u.selector);
+      if (legacy.length) legacyMatched.add(`${podNs}/${u.service.name} (aadpodidbinding=${u.selector}, binding ${legacy.map(nsName).join(', ')})`);
+      else unmatched.add(`${podNs}/${u.service.name} (aadpodidbinding=${u.selector})`);
       continue;
     }
     const local = matching.filter((b) => b.metadata?.namespace === podNs);
@@ -294,6 +299,7 @@ function resolveIdentities(r: ClusterReading, usages: Map<string, Usage>, notes:
       }
     }
   }
+  if (legacyMatched.size) notes.push(`${legacyMatched.size} service(s) match only a binding with field names from before v1.6.0 (see the legacy-field-names blocker): ${sorted(legacyMatched).slice(0, 5).join(', ')}${legacyMatched.size > 5 ? ', …' : ''}`);
   if (unmatched.size) notes.push(`${unmatched.size} service(s) carry an aadpodidbinding label no binding matches (no identity today either): ${sorted(unmatched).slice(0, 5).join(', ')}${unmatched.size > 5 ? ', …' : ''}`);
   return { uses, copies: sorted(copies, (c) => `${c.kind}/${c.object.metadata?.namespace}/${c.object.metadata?.name}`), clashes };
 }

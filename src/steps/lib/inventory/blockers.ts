@@ -6,7 +6,7 @@
 import type { AssignPermission } from '../../../azure/gateway.ts';
 import type { Blocker } from '../../../engine/step.ts';
 import type { KubeObject } from '../../../kube/gateway.ts';
-import { MIN_MANAGED_VERSION, formatVersion, versionAtLeast } from '../pod-identity.ts';
+import { MIN_MANAGED_VERSION, formatVersion, versionAtLeast, type PodIdentityWorkload } from '../pod-identity.ts';
 import { nsName, type Analysis } from './analysis.ts';
 import type { ClusterReading } from './reading.ts';
 
@@ -68,12 +68,34 @@ export const nmiSupportsManagedMode: InventoryCheck = ({ analysis: { nmi } }) =>
         code: 'nmi-too-old',
         subject: `daemonset ${nmi.namespace}/${nmi.name}`,
         message: `NMI ${nmi.version} has no managed mode (needs ${formatVersion(MIN_MANAGED_VERSION)} or newer)`,
-        fix: 'Upgrade AAD Pod Identity (NMI and MIC) to v1.8.17 in standard mode first, let MIC rewrite its objects, then plan again.',
+        fix: nmi.install === 'helm' ? helmUpgradeFix(nmi) : 'Upgrade AAD Pod Identity (NMI and MIC) to v1.8.17 in standard mode first, let MIC rewrite its objects, then plan again.',
       },
     ];
   }
   return [];
 };
+
+/** The chart release that ships NMI and MIC v1.8.17 (`Chart.yaml` appVersion 1.8.17). */
+export const CHART_FOR_V1_8_17 = '4.1.18';
+
+/** The chart's name from its `helm.sh/chart` label (`aad-pod-identity-4.0.0` -> `aad-pod-identity`). */
+function chartNameOf(obj: KubeObject): string {
+  const label = obj.metadata?.labels?.['helm.sh/chart'];
+  return label?.replace(/-v?\d+\.\d+\.\d+.*$/, '') || 'aad-pod-identity';
+}
+
+/** The upgrade of a Helm install to v1.8.17 in standard mode, for the release the NMI belongs to. */
+function helmUpgradeFix(nmi: PodIdentityWorkload): string {
+  const release = nmi.helmRelease?.name ?? '<release>';
+  const namespace = nmi.helmRelease?.namespace ?? nmi.namespace;
+  const chart = chartNameOf(nmi.object);
+  return (
+    `Upgrade the Helm release ${release} to v1.8.17 in standard mode first: ` +
+    `helm repo add aad-pod-identity https://raw.githubusercontent.com/Azure/aad-pod-identity/master/charts && ` +
+    `helm upgrade ${release} aad-pod-identity/${chart} -n ${namespace} --reuse-values --version ${CHART_FOR_V1_8_17} --set operationMode=standard; ` +
+    'wait until MIC has restarted (it rewrites its objects once), then plan again.'
+  );
+}
 
 export const noLegacyFieldNames: InventoryCheck = ({ reading }) =>
   [...(reading.identities ?? []), ...(reading.bindings ?? [])].flatMap((o) => {

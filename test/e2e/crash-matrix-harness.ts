@@ -1,0 +1,224 @@
+/**
+ * The crash matrix's shared parts (`bench/crash-matrix.ts` and `test/e2e/crash-matrix.test.ts`):
+ * a full dump of what the migration changes, the run of the real CLI killed with SIGKILL at a
+ * chosen write (right after the server applied it, or right before it is sent), the documented
+ * resume (`force-unlock`, then the same `apply`), and the verdict against an uninterrupted run.
+ *
+ * A crash point is "write N": the Nth mutating request the CLI sends in the run (Kubernetes
+ * create/update/patch/delete, evictions included; ARM PUT/PATCH/POST/DELETE), matched by one
+ * sandbox fault rule (`api: 'any', mutating: true, after: N-1, times: 1`):
+ * - `after`: `hold-response`, the server applies the write and never answers;
+ * - `before`: `hold-request`, the server holds it unapplied and drops it once the CLI is gone.
+ */
+import { readFileSync } from 'node:fs';
+import type { KubeObject, ResourceRef } from '../../src/kube/gateway.ts';
+import { STEP_IDS } from '../../src/engine/step.ts';
+import { runCli, spawnCli, waitUntil, type Env } from './steps-1-4-harness.ts';
+
+/** Which side of write N the CLI dies on. */
+export type CrashSide = 'after' | 'before';
+
+/** What a migrated (or rolled back) cluster is compared by. */
+export type StateDump = Record<string, unknown>;
+
+/** Kinds dumped in full: Pod Identity objects, MIC/NMI and their objects, RBAC. */
+const DUMPED: ResourceRef[] = [
+  { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentity' },
+  { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentityBinding' },
+  { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzurePodIdentityException' },
+  { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition' },
+  { apiVersion: 'apps/v1', kind: 'DaemonSet' },
+  { apiVersion: 'apps/v1', kind: 'Deployment' },
+  { apiVersion: 'v1', kind: 'ServiceAccount' },
+  { apiVersion: 'v1', kind: 'ConfigMap' },
+  { apiVersion: 'v1', kind: 'Endpoints' },
+  { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget' },
+  { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole' },
+  { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding' },
+  { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role' },
+  { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding' },
+];
+
+/** Metadata Kubernetes itself sets or changes on every write. */
+const SERVER_METADATA = ['uid', 'resourceVersion', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'managedFields', 'generation', 'selfLink'];
+/** Annotations Kubernetes (or a leader election) writes: revisions, and the MIC lease (pod names, timestamps). */
+const SERVER_ANNOTATIONS = ['deployment.kubernetes.io/revision', 'deprecated.daemonset.template.generation', 'control-plane.alpha.kubernetes.io/leader'];
+
+/**
+ * One object as compared: without uid, resourceVersion, timestamps, managedFields, generation,
+ * revision and leader-lease annotations; a workload's or CRD's `status` is Kubernetes' own and
+ * left out, a Pod Identity object's is data and kept. Endpoints keep only their annotations
+ * that are not the lease (their addresses are pod IPs).
+ */
+export function normalised(o: KubeObject): unknown {
+  const c = structuredClone(o) as Record<string, any>;
+  const meta = (c.metadata ?? {}) as Record<string, any>;
+  for (const k of SERVER_METADATA) delete meta[k];
+  if (meta.annotations) {
+    for (const k of SERVER_ANNOTATIONS) delete meta.annotations[k];
+    if (!Object.keys(meta.annotations).length) delete meta.annotations;
+  }
+  if (!String(c.apiVersion ?? '').startsWith('aadpodidentity.k8s.io/')) delete c.status;
+  if (c.kind === 'Endpoints') delete c.subsets;
+  // A ServiceAccount's token secrets are generated names.
+  if (c.kind === 'ServiceAccount') delete c.secrets;
+  return c;
+}
+
+/**
+ * The full dump: every object of {@link DUMPED} (normalised), every AzureAssignedIdentity when
+ * `assignedIdentities` (by its identity and node: the object is named after a pod, whose name is
+ * generated), and every scale set's user-assigned identities.
+ */
+export async function fullDump(env: Env, opts: { assignedIdentities?: boolean } = {}): Promise<StateDump> {
+  const out: StateDump = {};
+  for (const ref of DUMPED) {
+    for (const o of await env.kube.list(ref)) out[`${ref.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`] = normalised(o);
+  }
+  if (opts.assignedIdentities !== false) {
+    const aais = await env.kube.list({ apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureAssignedIdentity' }).catch(() => []);
+    const byIdentity = new Map<string, number>();
+    for (const a of aais) {
+      const spec = (a.spec ?? {}) as { azureIdentityRef?: { metadata?: { name?: string; namespace?: string } }; nodename?: string };
+      const k = `AzureAssignedIdentity/${spec.azureIdentityRef?.metadata?.namespace}/${spec.azureIdentityRef?.metadata?.name} on ${spec.nodename}`;
+      byIdentity.set(k, (byIdentity.get(k) ?? 0) + 1);
+    }
+    for (const [k, n] of byIdentity) out[k] = n;
+  }
+  const rg = (await env.azure.getManagedCluster(env.sandbox.aksResourceId)).nodeResourceGroup;
+  for (const s of await env.azure.listScaleSets(rg)) out[`vmss/${s.name}`] = Object.keys(s.userAssignedIdentities).map((k) => k.toLowerCase()).sort();
+  return out;
+}
+
+/** Every key whose value differs, as `key: expected X, got Y`. */
+export function dumpDifferences(expected: StateDump, actual: StateDump): string[] {
+  const out: string[] = [];
+  for (const k of [...new Set([...Object.keys(expected), ...Object.keys(actual)])].sort()) {
+    const a = JSON.stringify(expected[k]);
+    const b = JSON.stringify(actual[k]);
+    if (a !== b) out.push(`${k}: expected ${a ?? 'absent'}, got ${b ?? 'absent'}`);
+  }
+  return out;
+}
+
+/** Requests the server accepted (2xx). */
+function accepted(env: Env, filter: { api: 'kube' | 'arm'; verb?: string; resource?: string; mutating?: boolean }): number {
+  return [200, 201, 202, 204].reduce((n, status) => n + env.sandbox.metrics.count({ caller: 'client', ...filter, status }), 0);
+}
+
+/** The ARM writes that must never be repeated, as the server accepted them. */
+export interface NonIdempotentWrites {
+  reimages: number;
+  scaleSetPatches: number;
+}
+
+export function nonIdempotentWrites(env: Env): NonIdempotentWrites {
+  return {
+    reimages: accepted(env, { api: 'arm', verb: 'POST', resource: 'VirtualMachineScaleSets_Reimage' }),
+    scaleSetPatches: accepted(env, { api: 'arm', verb: 'PATCH', resource: 'VirtualMachineScaleSets_Update' }),
+  };
+}
+
+/** Mutating requests sent by the CLI so far (any answer): the crash points of a run. */
+export function mutatingRequests(env: Env): number {
+  return env.sandbox.metrics.count({ caller: 'client', mutating: true, dryRun: false });
+}
+
+/** What an uninterrupted run left. */
+export interface Baseline {
+  writes: number;
+  dump: StateDump;
+  arm: NonIdempotentWrites;
+}
+
+/** `podid-migrate apply --yes` (or `args`) to the end, uninterrupted; counts its writes and dumps the result. */
+export async function uninterruptedRun(env: Env, args: string[] = ['apply', '--yes'], timeoutMs = 300_000): Promise<Baseline> {
+  env.sandbox.metrics.reset();
+  const r = await runCli(env, args, { timeoutMs });
+  if (r.code !== 0) throw new Error(`the uninterrupted run failed (exit ${r.code}):\n${r.all.slice(-3000)}`);
+  return { writes: mutatingRequests(env), dump: await fullDump(env), arm: nonIdempotentWrites(env) };
+}
+
+/** The outcome of one crash point. */
+export interface CrashOutcome {
+  /** False when the run ended before sending write N (the CLI exited by itself). */
+  reached: boolean;
+  /** The resumed run's exit code and output (when reached). */
+  resumed?: { code: number; all: string };
+}
+
+/**
+ * Runs the CLI with `args`, kills it with SIGKILL at write `write` (`side` of it), then resumes
+ * as the CLI tells the operator to: the same command meets the stale lock and names it,
+ * `force-unlock <id>`, the same command again.
+ */
+export async function crashAndResumeAt(env: Env, write: number, side: CrashSide, args: string[] = ['apply', '--yes'], timeoutMs = 300_000): Promise<CrashOutcome> {
+  const faults = env.sandbox.faults;
+  const ruleId = faults.add({ api: 'any', mutating: true, after: write - 1, times: 1, action: { kind: side === 'after' ? 'hold-response' : 'hold-request' } });
+  let held = false;
+  let dropped = false;
+  const onHeld = (e: { ruleId: string }) => {
+    if (e.ruleId === ruleId) held = true;
+  };
+  const onDropped = (e: { ruleId: string }) => {
+    if (e.ruleId === ruleId) dropped = true;
+  };
+  faults.on('held', onHeld);
+  faults.on('dropped', onDropped);
+  const child = spawnCli(env, args, { timeoutMs });
+  let exited = false;
+  void child.then(() => (exited = true));
+  try {
+    await waitUntil(`write ${write} to be held`, () => held || exited, timeoutMs);
+    if (!held) {
+      const r = await child;
+      if (r.exitCode !== 0) throw new Error(`the run ended before write ${write} with exit ${r.exitCode}:\n${String(r.all).slice(-3000)}`);
+      return { reached: false };
+    }
+    child.kill('SIGKILL');
+    await child;
+    if (side === 'before') await waitUntil('the sandbox to drop the held request', () => dropped);
+  } finally {
+    faults.off('held', onHeld);
+    faults.off('dropped', onDropped);
+    faults.remove(ruleId);
+    if (!exited) child.kill('SIGKILL');
+  }
+  const blocked = await runCli(env, args, { timeoutMs });
+  const lockId = /force-unlock (\S+)/.exec(blocked.all)?.[1];
+  if (blocked.code === 0 || !lockId) return { reached: true, resumed: { code: blocked.code, all: `expected the stale lock to be named, got:\n${blocked.all}` } };
+  const unlocked = await runCli(env, ['force-unlock', lockId]);
+  if (unlocked.code !== 0) return { reached: true, resumed: { code: unlocked.code, all: `force-unlock failed:\n${unlocked.all}` } };
+  const resumed = await runCli(env, args, { timeoutMs });
+  return { reached: true, resumed: { code: resumed.code, all: resumed.all } };
+}
+
+interface JournalFile {
+  steps: Record<string, { state: string; actions: { actionId: string; status: string; rolledBack?: boolean }[] }>;
+}
+
+/** Steps not `checked` (among `steps`) and actions left in `intent`, from the journal file. */
+export function journalProblems(env: Env, steps: readonly string[] = STEP_IDS): string[] {
+  const j = JSON.parse(readFileSync(env.journalPath, 'utf8')) as JournalFile;
+  const out: string[] = [];
+  for (const id of steps) if (j.steps[id]?.state !== 'checked') out.push(`step ${id} is ${j.steps[id]?.state ?? 'absent'}, not checked`);
+  for (const [id, s] of Object.entries(j.steps)) for (const a of s.actions) if (a.status === 'intent' && !a.rolledBack) out.push(`${id}/${a.actionId} left in intent`);
+  return out;
+}
+
+/**
+ * Why a crashed-and-resumed run did not converge (empty when it did): the resumed run's exit
+ * code, steps not checked or actions left in intent, differences from the uninterrupted run's
+ * dump, and non-idempotent ARM writes beyond the uninterrupted run's.
+ */
+export async function convergenceFailures(env: Env, baseline: Baseline, outcome: CrashOutcome): Promise<{ failures: string[]; duplicateWrites: number }> {
+  const failures: string[] = [];
+  if (outcome.resumed && outcome.resumed.code !== 0) failures.push(`resumed run exited ${outcome.resumed.code}: ${outcome.resumed.all.slice(-1500)}`);
+  failures.push(...journalProblems(env));
+  failures.push(...dumpDifferences(baseline.dump, await fullDump(env)));
+  const arm = nonIdempotentWrites(env);
+  const duplicateWrites = Math.max(0, arm.reimages - baseline.arm.reimages) + Math.max(0, arm.scaleSetPatches - baseline.arm.scaleSetPatches);
+  if (arm.reimages !== baseline.arm.reimages) failures.push(`${arm.reimages} reimage POSTs accepted, ${baseline.arm.reimages} in an uninterrupted run`);
+  if (arm.scaleSetPatches !== baseline.arm.scaleSetPatches) failures.push(`${arm.scaleSetPatches} VMSS PATCHes accepted, ${baseline.arm.scaleSetPatches} in an uninterrupted run`);
+  return { failures, duplicateWrites };
+}
