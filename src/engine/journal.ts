@@ -268,7 +268,7 @@ class CompactedMeanwhile extends Error {}
  * ignored; any other unreadable line is refused.
  * @throws JournalCorruptError, CompactedMeanwhile
  */
-function replayLog(doc: JournalDocument, text: string, logPath: string): Replay {
+export function replayLog(doc: JournalDocument, text: string, logPath: string): Replay {
   const snapshotSeq = doc.logSeq ?? 0;
   const keep = `Neither file was changed. Restore the journal from a backup, or move ${logPath} and its snapshot aside and start a new journal with --journal <new path> (the old files still record what was done).`;
   const end = text.lastIndexOf('\n') + 1;

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import type { KubeObject, ResourceRef } from '../../src/kube/gateway.ts';
 import { STEP_IDS } from '../../src/engine/step.ts';
 import { runCli, spawnCli, waitUntil, type Env } from './steps-1-4-harness.ts';
+import { readJournalFile } from '../helpers/journal-file.ts';
 
 /** Which side of write N the CLI dies on. */
 export type CrashSide = 'after' | 'before';
@@ -199,7 +200,7 @@ interface JournalFile {
 
 /** Steps not `checked` (among `steps`) and actions left in `intent`, from the journal file. */
 export function journalProblems(env: Env, steps: readonly string[] = STEP_IDS): string[] {
-  const j = JSON.parse(readFileSync(env.journalPath, 'utf8')) as JournalFile;
+  const j = readJournalFile(env.journalPath) as unknown as JournalFile;
   const out: string[] = [];
   for (const id of steps) if (j.steps[id]?.state !== 'checked') out.push(`step ${id} is ${j.steps[id]?.state ?? 'absent'}, not checked`);
   for (const [id, s] of Object.entries(j.steps)) for (const a of s.actions) if (a.status === 'intent' && !a.rolledBack) out.push(`${id}/${a.actionId} left in intent`);

@@ -11,6 +11,7 @@ import { expect } from 'vitest';
 import type { FaultRule } from '../../src/sandbox/faults.ts';
 import { controlRequest, type SandboxState } from '../../src/sandbox/lifecycle.ts';
 import { runCli, startEnv, type Env } from './steps-1-4-harness.ts';
+import { readJournalFile } from '../helpers/journal-file.ts';
 
 export { runCli, startEnv, type Env };
 
@@ -56,7 +57,7 @@ interface JournalFile {
 /** The journal as the CLI left it (undefined when none was written). */
 export function readJournal(env: Env): JournalFile | undefined {
   try {
-    return JSON.parse(readFileSync(env.journalPath, 'utf8')) as JournalFile;
+    return readJournalFile(env.journalPath) as unknown as JournalFile | undefined;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;

@@ -17,6 +17,7 @@ import { STEPS } from '../../src/steps/registry.ts';
 import { parse as parseYaml } from 'yaml';
 import { crashAndResume, startEnv, type Env } from './steps-1-4-harness.ts';
 import { fullRunner } from './steps-5-7-harness.ts';
+import { readJournalFile } from '../helpers/journal-file.ts';
 
 const AAI = { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureAssignedIdentity' };
 const AAI_RESOURCE = 'azureassignedidentities.aadpodidentity.k8s.io';
@@ -31,7 +32,7 @@ interface JournalDoc {
   steps: Record<string, { state: string; actions: JournalRecord[]; data: Record<string, unknown> }>;
 }
 
-const readJournal = (env: Env) => JSON.parse(readFileSync(env.journalPath, 'utf8')) as JournalDoc;
+const readJournal = (env: Env) => readJournalFile(env.journalPath) as unknown as JournalDoc;
 
 /** Every step up to and including `last` is `checked`. */
 function expectCheckedThrough(env: Env, last: string): void {
