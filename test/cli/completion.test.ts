@@ -59,7 +59,7 @@ describe('bash completion, sourced in bash', () => {
     const applyFlags = await complete('apply', '--');
     expect(applyFlags).toEqual(expect.arrayContaining(['--step', '--to', '--dry-run', '--drain-strategy', '--yes', '--kubeconfig', '--output', '--cloud']));
     expect(applyFlags).not.toContain('--detailed-exitcode');
-    expect(await complete('plan', '--d')).toEqual(['--detailed-exitcode']);
+    expect(await complete('plan', '--de')).toEqual(['--delete-emptydir-data', '--detailed-exitcode']);
     expect(await complete('sandbox', '')).toEqual(expect.arrayContaining(['up', 'down', 'status']));
     expect(await complete('sandbox', 'up', '--t')).toEqual(['--time-scale', '--timeout']);
   });

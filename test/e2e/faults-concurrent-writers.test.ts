@@ -49,7 +49,7 @@ describe('a concurrent change to what a step writes stops the step with the diff
     const stop = onFired(env, () => id, () => mutateStored(env, 'apps/v1', 'DaemonSet', 'default', 'nmi', (o) => (o.spec.template.spec.containers[0].args = [...theirs])));
     try {
       id = await addFault(env, { api: 'kube', method: 'PATCH', path: '^/apis/apps/v1/namespaces/default/daemonsets/nmi$', times: 1, action: CONFLICT });
-      const r = await runCli(env, ['apply', '--to', 'nmi-managed', '--yes']);
+      const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes']);
       await removeFault(env, id);
       expectCleanFailure(env, r, 1, /changed/i);
       expect(r.stderr).toContain(`/spec/template/spec/containers/0/args: planned ${JSON.stringify(before)}, now ${JSON.stringify(theirs)}`);
@@ -75,7 +75,7 @@ describe('a concurrent change to what a step writes stops the step with the diff
     const stop = onFired(env, () => id, () => mutateStored(env, 'apps/v1', 'Deployment', 'default', 'mic', (o) => (o.spec.replicas = planned + 1)));
     try {
       id = await addFault(env, { api: 'kube', method: 'PATCH', path: '^/apis/apps/v1/namespaces/default/deployments/mic/scale$', times: 1, action: CONFLICT });
-      const r = await runCli(env, ['apply', '--to', 'mic-scale', '--yes']);
+      const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'mic-scale', '--yes']);
       await removeFault(env, id);
       expectCleanFailure(env, r, 1, /changed/i);
       expect(r.stderr).toContain(`/spec/replicas: planned ${planned}, now ${planned + 1}`);

@@ -90,7 +90,8 @@ export function expectCleanFailure(env: Env, r: CliResult, code: number, message
 
 /** A plain `apply --yes` (to `to`) once the fault is gone: exit 0, every step up to `to` checked. */
 export async function expectResume(env: Env, to: string, steps: readonly string[]): Promise<CliResult> {
-  const r = await runCli(env, ['apply', '--to', to, '--yes'], { timeoutMs: 150_000 });
+  // The fault matrix targets the in-place NMI rollout: its one DaemonSet PATCH and rolling update.
+  const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', to, '--yes'], { timeoutMs: 150_000 });
   expect(r.code, r.all.slice(-4000)).toBe(0);
   const upTo = steps.slice(0, steps.indexOf(to) + 1);
   expect(statesOf(env, upTo)).toEqual(Object.fromEntries(upTo.map((s) => [s, 'checked'])));

@@ -114,7 +114,7 @@ describe('Kubernetes faults against the real CLI', () => {
       path: '/deployments/[^/]+/scale$',
       action: { kind: 'status', status: 403, message: 'deployments.apps "mic" is forbidden: User "ops" cannot patch resource "deployments/scale" in API group "apps" in the namespace "default"' },
     });
-    const r = await runCli(env, ['apply', '--to', 'mic-scale', '--yes']);
+    const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'mic-scale', '--yes']);
     await removeFault(env, id);
     expectCleanFailure(env, r, 1, /^Error: kubeconfig context "\S+" \(user "\S+"\) may not patch deployments\.apps\/scale in namespace \S+: deployments\.apps "mic" is forbidden/m);
     expect(r.stderr).toMatch(/kubectl auth can-i patch deployments\.apps\/scale -n \S+/);
@@ -130,7 +130,7 @@ describe('Kubernetes faults against the real CLI', () => {
     writeFileSync(env.inventoryPath, JSON.stringify(doc).replace(/^\{/, '{"__proto__":{"polluted":true},'));
     try {
       const before = env.sandbox.metrics.count({ api: 'kube', caller: 'client' });
-      for (const args of [['plan'], ['apply', '--yes'], ['apply', '--to', 'mic-scale', '--yes']]) {
+      for (const args of [['plan'], ['apply', '--yes'], ['apply', '--nmi-rollout', 'in-place', '--to', 'mic-scale', '--yes']]) {
         const r = await runCli(env, args);
         expectCleanFailure(env, r, 1, /^Error: inventory \S+inventory\.yaml is not valid:$/m);
         expect(r.stderr).toContain('pools[0].nodes: must be integer (got "many")');

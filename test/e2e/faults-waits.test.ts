@@ -22,7 +22,7 @@ describe('the NMI DaemonSet write and NMI readiness', () => {
 
   it('a 500 on the NMI DaemonSet PATCH is not repeated blindly (a write may have been applied): exit 1, the record failed, not intent; resume re-plans', async () => {
     const id = await addFault(env, { api: 'kube', method: 'PATCH', path: '^/apis/apps/v1/namespaces/[^/]+/daemonsets/nmi$', times: 1, action: { kind: 'status', status: 500, message: 'etcdserver: request timed out' } });
-    const r = await runCli(env, ['apply', '--to', 'nmi-managed', '--yes']);
+    const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes']);
     expect(await firedOf(env, id)).toBe(1);
     await removeFault(env, id);
     expectCleanFailure(env, r, 1, /^Error: step "nmi-managed" apply stopped: PATCH \/apis\/apps\/v1\/namespaces\/\S+\/daemonsets\/nmi: 500 InternalError: etcdserver: request timed out$/m);
@@ -41,7 +41,7 @@ describe('the NMI DaemonSet write and NMI readiness', () => {
       path: '/pods/nmi-[^/]+:\\d+/proxy/healthz$',
       action: { kind: 'status', status: 503, message: 'NMI is not ready: iptables rules not installed' },
     });
-    const r = await runCli(env, ['apply', '--to', 'nmi-managed', '--yes', '--step-timeout', '35s'], { timeoutMs: 120_000 });
+    const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes', '--step-timeout', '35s'], { timeoutMs: 120_000 });
     const fired = await firedOf(env, id);
     await removeFault(env, id);
     expect(fired).toBeGreaterThan(0);

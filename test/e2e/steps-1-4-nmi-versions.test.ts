@@ -50,7 +50,7 @@ describe('NMI managed-mode args per version', () => {
   it('v1.6.0 keeps --host-ip (NMI < 1.6.2) and ends with the upstream v1.6.0 managed args', async () => {
     env = await startEnv({ timeScale: 25, churn: false, scenarioText: scenarioWithVersion('v1.6.0') });
     expect(await nmiArgs(env)).toContain('--host-ip=$(HOST_IP)');
-    await env.runner().apply({ to: 'mic-scale' });
+    await env.runner({ nmiRollout: 'in-place' }).apply({ to: 'mic-scale' });
     const args = await nmiArgs(env);
     expect(args).toEqual(upstreamManagedArgs(join(MANIFESTS, 'managed-v1.6.0.yaml')));
     expect(args).toContain('--host-ip=$(HOST_IP)');
@@ -60,7 +60,7 @@ describe('NMI managed-mode args per version', () => {
   it('v1.6.3 gets no --host-ip and runs Active in managed mode on every node', async () => {
     env = await startEnv({ timeScale: 25, churn: false, scenarioText: scenarioWithVersion('v1.6.3') });
     const before = await nmiArgs(env);
-    await env.runner().apply({ to: 'mic-scale' });
+    await env.runner({ nmiRollout: 'in-place' }).apply({ to: 'mic-scale' });
     const args = await nmiArgs(env);
     expect(args.filter((a) => a.startsWith('--host-ip'))).toEqual([]);
     // Everything the operator had is kept, in place, with the two managed-mode flags after --node.

@@ -52,7 +52,8 @@ describe('drain plan and apply follow kubectl drain\'s rules', () => {
   it('plan names the bare pod and the emptyDir pod with their flags; apply without them writes nothing', async () => {
     expect(reportsNodes.length).toBeGreaterThanOrEqual(2);
     const planned = await runCli(env, ['plan', '-o', 'json']);
-    expect(planned.code, planned.all).toBe(0);
+    // The pods that block a drain are blockers: plan exits 4 (nothing can be applied as it is).
+    expect(planned.code, planned.all).toBe(4);
     const drain = (JSON.parse(planned.stdout) as RunbookPlan).steps.find((s) => s.stepId === "drain")!.plan!;
     const onReports = drain.blockers.filter((b) => /pool reports/.test(b.subject));
     const byCode = Object.fromEntries(onReports.map((b) => [b.code, b]));
