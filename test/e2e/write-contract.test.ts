@@ -5,8 +5,10 @@
  * just before. On the default (raw manifest) scenario and on a Helm-installed one. Batch churn is
  * off: churn pods are evicted with a drain whenever they happen to run on the node, which no plan
  * can know in advance. Refused requests (a 409 or 429 the gateways retry) are not writes. The
- * only range a plan declares is the MIC lease hand-overs during assign's rollout (how many
- * leaders MIC's own election picks among the replaced replicas).
+ * only ranges a plan declares are decided by races outside the tool: the MIC lease hand-overs
+ * during assign's rollout (how many leaders MIC's own election picks among the replaced
+ * replicas) and, in the drain NMI rollout, evictions of pods the scheduler moves onto a node
+ * before its turn.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -8,6 +8,7 @@ import { loadInventory } from '../../src/steps/lib/inventory-model.ts';
 import { MIC_LEADER_ANNOTATION, micLeaseLock, parseImmutableUserMsis, releaseOrphanedMicLease } from '../../src/steps/lib/pod-identity.ts';
 import type { KubeObject } from '../../src/kube/gateway.ts';
 import type { StepId } from '../../src/engine/step.ts';
+import { nodeObject, podObject } from './steps-5-7-fakes.ts';
 import { contextFor, idOf, KUBELET_ID, standardCluster, tempDir, type FakeAzure, type FakeKube } from './fakes.ts';
 
 /** Runs the inventory step for real over the fakes and returns a context factory for later steps. */
@@ -127,6 +128,39 @@ describe('nmi-managed', () => {
 
     await rollbackStep(await ctxFor('nmi-managed'));
     expect(kube.find('DaemonSet', 'default', 'aad-pod-identity-nmi')!.spec).toEqual(original);
+  });
+
+  it('plans the drain rollout: OnDelete with the template, one restart per node in waves of one node per pool, the strategy put back; a bare pod blocks with its flag', async () => {
+    const { kube, azure } = standardCluster();
+    const nodes = [nodeObject('pay', 0), nodeObject('pay', 1), nodeObject('batch', 0)].map((n) => kube.add(n).metadata!.name!);
+    const dsArgs = (kube.find('DaemonSet', 'default', 'nmi')!.spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0].args;
+    for (const n of nodes) {
+      kube.add({ ...podObject('default', `nmi-${n}`, n, { kind: 'DaemonSet', name: 'nmi' }, { component: 'nmi' }), spec: { nodeName: n, containers: [{ name: 'nmi', args: dsArgs }] } });
+      kube.add(podObject('payments', `api-${n}`, n, { kind: 'ReplicaSet', name: 'api-5c6d8f9b7' }, { aadpodidbinding: 'api' }));
+    }
+    const ctxFor = await afterInventory(kube, azure);
+    const plan = await nmiManagedStep.plan(await ctxFor('nmi-managed'));
+    expect(plan.blockers).toEqual([]);
+    expect(plan.actions.map((a) => [a.id, a.kind, a.parallelGroup ?? '-', a.parallelLimit ?? '-'])).toEqual([
+      ['nmi/on-delete', 'patch-container', '-', '-'],
+      [`nmi/node/${nodes[2]}`, 'nmi-node-rollout', 'nmi-wave-0', 2],
+      [`nmi/node/${nodes[0]}`, 'nmi-node-rollout', 'nmi-wave-0', 2],
+      [`nmi/node/${nodes[1]}`, 'nmi-node-rollout', '-', '-'],
+      ['nmi/restore-update-strategy', 'patch-container', '-', '-'],
+    ]);
+    expect((plan.actions[0].details as { updateStrategy: unknown }).updateStrategy).toEqual({ type: 'OnDelete' });
+    expect((plan.actions.at(-1)!.details as { undoneWith?: string }).undoneWith).toBe('nmi/on-delete');
+    // Cordon, an eviction per pod (the scenario's archiver and our api pod), the NMI pod delete,
+    // the uncordon; up to the other wave's pods more, should they land here before the cordon.
+    expect(plan.actions[1].writes).toEqual({ kube: 5, arm: 0 });
+    expect(plan.actions[1].writesUpTo!.kube).toBeGreaterThan(5);
+    expect(plan.notes.join('\n')).toMatch(/NMI rollout drain .* evicts \d+ pods \(\d+ with a pod identity\) from 3 nodes, so no service pod is on a node while its NMI restarts/);
+
+    kube.add(podObject('payments', 'debug-shell', nodes[1], undefined));
+    const blocked = await nmiManagedStep.plan(await ctxFor('nmi-managed'));
+    expect(blocked.blockers.map((b) => [b.code, b.subject])).toEqual([['drain-unreplicated', `node ${nodes[1]} (pool pay)`]]);
+    expect(blocked.blockers[0].message).toContain('payments/debug-shell');
+    expect(blocked.blockers[0].fix).toMatch(/--drain-force[\s\S]*--nmi-rollout in-place/);
   });
 
   it('waits for Active bodies, not status codes: a Not Active NMI fails the rollout wait', async () => {

@@ -68,7 +68,7 @@ async function waitForNmiActive(ctx: Ctx, pool: string, node: string): Promise<v
         note('no NMI pod yet');
         return false;
       }
-      const h = await checkNmiHealth(ctx.kube, pod);
+      const h = await checkNmiHealth(ctx.kube, pod).catch((e: Error) => ({ active: false, body: e.message }));
       note(`NMI ${pod.metadata!.name}: ${h.body || 'no answer'}`);
       return h.active;
     },
@@ -91,7 +91,7 @@ async function waitForWorkloads(ctx: Ctx, d: ReplaceNodeDetails): Promise<void> 
   );
 }
 
-/** After the reimage was sent: the node back Ready with a new boot id, uncordoned, NMI Active, workloads back. */
+/** After the reimage was sent: the node back Ready with a new boot id, NMI Active, then uncordoned, workloads back. */
 async function finishReimage(ctx: Ctx, d: ReplaceNodeDetails, first: ReplacePreState): Promise<ReplaceResult> {
   const kube = ctx.kube;
   ctx.progress(`pool ${d.pool}: waiting for ${d.node} to rejoin Ready`);
@@ -105,9 +105,14 @@ async function finishReimage(ctx: Ctx, d: ReplaceNodeDetails, first: ReplacePreS
     },
     { describe: `node ${d.node} to come back Ready after its reimage`, timeoutMs: remainingMs(ctx.deadline), intervalMs: POLL_MS, signal: ctx.signal },
   );
-  ctx.progress(`pool ${d.pool}: uncordon ${d.node}`);
-  await uncordon(kube, d.node);
+  // NMI first, then the uncordon: a pod scheduled on the node before its NMI intercepts IMDS
+  // would reach IMDS directly (400 with several identities on the scale set).
   await waitForNmiActive(ctx, d.pool, d.node);
+  const node = await kube.get(KINDS.Node, undefined, d.node);
+  if (!node || isCordoned(node)) {
+    ctx.progress(`pool ${d.pool}: uncordon ${d.node}`);
+    await uncordon(kube, d.node);
+  }
   await waitForWorkloads(ctx, d);
   return { fresh: d.node };
 }
