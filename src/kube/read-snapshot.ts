@@ -20,7 +20,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import type { AccessReviewRequest, AccessReviewResult, CallCounts, ClusterIdentity, DeleteOptions, DeleteResult, DryRunEntry, DryRunMode, EvictionResult, KubeGateway, KubeObject, ListOptions, PatchType, ProxyResponse, ResourceRef, WaitOptions, WaitProbe } from './gateway.ts';
+import type { AccessReviewRequest, AccessReviewResult, ReplaceOptions, WriteOptions, CallCounts, ClusterIdentity, DeleteOptions, DeleteResult, DryRunEntry, DryRunMode, EvictionResult, KubeGateway, KubeObject, ListOptions, PatchType, ProxyResponse, ResourceRef, WaitOptions, WaitProbe } from './gateway.ts';
 import { KubeApiError } from './errors.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
 
@@ -320,20 +320,21 @@ class SnapshotKubeGateway implements KubeGateway {
     return invalidating(this.#snapshot, this.#writeTags(obj.kind ?? ''), () => this.#inner.create(obj));
   }
 
-  replace<T extends KubeObject>(obj: T): Promise<T> {
-    return invalidating(this.#snapshot, this.#writeTags(obj.kind ?? ''), () => this.#inner.replace(obj));
+  // Every write passes its options (conflict preconditions, delete preconditions) through untouched.
+  replace<T extends KubeObject>(obj: T, opts?: ReplaceOptions<T>): Promise<T> {
+    return invalidating(this.#snapshot, this.#writeTags(obj.kind ?? ''), () => this.#inner.replace(obj, opts));
   }
 
-  patch<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string, patch: unknown, type: PatchType): Promise<T> {
-    return invalidating(this.#snapshot, this.#writeTags(ref.kind), () => this.#inner.patch<T>(ref, namespace, name, patch, type));
+  patch<T extends KubeObject = KubeObject>(ref: ResourceRef, namespace: string | undefined, name: string, patch: unknown, type: PatchType, opts?: WriteOptions): Promise<T> {
+    return invalidating(this.#snapshot, this.#writeTags(ref.kind), () => this.#inner.patch<T>(ref, namespace, name, patch, type, opts));
   }
 
   delete(ref: ResourceRef, namespace: string | undefined, name: string, opts?: DeleteOptions): Promise<DeleteResult> {
     return invalidating(this.#snapshot, this.#writeTags(ref.kind), () => this.#inner.delete(ref, namespace, name, opts));
   }
 
-  scale(namespace: string, name: string, replicas: number, ref?: ResourceRef): Promise<{ previousReplicas: number; replicas: number }> {
-    return invalidating(this.#snapshot, this.#writeTags(ref?.kind ?? 'Deployment'), () => this.#inner.scale(namespace, name, replicas, ref));
+  scale(namespace: string, name: string, replicas: number, ref?: ResourceRef, opts?: WriteOptions): Promise<{ previousReplicas: number; replicas: number }> {
+    return invalidating(this.#snapshot, this.#writeTags(ref?.kind ?? 'Deployment'), () => this.#inner.scale(namespace, name, replicas, ref, opts));
   }
 
   evict(namespace: string, pod: string, opts?: { gracePeriodSeconds?: number }): Promise<EvictionResult> {
