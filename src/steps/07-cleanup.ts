@@ -212,6 +212,13 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
       actions.push(deleteAction(KINDS.ClusterRoleBinding, undefined, b.metadata!.name!, `binds ${sa} to ${roleOf(b)?.name}`));
     }
     const roles = new Set(micBindings.map(roleOf).filter((r) => r?.kind === 'ClusterRole').map((r) => r!.name!));
+    // A binding an interrupted run of this cycle already deleted still names its role in the saved copy.
+    for (const r of ctx.journal.records()) {
+      if (r.rolledBack || r.kind !== 'delete-object' || (r.details as DeleteObjectDetails | undefined)?.ref?.kind !== 'ClusterRoleBinding') continue;
+      const saved = ctx.journal.firstPreState<SavedObject>(r.actionId)?.object;
+      const ref = saved ? roleOf(saved) : undefined;
+      if (ref?.kind === 'ClusterRole' && ref.name) roles.add(ref.name);
+    }
     for (const role of [...roles].sort()) {
       const others = crbs.filter((b) => !micBindings.includes(b) && roleOf(b)?.kind === 'ClusterRole' && roleOf(b)?.name === role);
       if (others.length) {

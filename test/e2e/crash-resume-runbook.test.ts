@@ -7,7 +7,9 @@
  *   recorded its fresh nodes; it resumes drain and finishes every step;
  * - cleanup killed right before the DELETE of MIC's ClusterRole reached the server (the
  *   ClusterRoleBindings that lead to it are already gone): the re-run must find the ClusterRole
- *   from the journal, delete it, and leave no action in `intent`.
+ *   from the journal, delete it, and leave no action in `intent`;
+ * - cleanup killed right after the server deleted MIC's ClusterRoleBinding (the ClusterRole not
+ *   yet planned in the journal): the re-run finds the role through the binding's saved copy.
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,5 +61,16 @@ describe('SIGKILL, force-unlock, apply --yes: the whole runbook converges', () =
     expectAllChecked(env);
     const records = readJournal(env).steps.cleanup.actions.filter((a) => a.actionId === `delete/clusterrole/${role}` && !a.rolledBack);
     expect(records.map((r) => r.status)).toEqual(['failed', 'done']);
+  }, 300_000);
+
+  it('a crash right after the DELETE of MIC\'s ClusterRoleBinding: the re-run finds the ClusterRole through the binding\'s saved copy and deletes it', async () => {
+    await fullRunner(env).rollback({ step: 'cleanup' });
+    const role = 'aad-pod-id-mic-role';
+    expect(await env.kube.get(KINDS.ClusterRole, undefined, role)).toBeDefined();
+    const { afterKill, resumed } = await crashAndResume(env, 'cleanup', { api: 'kube', method: 'DELETE', path: '/clusterrolebindings/aad-pod-id-mic-binding$' }, { args: ['apply', '--yes'] });
+    expect(afterKill.at(-1)).toEqual({ actionId: 'delete/clusterrolebinding/aad-pod-id-mic-binding', status: 'intent' });
+    expect(resumed.code, resumed.all.slice(-3000)).toBe(0);
+    expect(await env.kube.get(KINDS.ClusterRole, undefined, role)).toBeUndefined();
+    expectAllChecked(env);
   }, 300_000);
 });
