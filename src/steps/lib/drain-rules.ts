@@ -13,6 +13,7 @@
  * node choice), a superset of the ones at the top of `05-drain.ts`, with the same inputs.
  */
 import type { KubeObject } from '../../kube/gateway.ts';
+import { isCordoned, isReady, poolOf, vmssOfNode, type VmssRef } from './nodes.ts';
 
 // ---- kubectl's messages (pkg/drain/filters.go), with this tool's flag names -------------------
 
@@ -153,37 +154,8 @@ export function isPodReady(pod: KubeObject): boolean {
   return conds.some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
-/** The pool a node belongs to, from its AKS labels. */
-export function poolOf(node: KubeObject): string | undefined {
-  const labels = node.metadata?.labels ?? {};
-  for (const l of POOL_LABELS) if (labels[l]) return labels[l];
-  return undefined;
-}
-
-/** True when the node's `Ready` condition is `True`. */
-export function isReady(node: KubeObject): boolean {
-  const conds = (node.status as { conditions?: { type?: string; status?: string }[] } | undefined)?.conditions ?? [];
-  return conds.some((c) => c.type === 'Ready' && c.status === 'True');
-}
-
-/** True when the node is cordoned. */
-export function isCordoned(node: KubeObject): boolean {
-  return Boolean((node.spec as { unschedulable?: boolean } | undefined)?.unschedulable);
-}
-
-/** The VMSS instance behind a node, from its `spec.providerID`. */
-export interface VmssRef {
-  resourceGroup: string;
-  name: string;
-  instanceId: string;
-}
-
-/** Parses `azure:///subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachineScaleSets/<vmss>/virtualMachines/<id>`. */
-export function vmssOfNode(node: KubeObject): VmssRef | undefined {
-  const id = String((node.spec as { providerID?: string } | undefined)?.providerID ?? '');
-  const m = /\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Compute\/virtualMachineScaleSets\/([^/]+)\/virtualMachines\/(\d+)$/i.exec(id);
-  return m ? { resourceGroup: m[1], name: m[2], instanceId: m[3] } : undefined;
-}
+// Node helpers have one implementation (nodes.ts); the drain rules use and re-export them.
+export { isCordoned, isReady, poolOf, vmssOfNode, type VmssRef };
 
 // ---- the filter chain ----------------------------------------------------------------------
 
