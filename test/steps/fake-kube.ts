@@ -7,7 +7,7 @@
  * `/bin/sh` (and a scripted `curl` on PATH).
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -302,8 +302,12 @@ export class FakeKube implements KubeGateway {
 function writeCurl(dir: string): void {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, 'curl');
+  // Written once, atomically: probe pods run concurrently, and a script truncated while another
+  // probe execs it would let the shell find the machine's real curl further down PATH.
+  if (existsSync(path)) return;
+  const temp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`;
   writeFileSync(
-    path,
+    temp,
     `#!/usr/bin/env node
 const fs = require('node:fs');
 const a = process.argv.slice(2);
@@ -318,6 +322,7 @@ if (out && out !== '/dev/null') fs.writeFileSync(out, ans.body); else if (!out) 
 if (fmt) process.stdout.write(fmt.replace('%{http_code}', String(ans.status)));
 `,
   );
-  chmodSync(path, 0o755);
+  chmodSync(temp, 0o755);
+  renameSync(temp, path);
 }
 
