@@ -151,6 +151,8 @@ export interface AzureGatewayOptions {
   connection?: AzureConnection;
   /** Cloud for a connection resolved from the environment (default `PODID_MIGRATE_CLOUD`, else `AzureCloud`). */
   cloud?: CloudName;
+  /** The environment a connection is resolved from when `connection` is absent (default `process.env`). */
+  env?: Record<string, string | undefined>;
   retry?: Partial<RetryOptions>;
   /** Poll interval of long-running operations in ms (default 2000). */
   pollIntervalMs?: number;
@@ -165,7 +167,7 @@ export interface AzureGatewayOptions {
 /** Builds the Azure gateway. */
 export function createAzureGateway(opts: AzureGatewayOptions): AzureGateway {
   if (!/^[0-9a-f-]{36}$/i.test(opts.subscriptionId)) throw new Error(`subscription id ${opts.subscriptionId} is not a GUID; pass --subscription`);
-  const conn = opts.connection ?? resolveAzureConnection(process.env, opts.cloud);
+  const conn = opts.connection ?? resolveAzureConnection(opts.env ?? process.env, opts.cloud);
   const timing = azureTiming({ retry: opts.retry, pollIntervalMs: opts.pollIntervalMs, maxPollIntervalMs: opts.maxPollIntervalMs, progress: opts.progress });
   return new ArmGateway(conn, opts.subscriptionId, timing, new DryRunRecorder(opts.dryRun ?? 'none'), new CallCounter(), { signal: opts.signal, deadline: opts.deadline });
 }

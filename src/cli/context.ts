@@ -28,8 +28,12 @@ export interface Runtime<K = unknown, A = unknown> {
   close(): Promise<void>;
 }
 
-/** Builds a {@link Runtime} for the given options; gateways already wrap `dryRun`. */
-export type RuntimeFactory = (options: GlobalOptions, mode: { dryRun: DryRunMode; signal: AbortSignal; progress?: (line: string) => void }) => Promise<Runtime>;
+/**
+ * Builds a {@link Runtime}; gateways already wrap `dryRun`. `mode.env` is the environment the
+ * command runs with (`CliDeps.env`): the Azure connection is read from it, not from `process.env`,
+ * so `main()` can run with another environment than its process.
+ */
+export type RuntimeFactory = (options: GlobalOptions, mode: { dryRun: DryRunMode; signal: AbortSignal; progress?: (line: string) => void; env?: Record<string, string | undefined> }) => Promise<Runtime>;
 
 /**
  * The production factory: the ordered steps, and the Kubernetes and Azure gateways (already in
@@ -53,7 +57,7 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   const { kubePermissionBlockers } = await import('../steps/lib/permission-preflight.ts');
   // Long waits inside the gateways (a capped Retry-After, a conflict backoff, a slow rollout) say what they wait for.
   const kube = createKubeGateway({ kubeconfig: options.kubeconfig, context: options.context, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
-  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, cloud: options.cloud, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
+  const azure = createAzureGateway({ subscriptionId: options.subscription ?? aks.subscriptionId, cloud: options.cloud, env: mode.env, dryRun: mode.dryRun, signal: mode.signal, progress: mode.progress });
   // One read snapshot per command, shared by both gateways (a write through either invalidates both).
   const reads = new ReadSnapshot();
   const sharedKube = snapshotKubeGateway(kube, reads);

@@ -124,7 +124,7 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}, opt
       let runtime: Runtime | undefined;
       try {
         await loadContext();
-        runtime = await deps.createRuntime(globals, { dryRun, signal: controller.signal, progress: (line) => void deps.stderr.write(`  waiting: ${line}\n`) });
+        runtime = await deps.createRuntime(globals, { dryRun, signal: controller.signal, env: deps.env, progress: (line) => void deps.stderr.write(`  waiting: ${line}\n`) });
         await fn(runtime, controller.signal);
       } finally {
         unsubscribe();

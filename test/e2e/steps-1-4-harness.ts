@@ -169,6 +169,43 @@ export async function runCli(env: Env, args: string[], opts: { timeoutMs?: numbe
 }
 
 /**
+ * Runs the CLI's `main()` in this process with the production runtime (the real gateways over
+ * HTTPS, the same command line, the environment of `source <dir>/env`, the kubeconfig of
+ * `cliEnv.KUBECONFIG` passed as `--kubeconfig`), as {@link runCli} does in a child process but
+ * without a Node start and the SDK imports per run. For every run that needs no process of its
+ * own: a SIGKILL or a stock kubectl needs {@link spawnCli}. After `timeoutMs` it is interrupted
+ * as Ctrl-C would (the run stops at its next safe point).
+ */
+export async function runMain(env: Env, args: string[], opts: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string; all: string }> {
+  const { main } = await import('../../src/cli/main.ts');
+  let stdout = '';
+  let stderr = '';
+  let all = '';
+  const interrupts = new Set<() => void>();
+  const timer = setTimeout(() => {
+    for (const h of interrupts) h();
+  }, opts.timeoutMs ?? 90_000);
+  const { KUBECONFIG: kubeconfig, ...vars } = env.cliEnv;
+  try {
+    const code = await main(['node', BIN, '--journal', env.journalPath, '--inventory', env.inventoryPath, ...(kubeconfig ? ['--kubeconfig', kubeconfig] : []), ...args], {
+      stdout: { write: (s: string) => ((stdout += s), (all += s), true), isTTY: false },
+      stderr: { write: (s: string) => ((stderr += s), (all += s), true), isTTY: false },
+      env: { ...vars, ...(kubeconfig ? { KUBECONFIG: kubeconfig } : {}) },
+      interactive: false,
+      cwd: env.dir,
+      confirm: async () => false,
+      onInterrupt: (handler) => {
+        interrupts.add(handler);
+        return () => interrupts.delete(handler);
+      },
+    });
+    return { code, stdout, stderr, all };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * How many scale sets the inventory says must gain identities: a pool's user-assigned
  * identities not all among the ones its VMSS carried before (`identitiesBefore`).
  */

@@ -1,6 +1,6 @@
 /**
- * The write contract, end to end through the real CLI on the sandbox: for every step of a full
- * migration, the Kubernetes and ARM mutations the sandbox counted while `apply --step <id>`
+ * The write contract, end to end through the CLI (`main()` in this process with the production
+ * runtime, the same command lines) on the sandbox: for every step of a full migration, the Kubernetes and ARM mutations the sandbox counted while `apply --step <id>`
  * ran (its actions and its check) equal the `writes` that `plan -o json` declared for that step
  * just before. On the default (raw manifest) scenario and on a Helm-installed one. Batch churn is
  * off: churn pods are evicted with a drain whenever they happen to run on the node, which no plan
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RunbookPlan } from '../../src/engine/plan.ts';
 import { STEP_IDS } from '../../src/engine/step.ts';
-import { runCli, SCENARIO, startEnv, type Env } from './steps-1-4-harness.ts';
+import { runMain, SCENARIO, startEnv, type Env } from './steps-1-4-harness.ts';
 
 /** Successful mutating requests of external clients, by API (dry runs excluded). */
 function writesSoFar(env: Env): { kube: number; arm: number } {
@@ -29,12 +29,12 @@ async function contract(scenarioText: string): Promise<{ mismatches: string[]; f
   const figures: string[] = [];
   try {
     for (const id of STEP_IDS) {
-      const planned = await runCli(env, ['plan', '-o', 'json']);
+      const planned = await runMain(env, ['plan', '-o', 'json']);
       if (planned.code !== 0) throw new Error(`plan before ${id} failed: ${planned.all}`);
       const step = (JSON.parse(planned.stdout) as RunbookPlan).steps.find((s) => s.stepId === id)!;
       if (step.status !== 'planned' || !step.writes) throw new Error(`step ${id} is ${step.status} before its apply: ${step.reason ?? ''}`);
       const before = writesSoFar(env);
-      const applied = await runCli(env, ['apply', '--step', id, '--yes', '--test-timeout', '60s'], { timeoutMs: 180_000 });
+      const applied = await runMain(env, ['apply', '--step', id, '--yes', '--test-timeout', '60s'], { timeoutMs: 180_000 });
       if (applied.code !== 0) throw new Error(`apply --step ${id} failed: ${applied.all}`);
       const after = writesSoFar(env);
       const sent = { kube: after.kube - before.kube, arm: after.arm - before.arm };
