@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KINDS } from '../../src/kube/kinds.ts';
-import { addFault, expectCleanFailure, expectResume, readJournal, removeFault, runCli, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
+import { addFault, expectCleanFailure, expectResume, readJournal, removeFault, runMain, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
 
 const CONFLICT = { kind: 'status' as const, status: 409, message: 'Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again' };
 
@@ -49,7 +49,7 @@ describe('a concurrent change to what a step writes stops the step with the diff
     const stop = onFired(env, () => id, () => mutateStored(env, 'apps/v1', 'DaemonSet', 'default', 'nmi', (o) => (o.spec.template.spec.containers[0].args = [...theirs])));
     try {
       id = await addFault(env, { api: 'kube', method: 'PATCH', path: '^/apis/apps/v1/namespaces/default/daemonsets/nmi$', times: 1, action: CONFLICT });
-      const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes']);
+      const r = await runMain(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes']);
       await removeFault(env, id);
       expectCleanFailure(env, r, 1, /changed/i);
       expect(r.stderr).toContain(`/spec/template/spec/containers/0/args: planned ${JSON.stringify(before)}, now ${JSON.stringify(theirs)}`);
@@ -75,7 +75,7 @@ describe('a concurrent change to what a step writes stops the step with the diff
     const stop = onFired(env, () => id, () => mutateStored(env, 'apps/v1', 'Deployment', 'default', 'mic', (o) => (o.spec.replicas = planned + 1)));
     try {
       id = await addFault(env, { api: 'kube', method: 'PATCH', path: '^/apis/apps/v1/namespaces/default/deployments/mic/scale$', times: 1, action: CONFLICT });
-      const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'mic-scale', '--yes']);
+      const r = await runMain(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'mic-scale', '--yes']);
       await removeFault(env, id);
       expectCleanFailure(env, r, 1, /changed/i);
       expect(r.stderr).toContain(`/spec/replicas: planned ${planned}, now ${planned + 1}`);

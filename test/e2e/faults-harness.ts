@@ -1,6 +1,7 @@
 /**
- * Shared harness of the fault matrix (`faults-*.test.ts`): the real CLI (`bin/podid-migrate`,
- * a child process) against an in-process sandbox over HTTPS, with fault rules set through the
+ * Shared harness of the fault matrix (`faults-*.test.ts`): the CLI (its `main()` in this process
+ * with the production runtime, {@link runMain}; a child process through {@link runCli} where the
+ * start-up is part of what is measured) against an in-process sandbox over HTTPS, with fault rules set through the
  * sandbox's control API (`POST /_sandbox/faults`, as an operator rehearsing would), and the
  * assertions every case shares: the exit code and message, a journal with no action left in
  * `intent`, no token in the output, and a plain `apply --yes` that succeeds once the fault is gone.
@@ -10,10 +11,10 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { FaultRule } from '../../src/sandbox/faults.ts';
 import { controlRequest, type SandboxState } from '../../src/sandbox/lifecycle.ts';
-import { runCli, startEnv, type Env } from './steps-1-4-harness.ts';
+import { runCli, runMain, startEnv, type Env } from './steps-1-4-harness.ts';
 import { readJournalFile } from '../helpers/journal-file.ts';
 
-export { runCli, startEnv, type Env };
+export { runCli, runMain, startEnv, type Env };
 
 /** One CLI run's outcome. */
 export interface CliResult {
@@ -91,7 +92,7 @@ export function expectCleanFailure(env: Env, r: CliResult, code: number, message
 /** A plain `apply --yes` (to `to`) once the fault is gone: exit 0, every step up to `to` checked. */
 export async function expectResume(env: Env, to: string, steps: readonly string[]): Promise<CliResult> {
   // The fault matrix targets the in-place NMI rollout: its one DaemonSet PATCH and rolling update.
-  const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', to, '--yes'], { timeoutMs: 150_000 });
+  const r = await runMain(env, ['apply', '--nmi-rollout', 'in-place', '--to', to, '--yes'], { timeoutMs: 150_000 });
   expect(r.code, r.all.slice(-4000)).toBe(0);
   const upTo = steps.slice(0, steps.indexOf(to) + 1);
   expect(statesOf(env, upTo)).toEqual(Object.fromEntries(upTo.map((s) => [s, 'checked'])));

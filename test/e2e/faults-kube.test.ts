@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConcurrentChangeError } from '../../src/kube/errors.ts';
 import { generateSandboxTls } from '../../src/sandbox/tls.ts';
 import { expectFields, KINDS } from '../../src/kube/gateway.ts';
-import { addFault, expectCleanFailure, expectResume, firedOf, readJournal, removeFault, runCli, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
+import { addFault, expectCleanFailure, expectResume, firedOf, readJournal, removeFault, runCli, runMain, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
 
 async function closedPort(): Promise<number> {
   const s = createServer();
@@ -45,6 +45,7 @@ describe('Kubernetes faults against the real CLI', () => {
     const port = await closedPort();
     const broken = withKubeconfig(env, (kc) => (kc.clusters[0].cluster.server = `https://127.0.0.1:${port}`));
     const t0 = Date.now();
+    // A child process: the figure includes the CLI's start, as an operator meets it.
     const r = await runCli(broken, ['plan']);
     const seconds = (Date.now() - t0) / 1000;
     expectCleanFailure(env, r, 1, new RegExp(`^Error: the API server https://127\\.0\\.0\\.1:${port} of kubeconfig context "\\S+" refuses connections after 3 attempts`, 'm'));
@@ -56,7 +57,7 @@ describe('Kubernetes faults against the real CLI', () => {
 
   it('refused credentials (401) name the context and user and how to get fresh ones; exit 1', async () => {
     const broken = withKubeconfig(env, (kc) => (kc.users[0].user.token = 'revoked-or-expired'));
-    const r = await runCli(broken, ['apply', '--to', 'inventory', '--yes']);
+    const r = await runMain(broken, ['apply', '--to', 'inventory', '--yes']);
     expectCleanFailure(env, r, 1, /refused the credentials of user "\S+" \(401 Unauthorized: missing, invalid or expired\)/);
     expect(r.stderr).toContain('az aks get-credentials');
     expect(r.all).not.toContain('revoked-or-expired');
@@ -65,14 +66,14 @@ describe('Kubernetes faults against the real CLI', () => {
   it('an API server certificate from another CA is refused as untrusted, not retried; exit 1', async () => {
     const other = await generateSandboxTls();
     const broken = withKubeconfig(env, (kc) => (kc.clusters[0].cluster['certificate-authority-data'] = Buffer.from(other.caPem).toString('base64')));
-    const r = await runCli(broken, ['plan']);
+    const r = await runMain(broken, ['plan']);
     expectCleanFailure(env, r, 1, /^Error: the certificate of the API server https:\/\/127\.0\.0\.1:\d+ of kubeconfig context "\S+" is not trusted \([A-Z_]+\)/m);
     expect(r.stderr).toContain('Do not turn off verification');
   }, 60_000);
 
   it('503 on every pod list: retried until the step deadline, named; exit 1; resume', async () => {
     const id = await addFault(env, { api: 'kube', method: 'GET', path: '^/api/v1/pods$', action: { kind: 'status', status: 503 } });
-    const r = await runCli(env, ['apply', '--to', 'inventory', '--yes', '--step-timeout', '8s']);
+    const r = await runMain(env, ['apply', '--to', 'inventory', '--yes', '--step-timeout', '8s']);
     const fired = await firedOf(env, id);
     await removeFault(env, id);
     expect(fired).toBeGreaterThan(1);
@@ -114,7 +115,7 @@ describe('Kubernetes faults against the real CLI', () => {
       path: '/deployments/[^/]+/scale$',
       action: { kind: 'status', status: 403, message: 'deployments.apps "mic" is forbidden: User "ops" cannot patch resource "deployments/scale" in API group "apps" in the namespace "default"' },
     });
-    const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'mic-scale', '--yes']);
+    const r = await runMain(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'mic-scale', '--yes']);
     await removeFault(env, id);
     expectCleanFailure(env, r, 1, /^Error: kubeconfig context "\S+" \(user "\S+"\) may not patch deployments\.apps\/scale in namespace \S+: deployments\.apps "mic" is forbidden/m);
     expect(r.stderr).toMatch(/kubectl auth can-i patch deployments\.apps\/scale -n \S+/);
@@ -131,7 +132,7 @@ describe('Kubernetes faults against the real CLI', () => {
     try {
       const before = env.sandbox.metrics.count({ api: 'kube', caller: 'client' });
       for (const args of [['plan'], ['apply', '--yes'], ['apply', '--nmi-rollout', 'in-place', '--to', 'mic-scale', '--yes']]) {
-        const r = await runCli(env, args);
+        const r = await runMain(env, args);
         expectCleanFailure(env, r, 1, /^Error: inventory \S+inventory\.yaml is not valid:$/m);
         expect(r.stderr).toContain('pools[0].nodes: must be integer (got "many")');
         expect(r.stderr).toContain('identities[0].resourceGroup: unknown field; remove it or check its spelling');
@@ -141,7 +142,7 @@ describe('Kubernetes faults against the real CLI', () => {
     } finally {
       writeFileSync(env.inventoryPath, good);
     }
-    const ok = await runCli(env, ['plan']);
+    const ok = await runMain(env, ['plan']);
     expect(ok.stderr).not.toContain('is not valid');
     expect(ok.stdout, ok.all).toMatch(/^Step 4 mic-scale +✔ already checked$/m);
   }, 60_000);

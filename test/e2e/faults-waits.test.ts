@@ -7,13 +7,13 @@
  * eviction is covered in steps-5-7-failures.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addFault, expectCleanFailure, expectResume, firedOf, readJournal, removeFault, runCli, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
+import { addFault, expectCleanFailure, expectResume, firedOf, readJournal, removeFault, runMain, startEnv, STEPS_1_4, type Env } from './faults-harness.ts';
 
 describe('the NMI DaemonSet write and NMI readiness', () => {
   let env: Env;
   beforeAll(async () => {
     env = await startEnv({ timeScale: 25 });
-    const r = await runCli(env, ['apply', '--to', 'assign', '--yes'], { timeoutMs: 150_000 });
+    const r = await runMain(env, ['apply', '--to', 'assign', '--yes'], { timeoutMs: 150_000 });
     if (r.code !== 0) throw new Error(`setup apply --to assign failed:\n${r.all.slice(-3000)}`);
   }, 200_000);
   afterAll(async () => {
@@ -22,7 +22,7 @@ describe('the NMI DaemonSet write and NMI readiness', () => {
 
   it('a 500 on the NMI DaemonSet PATCH is not repeated blindly (a write may have been applied): exit 1, the record failed, not intent; resume re-plans', async () => {
     const id = await addFault(env, { api: 'kube', method: 'PATCH', path: '^/apis/apps/v1/namespaces/[^/]+/daemonsets/nmi$', times: 1, action: { kind: 'status', status: 500, message: 'etcdserver: request timed out' } });
-    const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes']);
+    const r = await runMain(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes']);
     expect(await firedOf(env, id)).toBe(1);
     await removeFault(env, id);
     expectCleanFailure(env, r, 1, /^Error: step "nmi-managed" apply stopped: PATCH \/apis\/apps\/v1\/namespaces\/\S+\/daemonsets\/nmi: 500 InternalError: etcdserver: request timed out$/m);
@@ -30,7 +30,7 @@ describe('the NMI DaemonSet write and NMI readiness', () => {
     await expectResume(env, 'nmi-managed', STEPS_1_4);
     expect(readJournal(env)!.steps['nmi-managed'].actions.map((a) => a.status)).toEqual(['failed', 'done']);
     // Rolled back so the next case meets the PATCH again.
-    const rolled = await runCli(env, ['rollback', '--step', 'nmi-managed', '--yes']);
+    const rolled = await runMain(env, ['rollback', '--step', 'nmi-managed', '--yes']);
     expect(rolled.code, rolled.all.slice(-3000)).toBe(0);
   }, 200_000);
 
@@ -41,7 +41,7 @@ describe('the NMI DaemonSet write and NMI readiness', () => {
       path: '/pods/nmi-[^/]+:\\d+/proxy/healthz$',
       action: { kind: 'status', status: 503, message: 'NMI is not ready: iptables rules not installed' },
     });
-    const r = await runCli(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes', '--step-timeout', '35s'], { timeoutMs: 120_000 });
+    const r = await runMain(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes', '--step-timeout', '35s'], { timeoutMs: 120_000 });
     const fired = await firedOf(env, id);
     await removeFault(env, id);
     expect(fired).toBeGreaterThan(0);
