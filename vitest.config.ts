@@ -15,6 +15,7 @@ const LONGEST_FIRST = [
   'test/e2e/drift.test.ts',
   'test/e2e/demo-json.test.ts',
   'test/e2e/write-contract.test.ts',
+  'test/e2e/write-contract-helm.test.ts',
   'test/e2e/faults-waits.test.ts',
   'test/e2e/crash-resume-runbook.test.ts',
   'test/e2e/demo.test.ts',

@@ -8,7 +8,7 @@
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, startEnv, type Env } from './steps-1-4-harness.ts';
+import { runMain, startEnv, type Env } from './steps-1-4-harness.ts';
 
 const KINDS = [
   { apiVersion: 'apps/v1', kind: 'DaemonSet' },
@@ -53,7 +53,7 @@ describe('apply --dry-run over the whole runbook on a fresh sandbox', () => {
       // Persisted mutations by clients (server-side dry runs excluded, as the sandbox counts them).
       const mutations = () => ({ kube: env.sandbox.metrics.count({ api: 'kube', caller: 'client', mutating: true, dryRun: false }), arm: env.sandbox.metrics.count({ api: 'arm', caller: 'client', mutating: true, dryRun: false }) });
       const m0 = mutations();
-      const r = await runCli(env, ['apply', `--dry-run=${mode}`, '--yes'], { timeoutMs: 120_000 });
+      const r = await runMain(env, ['apply', `--dry-run=${mode}`, '--yes'], { timeoutMs: 120_000 });
       expect(r.code, r.all).toBe(0);
       expect(r.all).not.toMatch(/unexpected/i);
       expect(mutations()).toEqual(m0);

@@ -1,6 +1,6 @@
 /**
- * The CLI surface end to end through the real entry point (`bin/podid-migrate`, a child
- * process with the env of `source <dir>/env`) against a fresh default sandbox with churn:
+ * The CLI surface end to end (`main()` in-process with the production runtime, the env of
+ * `source <dir>/env`) against a fresh default sandbox with churn:
  * `plan -o json` shows the runbook with every step's actions and no blocker,
  * `apply --dry-run=server` sends every write as a dry run (zero persisted mutations in the
  * sandbox's metrics, Kubernetes dry-run requests seen), and after a real `apply --step
@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookPlan } from '../../src/engine/plan.ts';
-import { runCli, startEnv, type Env } from './steps-1-4-harness.ts';
+import { runMain, startEnv, type Env } from './steps-1-4-harness.ts';
 
 describe('CLI plan, apply --dry-run=server and status against the sandbox', () => {
   let env: Env;
@@ -22,7 +22,7 @@ describe('CLI plan, apply --dry-run=server and status against the sandbox', () =
   });
 
   it('plan -o json lists the actions of every step it can plan before anything is applied, with no blocker', async () => {
-    const r = await runCli(env, ['plan', '-o', 'json']);
+    const r = await runMain(env, ['plan', '-o', 'json']);
     expect(r.code, r.all).toBe(0);
     const plan = JSON.parse(r.stdout) as RunbookPlan;
     const byStep = Object.fromEntries(plan.steps.map((s) => [s.stepId, s]));
@@ -65,7 +65,7 @@ describe('CLI plan, apply --dry-run=server and status against the sandbox', () =
   }, 60_000);
 
   it('apply --dry-run=server makes every read, sends Kubernetes writes as dry runs, and persists nothing', async () => {
-    const r = await runCli(env, ['apply', '--dry-run=server', '--to', 'mic-scale']);
+    const r = await runMain(env, ['apply', '--dry-run=server', '--to', 'mic-scale']);
     expect(r.code, r.all).toBe(0);
     const status = env.sandbox.status();
     expect(status.metrics.mutations).toEqual({ kube: 0, arm: 0 });
@@ -81,7 +81,7 @@ describe('CLI plan, apply --dry-run=server and status against the sandbox', () =
 
   it('apply --dry-run=client sends no write at all, not even as a dry run', async () => {
     const before = { kube: env.sandbox.metrics.count({ api: 'kube', caller: 'client', mutating: true }), arm: env.sandbox.metrics.count({ api: 'arm', caller: 'client', mutating: true }) };
-    const r = await runCli(env, ['apply', '--dry-run=client', '--to', 'mic-scale']);
+    const r = await runMain(env, ['apply', '--dry-run=client', '--to', 'mic-scale']);
     expect(r.code, r.all).toBe(0);
     expect(env.sandbox.metrics.count({ api: 'kube', caller: 'client', mutating: true })).toBe(before.kube);
     expect(env.sandbox.metrics.count({ api: 'arm', caller: 'client', mutating: true })).toBe(before.arm);
@@ -92,13 +92,13 @@ describe('CLI plan, apply --dry-run=server and status against the sandbox', () =
   it('apply --step inventory then status -o json shows the journal', async () => {
     const lists = (resource: string) => env.sandbox.metrics.count({ api: 'kube', caller: 'client', verb: 'list', resource });
     const before = { pods: lists('pods'), nodes: lists('nodes'), bindings: lists('azureidentitybindings.aadpodidentity.k8s.io') };
-    const applied = await runCli(env, ['apply', '--step', 'inventory', '--yes']);
+    const applied = await runMain(env, ['apply', '--step', 'inventory', '--yes']);
     expect(applied.code, applied.all).toBe(0);
     expect(env.sandbox.status().metrics.mutations).toEqual({ kube: 2, arm: 0 });
     // Plan, plan again, apply and check share one read: the check re-lists only what the two
     // copies may have changed (bindings, identities, MIC's assignments), not pods or nodes.
     expect({ pods: lists('pods') - before.pods, nodes: lists('nodes') - before.nodes, bindings: lists('azureidentitybindings.aadpodidentity.k8s.io') - before.bindings }).toEqual({ pods: 1, nodes: 1, bindings: 2 });
-    const r = await runCli(env, ['status', '-o', 'json']);
+    const r = await runMain(env, ['status', '-o', 'json']);
     expect(r.code, r.all).toBe(0);
     const status = JSON.parse(r.stdout) as { cluster: { aksResourceId: string }; steps: { stepId?: string; id?: string; state: string }[] | Record<string, { state: string }> };
     const states = Array.isArray(status.steps) ? Object.fromEntries(status.steps.map((s) => [s.stepId ?? s.id, s.state])) : Object.fromEntries(Object.entries(status.steps).map(([k, v]) => [k, v.state]));

@@ -1,7 +1,8 @@
 /**
  * Day two end to end: a full migration of the default scenario (with churn) through the runner
- * and the real gateways, then the real CLI (`bin/podid-migrate`, a child process with the env of
- * `source <dir>/env`) against what AKS does afterwards, each done through `sandbox aks …`:
+ * and the real gateways, then the CLI (`main()` in-process with the production runtime and the env
+ * of `source <dir>/env`; a child process where it is killed) against what AKS does afterwards,
+ * each done through `sandbox aks …`:
  * for each of {new pool, identity removed by an upgrade, identity re-created, NMI reverted by a
  * reinstall, MIC back}, `drift` exits 3 naming the object and the fix, `drift --fix --yes`
  * repairs what it can, and `drift` then exits 0 (or keeps reporting the manual fix). One
@@ -11,12 +12,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DriftReport } from '../../src/drift/model.ts';
 import { KINDS } from '../../src/kube/kinds.ts';
 import { STEPS } from '../../src/steps/registry.ts';
-import { BIN, runCli, spawnCli, startEnv, waitUntil, type Env } from './steps-1-4-harness.ts';
+import { runMain, spawnCli, startEnv, waitUntil, type Env } from './steps-1-4-harness.ts';
 import { fullRunner } from './steps-5-7-harness.ts';
 
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
@@ -26,7 +26,7 @@ const validateReport = ajv.compile(schema('drift.schema.json'));
 const validateRollback = ajv.compile(schema('drift-rollback.schema.json'));
 
 async function drift(env: Env, args: string[] = []): Promise<{ code: number; report: DriftReport; all: string }> {
-  const r = await runCli(env, ['drift', ...args, '-o', 'json'], { timeoutMs: 180_000 });
+  const r = await runMain(env, ['drift', ...args, '-o', 'json'], { timeoutMs: 180_000 });
   let report: DriftReport;
   try {
     report = JSON.parse(r.stdout) as DriftReport;
@@ -38,8 +38,8 @@ async function drift(env: Env, args: string[] = []): Promise<{ code: number; rep
 }
 
 async function sandboxAks(env: Env, args: string[]): Promise<void> {
-  const r = await execa(process.execPath, [BIN, 'sandbox', 'aks', ...args, '--dir', join(env.dir, 'sandbox')], { reject: false, all: true, timeout: 120_000, env: env.cliEnv, extendEnv: false });
-  if (r.exitCode !== 0) throw new Error(`sandbox aks ${args.join(' ')} failed:\n${r.all}`);
+  const r = await runMain(env, ['sandbox', 'aks', ...args, '--dir', join(env.dir, 'sandbox')], { timeoutMs: 120_000 });
+  if (r.code !== 0) throw new Error(`sandbox aks ${args.join(' ')} failed:\n${r.all}`);
 }
 
 const codes = (r: DriftReport) => r.findings.filter((f) => f.severity === 'drift').map((f) => f.code).sort();
@@ -74,7 +74,7 @@ describe('drift after a full migration', () => {
     expect(r.report.context.journal).toMatch(/^migration complete/);
     // One list of scale sets, the cluster, one list of identities per resource group.
     expect(r.report.calls.arm.total).toBeLessThanOrEqual(4);
-    const md = await runCli(env, ['drift', '-o', 'markdown']);
+    const md = await runMain(env, ['drift', '-o', 'markdown']);
     expect(md.code).toBe(0);
     expect(md.stdout).toContain('**No drift');
   }, 120_000);
@@ -181,7 +181,7 @@ describe('drift after a full migration', () => {
     expect(JSON.stringify(journal.steps)).toBe(stepsAfterMigration);
     expect(journal.extensions['drift-fix'].actions.length).toBeGreaterThan(0);
     const before = await vmssIdentities(env, 'aks-system-12345678-vmss');
-    const r = await runCli(env, ['drift', '--rollback', '--yes', '-o', 'json'], { timeoutMs: 240_000 });
+    const r = await runMain(env, ['drift', '--rollback', '--yes', '-o', 'json'], { timeoutMs: 240_000 });
     expect(r.code, r.all).toBe(0);
     const rolled = JSON.parse(r.stdout) as { undone: string[] };
     expect(validateRollback(rolled), JSON.stringify(validateRollback.errors)).toBe(true);
@@ -229,12 +229,12 @@ describe('drift after a full migration', () => {
     expect(await vmssIdentities(env, 'aks-reports-12345678-vmss')).toEqual(expect.arrayContaining([kubelet, 'reports-id']));
     const records = JSON.parse(readFileSync(env.journalPath, 'utf8')).extensions['drift-fix'].actions as { actionId: string; status: string }[];
     expect(records.filter((r) => r.actionId.endsWith('vmss/aks-reports-12345678-vmss/add-identities')).map((r) => r.status)).toEqual(['intent']);
-    const blocked = await runCli(env, ['drift', '--rollback', '--yes']);
+    const blocked = await runMain(env, ['drift', '--rollback', '--yes']);
     const lockId = /force-unlock (\S+)/.exec(blocked.all)?.[1];
     expect(blocked.code, blocked.all).toBe(1);
     expect(lockId).toBeDefined();
-    expect((await runCli(env, ['force-unlock', lockId!])).code).toBe(0);
-    const rolled = await runCli(env, ['drift', '--rollback', '--yes'], { timeoutMs: 240_000 });
+    expect((await runMain(env, ['force-unlock', lockId!])).code).toBe(0);
+    const rolled = await runMain(env, ['drift', '--rollback', '--yes'], { timeoutMs: 240_000 });
     expect(rolled.code, rolled.all).toBe(0);
     expect(rolled.stdout).toContain('vmss aks-reports-12345678-vmss: ');
     expect(await vmssIdentities(env, 'aks-reports-12345678-vmss')).toEqual([kubelet]);

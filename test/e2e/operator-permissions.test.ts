@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKubeGateway } from '../../src/kube/index.ts';
 import { STEPS } from '../../src/steps/registry.ts';
 import { STEP_PERMISSIONS } from '../../src/steps/lib/permission-preflight.ts';
-import { runCli, startEnv, type Env } from './steps-1-4-harness.ts';
+import { runMain, startEnv, type Env } from './steps-1-4-harness.ts';
 import { fullRunner } from './steps-5-7-harness.ts';
 
 describe('Kubernetes permissions: readonly is blocked, operator runs the whole migration', () => {
@@ -21,7 +21,7 @@ describe('Kubernetes permissions: readonly is blocked, operator runs the whole m
   });
 
   it('plan --context readonly exits 4 and names each missing permission with its step', async () => {
-    const r = await runCli(env, ['plan', '--context', 'readonly', '--detailed-exitcode']);
+    const r = await runMain(env, ['plan', '--context', 'readonly', '--detailed-exitcode']);
     expect(r.code, r.all).toBe(4);
     // Steps test and cleanup are planned only once drain has run; the others are checked now.
     for (const step of ['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain']) {
@@ -37,7 +37,7 @@ describe('Kubernetes permissions: readonly is blocked, operator runs the whole m
   }, 60_000);
 
   it('plan --context operator has no blocker (exit 2: changes pending)', async () => {
-    const r = await runCli(env, ['plan', '--context', 'operator', '--detailed-exitcode']);
+    const r = await runMain(env, ['plan', '--context', 'operator', '--detailed-exitcode']);
     expect(r.code, r.all).toBe(2);
     expect(r.stdout).not.toContain('kube-permission-missing');
     expect(r.stdout).not.toContain('Blockers');

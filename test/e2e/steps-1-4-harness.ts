@@ -309,7 +309,8 @@ export interface HeldWrite {
  * Runs `podid-migrate apply --to <step> --yes` as a child process, lets the sandbox apply
  * `held` and swallow its answer, SIGKILLs the CLI while it waits for that answer (the write is
  * done, the journal has only its intent), removes the rule, clears the stale lock as the CLI
- * tells the operator to (`force-unlock <id>`), and runs `apply --to <step>` again to the end.
+ * tells the operator to (`force-unlock <id>`), and runs `apply --to <step>` again to the end
+ * (these runs after the kill in-process, {@link runMain}).
  * Returns the journal records of the step after the kill and the second run's output.
  */
 export async function crashAndResume(
@@ -353,12 +354,13 @@ export async function crashAndResume(
   // Read as the tool reads it: the killed run's last records are in the action log, not yet in the snapshot.
   const journal = (await Journal.read(env.journalPath))!;
   const afterKill = journal.steps[step as StepId].actions.map((a) => ({ actionId: a.actionId, status: a.status }));
-  const blocked = await runCli(env, args, { timeoutMs: opts.timeoutMs });
+  // The runs after the kill need no process of their own: in-process, without a Node start each.
+  const blocked = await runMain(env, args, { timeoutMs: opts.timeoutMs });
   const lockId = /force-unlock (\S+)/.exec(blocked.all)?.[1];
   if (blocked.code === 0 || !lockId) throw new Error(`a run after SIGKILL should meet the stale lock, got exit ${blocked.code}:\n${blocked.all}`);
-  const unlocked = await runCli(env, ['force-unlock', lockId]);
+  const unlocked = await runMain(env, ['force-unlock', lockId]);
   if (unlocked.code !== 0) throw new Error(`force-unlock failed:\n${unlocked.all}`);
-  const resumed = await runCli(env, args, { timeoutMs: opts.timeoutMs });
+  const resumed = await runMain(env, args, { timeoutMs: opts.timeoutMs });
   return { afterKill, resumed: { code: resumed.code, all: resumed.all } };
 }
 

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookPlan } from '../../src/engine/plan.ts';
 import type { KubeObject } from '../../src/kube/gateway.ts';
-import { runCli, startEnv, waitUntil, type Env } from './steps-1-4-harness.ts';
+import { runMain, startEnv, waitUntil, type Env } from './steps-1-4-harness.ts';
 import { fullRunner } from './steps-5-7-harness.ts';
 
 const POD = { apiVersion: 'v1', kind: 'Pod' };
@@ -51,7 +51,7 @@ describe('drain plan and apply follow kubectl drain\'s rules', () => {
 
   it('plan names the bare pod and the emptyDir pod with their flags; apply without them writes nothing', async () => {
     expect(reportsNodes.length).toBeGreaterThanOrEqual(2);
-    const planned = await runCli(env, ['plan', '-o', 'json']);
+    const planned = await runMain(env, ['plan', '-o', 'json']);
     // The pods that block a drain are blockers: plan exits 4 (nothing can be applied as it is).
     expect(planned.code, planned.all).toBe(4);
     const drain = (JSON.parse(planned.stdout) as RunbookPlan).steps.find((s) => s.stepId === "drain")!.plan!;
@@ -67,7 +67,7 @@ describe('drain plan and apply follow kubectl drain\'s rules', () => {
     // No drain is planned for that pool while it is blocked.
     expect(drain.actions.some((a) => a.id.startsWith('pool/reports/'))).toBe(false);
 
-    const applied = await runCli(env, ['apply', '--step', 'drain', '--yes']);
+    const applied = await runMain(env, ['apply', '--step', 'drain', '--yes']);
     expect(applied.code, applied.all).toBe(4);
     expect(applied.all).toMatch(/2 blockers found; nothing was changed/);
     expect(env.sandbox.metrics.count({ api: 'kube', caller: 'client', mutating: true, dryRun: false })).toBe(0);
@@ -76,7 +76,7 @@ describe('drain plan and apply follow kubectl drain\'s rules', () => {
     const pods = await env.kube.list(POD, { namespace: 'reporting' });
     expect(pods.filter((p) => /^(debug|scratch)-/.test(p.metadata!.name!)).length).toBe(2 * reportsNodes.length);
 
-    const allowed = await runCli(env, ['plan', '-o', 'json', '--drain-force', '--delete-emptydir-data']);
+    const allowed = await runMain(env, ['plan', '-o', 'json', '--drain-force', '--delete-emptydir-data']);
     expect(allowed.code, allowed.all).toBe(0);
     const drainAllowed = (JSON.parse(allowed.stdout) as RunbookPlan).steps.find((s) => s.stepId === "drain")!.plan!;
     expect(drainAllowed.blockers.filter((b) => /pool reports/.test(b.subject))).toEqual([]);
