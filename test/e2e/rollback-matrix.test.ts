@@ -19,7 +19,7 @@ describe('rollback matrix: apply --to k, rollback --all, for every k', () => {
   let env: Env;
   let original: StateDump;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 70 });
+    env = await startEnv({ timeScale: 35 });
     original = await fullDump(env, { assignedIdentities: false });
   }, 120_000);
   afterAll(async () => {
