@@ -12,7 +12,7 @@ import { addFault, expectCleanFailure, expectResume, firedOf, readJournal, remov
 describe('the NMI DaemonSet write and NMI readiness', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 25 });
+    env = await startEnv({ timeScale: 40 });
     const r = await runMain(env, ['apply', '--to', 'assign', '--yes'], { timeoutMs: 150_000 });
     if (r.code !== 0) throw new Error(`setup apply --to assign failed:\n${r.all.slice(-3000)}`);
   }, 200_000);
@@ -41,7 +41,7 @@ describe('the NMI DaemonSet write and NMI readiness', () => {
       path: '/pods/nmi-[^/]+:\\d+/proxy/healthz$',
       action: { kind: 'status', status: 503, message: 'NMI is not ready: iptables rules not installed' },
     });
-    const r = await runMain(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes', '--step-timeout', '35s'], { timeoutMs: 120_000 });
+    const r = await runMain(env, ['apply', '--nmi-rollout', 'in-place', '--to', 'nmi-managed', '--yes', '--step-timeout', '25s'], { timeoutMs: 120_000 });
     const fired = await firedOf(env, id);
     await removeFault(env, id);
     expect(fired).toBeGreaterThan(0);
