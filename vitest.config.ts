@@ -11,6 +11,7 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 const LONGEST_FIRST = [
   'test/e2e/crash-matrix.test.ts',
   'test/e2e/rollback-matrix.test.ts',
+  'test/e2e/rollback-matrix-late.test.ts',
   'test/e2e/faults-arm.test.ts',
   'test/e2e/drift.test.ts',
   'test/e2e/demo-json.test.ts',

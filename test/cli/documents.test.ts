@@ -1,21 +1,19 @@
 /**
- * Every `-o json|yaml` document of the runbook commands, produced by the real CLI against the
- * sandbox (Kubernetes API and ARM over HTTPS through the real clients), carries `kind` and
+ * Every `-o json|yaml` document of the runbook commands, produced by the CLI (`main()` in this
+ * process with the production runtime) against the sandbox (Kubernetes API and ARM over HTTPS through the real clients), carries `kind` and
  * `schemaVersion` and validates against the schema shipped in `schemas/`. Also: `apply` prints
  * its result on stdout as a table by default.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.ts';
 import { DOCUMENT_COMMANDS, schemaPath, type DocumentCommand } from '../../src/cli/documents.ts';
 import { startSandbox, type SandboxHarness } from '../helpers/sandbox.ts';
 import { expectValidDocument, schemaValidator } from '../helpers/schemas.ts';
 
-const run = promisify(execFile);
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'podid-migrate');
 
 let h: SandboxHarness;
@@ -38,14 +36,20 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+/** The CLI's `main()` in this process with the production runtime and the env of `source <dir>/env`. */
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [BIN, '--journal', join(work, 'journal.json'), '--inventory', join(work, 'inventory.yaml'), ...args], { env, cwd: work, timeout: 120_000, maxBuffer: 64 << 20 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', BIN, '--journal', join(work, 'journal.json'), '--inventory', join(work, 'inventory.yaml'), '--kubeconfig', env.KUBECONFIG, ...args], {
+    stdout: { write: (s: string) => ((stdout += s), true), isTTY: false },
+    stderr: { write: (s: string) => ((stderr += s), true), isTTY: false },
+    env,
+    interactive: false,
+    cwd: work,
+    confirm: async () => false,
+    onInterrupt: () => () => {},
+  });
+  return { code, stdout, stderr };
 }
 
 async function document(command: DocumentCommand, ...args: string[]): Promise<Record<string, unknown>> {
