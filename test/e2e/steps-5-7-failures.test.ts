@@ -12,11 +12,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.ts';
-import type { CliDeps } from '../../src/cli/io.ts';
 import { BlockersFoundError, PreconditionError, StepFailedError } from '../../src/engine/errors.ts';
 import { Journal, actionLogPathFor } from '../../src/engine/journal.ts';
-import { startEnv, type Env } from './steps-1-4-harness.ts';
+import { runMain, startEnv, type Env } from './steps-1-4-harness.ts';
 import { fullRunner } from './steps-5-7-harness.ts';
 
 const PDB = { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget' };
@@ -24,22 +22,10 @@ const NODE = { apiVersion: 'v1', kind: 'Node' };
 /** Any compact JWT, or a JWT payload/header segment on its own (base64url JSON starts with eyJ). */
 const TOKENISH = /eyJ[A-Za-z0-9_-]{10,}/;
 
+/** The CLI in this process (`main()` with the production runtime, the env of `source <dir>/env`). */
 async function cli(env: Env, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const vars = { ...env.cliEnv, PODID_MIGRATE_ARM_TOKEN_FILE: env.cliEnv.PODID_MIGRATE_ARM_TOKEN_FILE };
-  // The production runtime reads the Azure connection from the process environment.
-  Object.assign(process.env, vars);
-  const deps: Partial<CliDeps> = {
-    stdout: { write: (s: string) => ((out += s), true), isTTY: false },
-    stderr: { write: (s: string) => ((err += s), true), isTTY: false },
-    env: { ...process.env, ...vars },
-    interactive: false,
-    cwd: env.dir,
-    onInterrupt: () => () => {},
-  };
-  const code = await main(['node', 'podid-migrate', '--journal', env.journalPath, '--inventory', env.inventoryPath, ...args], deps);
-  return { code, out, err };
+  const r = await runMain(env, args);
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 describe('steps 5-7 failure paths on the sandbox', () => {

@@ -350,7 +350,11 @@ async function gatewaysFor(sb: DemoSandbox) {
   const azureModule = await import('../../azure/index.ts');
   const reads = new kubeModule.ReadSnapshot();
   const kube = kubeModule.snapshotKubeGateway(kubeModule.createKubeGateway({ kubeconfig: sb.kubeconfig }), reads);
-  const azure = azureModule.snapshotAzureGateway(azureModule.createAzureGateway({ subscriptionId: sb.subscriptionId, connection: azureModule.resolveAzureConnection(sb.armEnv) }), reads);
+  // The demo's cluster runs timeScale times faster than the clock on the wall: long-running
+  // operations are polled every 2 s of its time, as the tool polls Azure every 2 s (else a
+  // 45 s identity update at 60x, 0.75 s, would still wait a whole 2 s poll).
+  const pollIntervalMs = Math.max(50, Math.round(2000 / sb.timeScale));
+  const azure = azureModule.snapshotAzureGateway(azureModule.createAzureGateway({ subscriptionId: sb.subscriptionId, connection: azureModule.resolveAzureConnection(sb.armEnv), pollIntervalMs }), reads);
   return { kube, azure, readScope: <T>(phase: 'plan' | 'apply' | 'check' | 'rollback', call: () => Promise<T>) => reads.during(phase, call) };
 }
 
