@@ -1,5 +1,6 @@
-import { relative } from 'node:path';
-import { defineConfig } from 'vitest/config';
+import { readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { configDefaults, defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
@@ -46,15 +47,34 @@ class LongestFirstSequencer extends BaseSequencer {
   }
 }
 
+/**
+ * End-to-end files that measure the outage in simulated time (the sandbox's clock runs
+ * timeScale times faster than the wall clock, so a CPU-starved event loop shows as a longer
+ * token outage). They run with the unit tests, two at a time, never next to four sandboxes.
+ */
+const OUTAGE_MEASURED = ['steps-1-4-apply.test.ts', 'steps-5-7-apply.test.ts', 'demo.test.ts', 'demo-helm.test.ts'].map((f) => `test/e2e/${f}`);
+
+/**
+ * The other end-to-end files: each drives a sandbox and mostly waits on its simulated time
+ * (a quarter to a third of a core each), so four of them share the two cores of a build machine.
+ */
+const E2E_WAITING = readdirSync(join(import.meta.dirname, 'test', 'e2e'))
+  .filter((f) => f.endsWith('.test.ts'))
+  .map((f) => `test/e2e/${f}`)
+  .filter((f) => !OUTAGE_MEASURED.includes(f));
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Two cores on the build machines: end-to-end files start their own sandbox each.
-    maxWorkers: 2,
     sequence: { sequencer: LongestFirstSequencer },
     reporters: ['default'],
+    projects: [
+      // First: the waiting end-to-end files, four at a time (the crash and rollback matrices among them).
+      { extends: true, test: { name: 'e2e', include: E2E_WAITING, maxWorkers: 4, sequence: { groupOrder: 0 } } },
+      // Then: unit tests and the outage-measuring end-to-end files, two at a time (one per core).
+      { extends: true, test: { name: 'unit-and-outage', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...E2E_WAITING], maxWorkers: 2, sequence: { groupOrder: 1 } } },
+    ],
   },
 });
