@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import type { KubeObject, ResourceRef } from '../../src/kube/gateway.ts';
 import { STEP_IDS } from '../../src/engine/step.ts';
+import { main } from '../../src/cli/main.ts';
 import { runCli, spawnCli, waitUntil, type Env } from './steps-1-4-harness.ts';
 import { readJournalFile } from '../helpers/journal-file.ts';
 
@@ -140,6 +141,51 @@ export async function uninterruptedRun(env: Env, args: string[] = ['apply', '--y
   return { writes: mutatingRequests(env), dump: await fullDump(env), arm: nonIdempotentWrites(env) };
 }
 
+/** How a crash point's follow-up commands (the run meeting the stale lock, `force-unlock`, the resume) are run. */
+export type FollowUp = 'spawn' | 'in-process';
+
+/** Serialises in-process runs: the CLI reads its Azure endpoint and kubeconfig from `process.env`. */
+let inProcessQueue: Promise<unknown> = Promise.resolve();
+
+/**
+ * `podid-migrate <args>` run in this process through `main()` (the same entry point as the
+ * executable, with the environment of `source <dir>/env`), for commands nothing kills: it saves
+ * a Node start-up and module loading per command. One at a time per process, because the Azure
+ * gateway reads its endpoint from `process.env`, which is set for the run and put back after it.
+ */
+export function runCliInProcess(env: Env, args: string[]): Promise<{ code: number; stdout: string; stderr: string; all: string }> {
+  const run = async () => {
+    let stdout = '';
+    let stderr = '';
+    let all = '';
+    const saved = new Map<string, string | undefined>();
+    for (const [k, v] of Object.entries(env.cliEnv)) {
+      saved.set(k, process.env[k]);
+      process.env[k] = v;
+    }
+    try {
+      const code = await main(['node', 'podid-migrate', '--journal', env.journalPath, '--inventory', env.inventoryPath, ...args], {
+        stdout: { write: (t: string) => ((stdout += t), (all += t), true), isTTY: false },
+        stderr: { write: (t: string) => ((stderr += t), (all += t), true), isTTY: false },
+        env: { ...process.env, ...env.cliEnv },
+        interactive: false,
+        cwd: env.dir,
+        confirm: async () => false,
+        onInterrupt: () => () => {},
+      });
+      return { code, stdout, stderr, all };
+    } finally {
+      for (const [k, v] of saved) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  };
+  const p = inProcessQueue.then(run, run);
+  inProcessQueue = p.catch(() => undefined);
+  return p;
+}
+
 /** The outcome of one crash point. */
 export interface CrashOutcome {
   /** False when the run ended before sending write N (the CLI exited by itself). */
@@ -153,7 +199,8 @@ export interface CrashOutcome {
  * as the CLI tells the operator to: the same command meets the stale lock and names it,
  * `force-unlock <id>`, the same command again.
  */
-export async function crashAndResumeAt(env: Env, write: number, side: CrashSide, args: string[] = ['apply', '--yes'], timeoutMs = 300_000): Promise<CrashOutcome> {
+export async function crashAndResumeAt(env: Env, write: number, side: CrashSide, args: string[] = ['apply', '--yes'], timeoutMs = 300_000, followUp: FollowUp = 'spawn'): Promise<CrashOutcome> {
+  const follow = (a: string[]) => (followUp === 'in-process' ? runCliInProcess(env, a) : runCli(env, a, { timeoutMs }));
   const faults = env.sandbox.faults;
   const ruleId = faults.add({ api: 'any', mutating: true, after: write - 1, times: 1, action: { kind: side === 'after' ? 'hold-response' : 'hold-request' } });
   let held = false;
@@ -185,12 +232,12 @@ export async function crashAndResumeAt(env: Env, write: number, side: CrashSide,
     faults.remove(ruleId);
     if (!exited) child.kill('SIGKILL');
   }
-  const blocked = await runCli(env, args, { timeoutMs });
+  const blocked = await follow(args);
   const lockId = /force-unlock (\S+)/.exec(blocked.all)?.[1];
   if (blocked.code === 0 || !lockId) return { reached: true, resumed: { code: blocked.code, all: `expected the stale lock to be named, got:\n${blocked.all}` } };
-  const unlocked = await runCli(env, ['force-unlock', lockId]);
+  const unlocked = await follow(['force-unlock', lockId]);
   if (unlocked.code !== 0) return { reached: true, resumed: { code: unlocked.code, all: `force-unlock failed:\n${unlocked.all}` } };
-  const resumed = await runCli(env, args, { timeoutMs });
+  const resumed = await follow(args);
   return { reached: true, resumed: { code: resumed.code, all: resumed.all } };
 }
 
