@@ -13,8 +13,10 @@
  * resourceVersion, timestamps and generated pod names ignored), and no reimage POST or VMSS
  * PATCH beyond the uninterrupted run's.
  *
- *   node bench/crash-matrix.ts [--jobs J] [--from N] [--to N] [--stride K] [--side after|before|both] [--time-scale S]
+ *   node bench/crash-matrix.ts [--jobs J] [--from N] [--to N] [--stride K] [--side after|before|both] [--time-scale S] [--minutes M]
  *
+ * `--stride K` runs every Kth write and the first write of every step; `--minutes M` (or Ctrl-C)
+ * stops handing out points and reports the ones run.
  * `--jobs J` (default 3) runs J crash points at once, each in its own worker process with its
  * own sandbox. The number of points is whatever the uninterrupted run of this build sends, so
  * the matrix follows changes of the runbook by itself. Prints one line per crash point (with its
@@ -24,7 +26,8 @@
  * a given run: such points are listed and not counted.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { convergenceFailures, crashAndResumeAt, uninterruptedRun, type Baseline, type CrashSide } from '../test/e2e/crash-matrix-harness.ts';
+import { convergenceFailures, crashAndResumeAt, stepOfWrite, uninterruptedRun, type Baseline, type CrashSide } from '../test/e2e/crash-matrix-harness.ts';
+import { STEP_IDS } from '../src/engine/step.ts';
 import { startEnv } from '../test/e2e/steps-1-4-harness.ts';
 
 function flag(name: string): string | undefined {
@@ -75,6 +78,8 @@ async function runPoint(baseline: Baseline, write: number, side: CrashSide): Pro
 if (process.argv.includes('--worker')) {
   // Worker: crash points one at a time, as the parent hands them out.
   const baseline = JSON.parse(process.env.CRASH_MATRIX_BASELINE!) as Baseline;
+  // Ctrl-C reaches the whole process group: the parent decides, the running point finishes.
+  process.on('SIGINT', () => {});
   process.on('message', (m: ToWorker) => {
     if (m.kind === 'exit') process.exit(0);
     void runPoint(baseline, m.write, m.side).then((result) => process.send!({ kind: 'result', result } satisfies FromWorker));
@@ -95,19 +100,37 @@ if (process.argv.includes('--worker')) {
   }
   const from = Math.max(1, Number(flag('from') ?? 1));
   const to = Math.min(baseline.writes, Number(flag('to') ?? baseline.writes));
+  const minutes = flag('minutes') === undefined ? Infinity : Number(flag('minutes'));
+  const perStep = STEP_IDS.map((id, i) => {
+    const first = baseline.stepFirstWrite[id] ?? baseline.writes + 1;
+    const next = STEP_IDS.slice(i + 1).map((n) => baseline.stepFirstWrite[n]).find((n) => n !== undefined) ?? baseline.writes + 1;
+    return `${id} ${Math.max(0, next - first)}${next > first ? ` (${first}-${next - 1})` : ''}`;
+  });
   console.log(`uninterrupted run: ${baseline.writes} mutating requests, ${baseline.arm.reimages} reimage POSTs, ${baseline.arm.scaleSetPatches} VMSS PATCHes (${Math.round((Date.now() - started) / 1000)} s, time scale ${timeScale})`);
+  console.log(`writes per step: ${perStep.join(', ')}`);
 
+  // With --stride, the first write of every step is a crash point too, so a part still covers every step.
+  const chosen = new Set<number>();
+  for (let write = from; write <= to; write += stride) chosen.add(write);
+  if (stride > 1) for (const id of STEP_IDS) if (baseline.stepFirstWrite[id] >= from && baseline.stepFirstWrite[id] <= to) chosen.add(baseline.stepFirstWrite[id]);
+  const writes = [...chosen].sort((a, b) => a - b);
   // Handed out interleaved (every 8th write first, then the ones between), so that the points done
   // so far are spread over every step while the run goes on.
-  const writes: number[] = [];
-  for (let write = from; write <= to; write += stride) writes.push(write);
   const queue: { write: number; side: CrashSide }[] = [];
   for (let offset = 0; offset < 8; offset++) for (let i = offset; i < writes.length; i += 8) for (const side of sides) queue.push({ write: writes[i], side });
   const total = queue.length;
   const results: PointResult[] = [];
   const matrixStarted = Date.now();
+  let stopped = '';
+  const stop = (why: string) => {
+    if (!stopped) console.log(`${why}: no new crash point is started; the running ones finish`);
+    stopped ||= why;
+    queue.length = 0;
+  };
+  process.on('SIGINT', () => stop('interrupted'));
+  if (Number.isFinite(minutes)) setTimeout(() => stop(`--minutes ${minutes} reached`), minutes * 60_000).unref();
 
-  const label = (r: { write: number; side: CrashSide }) => `write ${r.write} (${r.side})`;
+  const label = (r: { write: number; side: CrashSide }) => `write ${r.write} (${r.side}, ${stepOfWrite(baseline, r.write)})`;
   const report = (r: PointResult) => {
     results.push(r);
     const verdict = !r.reached ? 'not reached in this run' : r.failures.length ? `NOT converged: ${r.failures.join(' | ').slice(0, 2000)}` : 'converged';
@@ -153,11 +176,16 @@ if (process.argv.includes('--worker')) {
   for (const r of reached.filter((x) => x.failures.length)) console.log(`NOT converged: ${label(r)}: ${r.failures.join(' | ').slice(0, 3000)}`);
   if (unreached.length) console.log(`not reached (the run sent fewer writes): ${unreached.join(', ')}`);
   const matrixSeconds = (Date.now() - matrixStarted) / 1000;
+  for (const id of STEP_IDS) {
+    const here = reached.filter((r) => stepOfWrite(baseline, r.write) === id);
+    if (here.length) console.log(`  ${id}: ${here.length} points, ${here.filter((r) => !r.failures.length).length} converged, ${(here.reduce((n, r) => n + r.seconds, 0) / here.length).toFixed(1)} s per point`);
+  }
+  if (stopped) console.log(`${stopped}: ${results.length} of ${total} crash points run`);
   const perPoint = results.length ? results.reduce((n, r) => n + r.seconds, 0) / results.length : 0;
   console.log(`crash points: ${reached.length}, converged: ${converged.length}, duplicate writes: ${duplicates}`);
   console.log(
     `(writes ${from}-${to}, stride ${stride}, sides ${sides.join('+')}, ${jobs} jobs, time scale ${timeScale}: ${Math.round((Date.now() - started) / 60_000)} min in all, ` +
       `${perPoint.toFixed(1)} s per point in a worker, ${(matrixSeconds / Math.max(1, results.length)).toFixed(1)} s of wall time per point)`,
   );
-  process.exitCode = reached.length === converged.length && duplicates === 0 ? 0 : 1;
+  process.exitCode = reached.length === converged.length && duplicates === 0 && !stopped ? 0 : 1;
 }
