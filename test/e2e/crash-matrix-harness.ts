@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import type { KubeObject, ResourceRef } from '../../src/kube/gateway.ts';
 import { STEP_IDS } from '../../src/engine/step.ts';
+import { main } from '../../src/cli/main.ts';
 import { runCli, spawnCli, waitUntil, type Env } from './steps-1-4-harness.ts';
 import { readJournalFile } from '../helpers/journal-file.ts';
 
@@ -130,14 +131,83 @@ export interface Baseline {
   writes: number;
   dump: StateDump;
   arm: NonIdempotentWrites;
+  /**
+   * Per step, the number of the first write sent after the step started (from the run's
+   * `[STARTED] <step>` progress line); a step that sent nothing has the next step's number.
+   */
+  stepFirstWrite: Record<string, number>;
 }
 
-/** `podid-migrate apply --yes` (or `args`) to the end, uninterrupted; counts its writes and dumps the result. */
+/** The step whose writes include write `write` of the uninterrupted run. */
+export function stepOfWrite(baseline: Baseline, write: number): string {
+  let found = STEP_IDS[0] as string;
+  for (const id of STEP_IDS) if ((baseline.stepFirstWrite[id] ?? Infinity) <= write) found = id;
+  return found;
+}
+
+/** `podid-migrate apply --yes` (or `args`) to the end, uninterrupted; counts its writes (per step too) and dumps the result. */
 export async function uninterruptedRun(env: Env, args: string[] = ['apply', '--yes'], timeoutMs = 300_000): Promise<Baseline> {
   env.sandbox.metrics.reset();
-  const r = await runCli(env, args, { timeoutMs });
-  if (r.code !== 0) throw new Error(`the uninterrupted run failed (exit ${r.code}):\n${r.all.slice(-3000)}`);
-  return { writes: mutatingRequests(env), dump: await fullDump(env), arm: nonIdempotentWrites(env) };
+  const stepFirstWrite: Record<string, number> = {};
+  const child = spawnCli(env, args, { timeoutMs });
+  let pending = '';
+  // A step's progress line comes before its plan is read, so before its first write.
+  child.stderr!.on('data', (chunk: Buffer) => {
+    pending += chunk.toString();
+    for (let i = pending.indexOf('\n'); i >= 0; i = pending.indexOf('\n')) {
+      const started = /^\[STARTED\] \[[^\]]*\] (\S+)/.exec(pending.slice(0, i));
+      if (started && (STEP_IDS as readonly string[]).includes(started[1])) stepFirstWrite[started[1]] = mutatingRequests(env) + 1;
+      pending = pending.slice(i + 1);
+    }
+  });
+  const r = await child;
+  if (r.exitCode !== 0) throw new Error(`the uninterrupted run failed (exit ${r.exitCode}):\n${String(r.all).slice(-3000)}`);
+  return { writes: mutatingRequests(env), dump: await fullDump(env), arm: nonIdempotentWrites(env), stepFirstWrite };
+}
+
+/** How a crash point's follow-up commands (the run meeting the stale lock, `force-unlock`, the resume) are run. */
+export type FollowUp = 'spawn' | 'in-process';
+
+/** Serialises in-process runs: the CLI reads its Azure endpoint and kubeconfig from `process.env`. */
+let inProcessQueue: Promise<unknown> = Promise.resolve();
+
+/**
+ * `podid-migrate <args>` run in this process through `main()` (the same entry point as the
+ * executable, with the environment of `source <dir>/env`), for commands nothing kills: it saves
+ * a Node start-up and module loading per command. One at a time per process, because the Azure
+ * gateway reads its endpoint from `process.env`, which is set for the run and put back after it.
+ */
+export function runCliInProcess(env: Env, args: string[]): Promise<{ code: number; stdout: string; stderr: string; all: string }> {
+  const run = async () => {
+    let stdout = '';
+    let stderr = '';
+    let all = '';
+    const saved = new Map<string, string | undefined>();
+    for (const [k, v] of Object.entries(env.cliEnv)) {
+      saved.set(k, process.env[k]);
+      process.env[k] = v;
+    }
+    try {
+      const code = await main(['node', 'podid-migrate', '--journal', env.journalPath, '--inventory', env.inventoryPath, ...args], {
+        stdout: { write: (t: string) => ((stdout += t), (all += t), true), isTTY: false },
+        stderr: { write: (t: string) => ((stderr += t), (all += t), true), isTTY: false },
+        env: { ...process.env, ...env.cliEnv },
+        interactive: false,
+        cwd: env.dir,
+        confirm: async () => false,
+        onInterrupt: () => () => {},
+      });
+      return { code, stdout, stderr, all };
+    } finally {
+      for (const [k, v] of saved) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  };
+  const p = inProcessQueue.then(run, run);
+  inProcessQueue = p.catch(() => undefined);
+  return p;
 }
 
 /** The outcome of one crash point. */
@@ -149,11 +219,12 @@ export interface CrashOutcome {
 }
 
 /**
- * Runs the CLI with `args`, kills it with SIGKILL at write `write` (`side` of it), then resumes
- * as the CLI tells the operator to: the same command meets the stale lock and names it,
- * `force-unlock <id>`, the same command again.
+ * Runs the CLI with `args` as a child process and kills it with SIGKILL at its write `write`
+ * (`side` of it: the server applied it and holds the answer, or holds the request unapplied and
+ * drops it once the process is gone). Resolves false when the run ended by itself, with exit 0,
+ * before sending write `write`.
  */
-export async function crashAndResumeAt(env: Env, write: number, side: CrashSide, args: string[] = ['apply', '--yes'], timeoutMs = 300_000): Promise<CrashOutcome> {
+export async function crashAt(env: Env, write: number, side: CrashSide, args: string[], timeoutMs = 300_000): Promise<boolean> {
   const faults = env.sandbox.faults;
   const ruleId = faults.add({ api: 'any', mutating: true, after: write - 1, times: 1, action: { kind: side === 'after' ? 'hold-response' : 'hold-request' } });
   let held = false;
@@ -174,23 +245,46 @@ export async function crashAndResumeAt(env: Env, write: number, side: CrashSide,
     if (!held) {
       const r = await child;
       if (r.exitCode !== 0) throw new Error(`the run ended before write ${write} with exit ${r.exitCode}:\n${String(r.all).slice(-3000)}`);
-      return { reached: false };
+      return false;
     }
     child.kill('SIGKILL');
-    await child;
+    const r = await child;
+    if (r.signal !== 'SIGKILL') throw new Error(`the CLI was not killed at write ${write} (exit ${r.exitCode}):\n${String(r.all).slice(-3000)}`);
     if (side === 'before') await waitUntil('the sandbox to drop the held request', () => dropped);
+    return true;
   } finally {
     faults.off('held', onHeld);
     faults.off('dropped', onDropped);
     faults.remove(ruleId);
     if (!exited) child.kill('SIGKILL');
   }
-  const blocked = await runCli(env, args, { timeoutMs });
+}
+
+/**
+ * After a kill, what the CLI tells the operator: the same command meets the stale lock and names
+ * it, then `force-unlock <id>`. Resolves undefined when both went so, else the command that did not.
+ */
+export async function clearStaleLock(env: Env, args: string[], followUp: FollowUp = 'spawn', timeoutMs = 300_000): Promise<{ code: number; all: string } | undefined> {
+  const follow = (a: string[]) => (followUp === 'in-process' ? runCliInProcess(env, a) : runCli(env, a, { timeoutMs }));
+  const blocked = await follow(args);
   const lockId = /force-unlock (\S+)/.exec(blocked.all)?.[1];
-  if (blocked.code === 0 || !lockId) return { reached: true, resumed: { code: blocked.code, all: `expected the stale lock to be named, got:\n${blocked.all}` } };
-  const unlocked = await runCli(env, ['force-unlock', lockId]);
-  if (unlocked.code !== 0) return { reached: true, resumed: { code: unlocked.code, all: `force-unlock failed:\n${unlocked.all}` } };
-  const resumed = await runCli(env, args, { timeoutMs });
+  if (blocked.code === 0 || !lockId) return { code: blocked.code || -1, all: `expected the stale lock to be named, got:\n${blocked.all}` };
+  const unlocked = await follow(['force-unlock', lockId]);
+  if (unlocked.code !== 0) return { code: unlocked.code, all: `force-unlock failed:\n${unlocked.all}` };
+  return undefined;
+}
+
+/**
+ * Runs the CLI with `args`, kills it with SIGKILL at write `write` (`side` of it), then resumes
+ * as the CLI tells the operator to: the same command meets the stale lock and names it,
+ * `force-unlock <id>`, the same command again. `followUp` says how those three commands run
+ * (the killed run is always a child process).
+ */
+export async function crashAndResumeAt(env: Env, write: number, side: CrashSide, args: string[] = ['apply', '--yes'], timeoutMs = 300_000, followUp: FollowUp = 'spawn'): Promise<CrashOutcome> {
+  if (!(await crashAt(env, write, side, args, timeoutMs))) return { reached: false };
+  const stuck = await clearStaleLock(env, args, followUp, timeoutMs);
+  if (stuck) return { reached: true, resumed: stuck };
+  const resumed = followUp === 'in-process' ? await runCliInProcess(env, args) : await runCli(env, args, { timeoutMs });
   return { reached: true, resumed: { code: resumed.code, all: resumed.all } };
 }
 
