@@ -69,9 +69,12 @@ async function waitSimulated(sb: { timeScale: number }, simSeconds: number, say:
 export const DEMO_PROCEDURES = ['upstream', 'in-place', 'drain'] as const;
 export type DemoProcedure = (typeof DEMO_PROCEDURES)[number];
 
+/** The procedure `demo` runs without `--procedure`: the runbook with its default NMI rollout (`drain`). */
+export const DEFAULT_DEMO_PROCEDURE: DemoProcedure = 'drain';
+
 /** Validates `--procedure`. */
 export function parseProcedure(raw: string | undefined): DemoProcedure {
-  const p = raw ?? 'in-place';
+  const p = raw ?? DEFAULT_DEMO_PROCEDURE;
   if (!(DEMO_PROCEDURES as readonly string[]).includes(p)) throw new UsageError(`--procedure: "${raw}" is not a procedure.`, `Use one of: ${DEMO_PROCEDURES.join(', ')}.`);
   return p as DemoProcedure;
 }
@@ -431,7 +434,7 @@ async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSa
       cluster,
       journalPath,
       inventoryPath,
-      options: { aksId: sb.aksResourceId, junitPath: join(dir, 'junit.xml'), kubeconfig: sb.kubeconfig, nmiRollout: procedure === 'drain' ? 'drain' : 'in-place' },
+      options: { aksId: sb.aksResourceId, junitPath: join(dir, 'junit.xml'), kubeconfig: sb.kubeconfig, nmiRollout: procedure === 'drain' ? 'drain' : 'in-place', clusterTimeScale: sb.timeScale },
       stepTimeoutMs: globals.stepTimeoutMs,
       events,
       verbose: globals.verbose,
