@@ -1,9 +1,17 @@
 /**
  * Step 3, `nmi-managed`: switches the existing NMI DaemonSet to managed mode in place (same
- * name, same namespace, so no second NMI ever fights for the host ports), one node at a time
- * (`patch-container` with the update strategy, rollout awaited until every NMI pod is Active).
- * Only the container args and the update strategy change; everything else is kept. The check
- * runs one token probe pod per pool (declared in the plan's `checkWrites`).
+ * name, same namespace, so no second NMI ever fights for the host ports). Only the container
+ * args and the update strategy change; everything else is kept.
+ *
+ * `--nmi-rollout drain` (default): the template is patched with `updateStrategy: OnDelete`
+ * (nothing restarts), every node still on the old NMI is cordoned (`cordon-nodes`), then node by
+ * node (`--nmi-max-unavailable` per pool, every pool at once, nodes running MIC last in their
+ * pool) an `nmi-node-rollout` evicts its pods, restarts its NMI and uncordons it, and the original
+ * strategy comes back. So no service pod is on a node while its NMI restarts, and a pod evicted
+ * (or newly created) meanwhile starts only on a node already in managed mode, where it waits for
+ * no MIC assignment. `--nmi-rollout in-place`: one rolling patch (`patch-container`, rollout
+ * awaited until every NMI pod is Active). The check runs one token probe pod per pool (declared
+ * in the plan's `checkWrites`).
  */
 import pLimit from 'p-limit';
 import type { Blocker, CheckResult, StepOutcome, StepPlan } from '../engine/step.ts';
