@@ -133,6 +133,7 @@ class MicProcess {
   private readonly cfg: MicConfig;
   private readonly version: [number, number, number];
   private readonly assignmentMs: number;
+  private readonly readMs: number;
   private leader = false;
   private syncLoopStarted = false;
   private observed: { raw: string; at: number } | undefined;
@@ -146,6 +147,7 @@ class MicProcess {
     this.store = opts.store;
     const timing = timingOf(opts);
     this.assignmentMs = timing.micAssignmentSeconds * 1000;
+    this.readMs = timing.micReadSeconds * 1000;
     this.version = imageVersion(String(ctx.container.image ?? ''));
     const argv = ctx.argv.length && !ctx.argv[0].startsWith('-') ? ctx.argv.slice(1) : ctx.argv;
     this.cfg = parseMicArgs(argv, ctx.env, ctx.pod.metadata.name ?? 'mic', { syncMs: timing.micSyncSeconds * 1000, reconcileMs: timing.micReconcileSeconds * 1000 });
@@ -495,9 +497,20 @@ class MicProcess {
     }
     if (!work.size) return;
 
-    // Assignment latency: the VMSS GET, the PATCH's long-running operation and its polling.
-    await this.sleep(this.assignmentMs);
+    // Assignment latency: the VMSS GET, and when an identity is to be added or removed the PATCH's
+    // long-running operation and its polling (upstream sends no PATCH when nothing changes).
+    await this.sleep(this.needsPatch(work) ? this.assignmentMs : this.readMs);
     for (const [vmss, w] of work) this.applyScaleSet(aaiType, vmss, w);
+  }
+
+  /** Whether any scale set of the cycle lacks an identity to add or still carries one to remove (what `applyScaleSet` would PATCH). */
+  private needsPatch(work: Map<string, ScaleSetWork>): boolean {
+    for (const [vmss, w] of work) {
+      const set = this.opts.infra.scaleSet(vmss);
+      for (const key of w.add.keys()) if (!set?.userAssignedIdentities.has(key)) return true;
+      for (const key of w.remove.keys()) if (!w.add.has(key) && set?.userAssignedIdentities.has(key)) return true;
+    }
+    return false;
   }
 
   private createAssigned(t: ResourceType, d: Desired): KObject | undefined {
