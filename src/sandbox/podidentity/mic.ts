@@ -10,7 +10,9 @@
  * - the leader rewrites capitalised pre-1.6.0 field names once (recorded in ConfigMap
  *   `aad-pod-identity-config`, key `type-upgrade-status`), then syncs on every pod, binding or
  *   identity change and periodically: it creates an AzureAssignedIdentity per pod and matched
- *   binding (`Created`), PATCHes each VMSS once with the delta, then marks them `Assigned`;
+ *   binding (`Created`), PATCHes each VMSS once with the delta, then marks them `Assigned`; a
+ *   cycle with no delta GETs the scale sets and sends no PATCH (upstream `requiresUpdate`), so
+ *   it takes `micReadSeconds`, not the PATCH's `micAssignmentSeconds`;
  * - garbage collection: AzureAssignedIdentities whose pod is gone or moved are deleted after
  *   the identity is removed from the VMSS, unless another pod on that VMSS still uses it or
  *   its client id is in `--immutable-user-msis`. Identities no object references are never
