@@ -1,13 +1,22 @@
 /**
  * Step 3, `nmi-managed`: switches the existing NMI DaemonSet to managed mode in place (same
- * name, same namespace, so no second NMI ever fights for the host ports), one node at a time
- * (`patch-container` with the update strategy, rollout awaited until every NMI pod is Active).
- * Only the container args and the update strategy change; everything else is kept. The check
- * runs one token probe pod per pool (declared in the plan's `checkWrites`).
+ * name, same namespace, so no second NMI ever fights for the host ports). Only the container
+ * args and the update strategy change; everything else is kept.
+ *
+ * `--nmi-rollout drain` (default): the template is patched with `updateStrategy: OnDelete`
+ * (nothing restarts), every node still on the old NMI is cordoned (`cordon-nodes`), then node by
+ * node (`--nmi-max-unavailable` per pool, every pool at once, nodes running MIC last in their
+ * pool) an `nmi-node-rollout` evicts its pods, restarts its NMI and uncordons it, and the original
+ * strategy comes back. So no service pod is on a node while its NMI restarts, and a pod evicted
+ * (or newly created) meanwhile starts only on a node already in managed mode, where it waits for
+ * no MIC assignment. `--nmi-rollout in-place`: one rolling patch (`patch-container`, rollout
+ * awaited until every NMI pod is Active). The check runs one token probe pod per pool (declared
+ * in the plan's `checkWrites`).
  */
 import pLimit from 'p-limit';
 import type { Blocker, CheckResult, StepOutcome, StepPlan } from '../engine/step.ts';
 import type { NmiNodeRolloutDetails } from './executors/nmi-node-rollout.ts';
+import { wasCordonedBefore, type CordonNodesPreState } from './executors/cordon-nodes.ts';
 import { clusterShape, DEFAULT_NMI_ROLLOUT, estimateRollout, maxUnavailableOf, rolloutNotes, rolloutWaves, stepTimeoutOf, type NmiNode, type NmiRollout } from './lib/nmi-rollout.ts';
 import { sameJson } from './lib/util.ts';
 import { analyseNodeDrain, drainBlockers } from './lib/drain-rules.ts';
@@ -18,6 +27,7 @@ import { inventoryFor, podIdentityFor } from './lib/inventory-source.ts';
 import type { InventoryDocument } from './lib/inventory-model.ts';
 import { isCordoned, isReady, poolOf } from './lib/nodes.ts';
 import { daemonSetRolloutGap, healthBodies, helmManagedValues, managedNmiArgs, nmiPods, nmiProbePort, type PodIdentityWorkload } from './lib/pod-identity.ts';
+import type { KubeObject } from '../kube/gateway.ts';
 import { runTokenProbe } from './lib/probe.ts';
 import { remainingMs } from './lib/util.ts';
 
@@ -26,6 +36,8 @@ export { nmiProbePort, withoutAddedDefaults } from './lib/pod-identity.ts';
 export const NMI_ACTION_ID = 'nmi/managed-mode';
 /** With `--nmi-rollout drain`: the template patch that also sets `updateStrategy: OnDelete`. */
 export const NMI_ON_DELETE_ID = 'nmi/on-delete';
+/** With `--nmi-rollout drain`: cordons every node still on the old NMI before the first eviction. */
+export const NMI_CORDON_ID = 'nmi/cordon-old-nmi';
 
 /** The update strategy the rollout uses: one node at a time, and never two NMIs on a node (they share host ports). */
 export const NMI_UPDATE_STRATEGY = { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } } as const;
@@ -121,29 +133,69 @@ function drainRolloutActions(ctx: Ctx, nmi: PodIdentityWorkload, args: string[],
   const restart = new Set((argsChange ? [...cluster.values()].flat().filter((n) => n.nmiArgs !== undefined) : stale).map((n) => n.name));
   const waves = rolloutWaves(cluster, maxUnavailable, restart);
   const force = ctx.options.drainForce === true;
+  // Every node still on the old NMI is cordoned before the first eviction, so a pod evicted from
+  // a node (or a new one) only starts on a node already in managed mode, where nothing waits for
+  // MIC; each node is uncordoned when its own turn ends. Measured: without it, pods moved onto
+  // standard-mode nodes of their pool waited for MIC's assignment (up to 24 s on the default
+  // scenario, longer when the MIC leader was among the evicted pods).
+  const cordonPre = ctx.journal.firstPreState<CordonNodesPreState>(NMI_CORDON_ID);
+  const preCordon = restart.size > 1;
+  if (preCordon) {
+    const names = [...restart].sort();
+    const open = [...cluster.values()].flat().filter((n) => restart.has(n.name) && !n.cordoned).length;
+    actions.push(
+      action({
+        id: NMI_CORDON_ID,
+        kind: 'cordon-nodes',
+        op: '~',
+        target: `${names.length} nodes`,
+        summary: `cordon every node still on the old NMI (${open} to cordon), so evicted and new pods start only on nodes already in managed mode; each is uncordoned after its NMI restart`,
+        api: 'kube',
+        writes: { kube: open, arm: 0 },
+        details: { nodes: names, reason: 'still on the old NMI' },
+      }),
+    );
+  }
+  const waveOf = new Map<string, number>();
+  waves.forEach((wave, w) => wave.forEach((n) => waveOf.set(n.name, w)));
   let before = 0;
   waves.forEach((wave, w) => {
     const waveStable = wave.reduce((n, x) => n + x.stablePods, 0);
     for (const n of wave) {
       const pre = ctx.journal.firstPreState<{ wasUnschedulable?: boolean }>(`nmi/node/${n.name}`);
-      const wasCordoned = pre?.wasUnschedulable ?? n.cordoned;
-      const least = (n.cordoned ? 0 : 1) + n.stablePods + 1 + (wasCordoned ? 0 : 1);
+      const wasCordoned = wasCordonedBefore(cordonPre, n.name) ?? pre?.wasUnschedulable ?? n.cordoned;
+      const laterInPool = preCordon ? (cluster.get(n.pool) ?? []).filter((x) => (waveOf.get(x.name) ?? -1) > w).map((x) => x.name).sort() : [];
+      // The node's own cordon is the cordon action's when there is one.
+      const ownCordon = preCordon || n.cordoned ? 0 : 1;
+      const least = ownCordon + n.stablePods + 1 + (wasCordoned ? 0 : 1);
       // Pods evicted from nodes of this or an earlier wave may be scheduled here before the cordon
-      // (or before this wave starts): the scheduler decides, so those evictions are a range.
+      // (or before this wave starts): the scheduler decides, so those evictions are a range. So
+      // are the deadlock fallback's uncordons of the pool's later nodes and, after an earlier
+      // node's fallback, this node's own cordon again.
       const others = before + waveStable - n.stablePods;
+      const fallback = laterInPool.length + (preCordon && w > 0 && !wasCordoned ? 1 : 0);
       actions.push(
         action({
           id: `nmi/node/${n.name}`,
           kind: 'nmi-node-rollout',
           op: '~',
           target: `node ${n.name}`,
-          summary: `cordon, evict ${n.stablePods} pod${n.stablePods === 1 ? '' : 's'}, restart NMI, await Active, uncordon; pool ${n.pool}${others ? ` (up to ${others} more evictions if pods moved off other nodes land here first)` : ''}`,
+          summary: `${preCordon ? '' : 'cordon, '}evict ${n.stablePods} pod${n.stablePods === 1 ? '' : 's'}, restart NMI, await Active, uncordon; pool ${n.pool}${n.micPods ? ' (runs MIC: last in its pool)' : ''}${others ? ` (up to ${others} more evictions if pods moved off other nodes land here first)` : ''}`,
           api: 'kube',
           writes: { kube: least, arm: 0 },
-          ...(others ? { writesUpTo: { kube: least + others, arm: 0 } } : {}),
+          ...(others || fallback ? { writesUpTo: { kube: least + others + fallback, arm: 0 } } : {}),
           // --nmi-max-unavailable per pool, every pool at once.
           ...(wave.length > 1 ? { parallelGroup: `nmi-wave-${w}`, parallelLimit: wave.length } : {}),
-          details: { pool: n.pool, node: n.name, namespace: nmi.namespace, name: nmi.name, container: nmi.container, force, ...(ctx.options.deleteEmptyDirData === true ? { deleteEmptyDirData: true } : {}) },
+          details: {
+            pool: n.pool,
+            node: n.name,
+            namespace: nmi.namespace,
+            name: nmi.name,
+            container: nmi.container,
+            force,
+            ...(ctx.options.deleteEmptyDirData === true ? { deleteEmptyDirData: true } : {}),
+            ...(preCordon ? { cordonedWith: NMI_CORDON_ID, laterInPool } : {}),
+          },
         }),
       );
     }
@@ -173,6 +225,13 @@ function describeStrategy(s: unknown): string {
   return u.type === 'RollingUpdate' ? `RollingUpdate maxUnavailable ${String(u.rollingUpdate?.maxUnavailable ?? 1)}` : String(u.type);
 }
 
+/** Whether a pod belongs to the MIC Deployment (its namespace and selector labels); never, without MIC. */
+function micPodMatcher(dep: KubeObject | undefined): (pod: KubeObject) => boolean {
+  const sel = (dep?.spec as { selector?: { matchLabels?: Record<string, string> } } | undefined)?.selector?.matchLabels;
+  if (!dep || !sel || !Object.keys(sel).length) return () => false;
+  return (pod) => pod.metadata?.namespace === dep.metadata?.namespace && Object.entries(sel).every(([k, v]) => pod.metadata?.labels?.[k] === v);
+}
+
 async function readyNodesByPool(ctx: Ctx): Promise<Map<string, string[]>> {
   const nodes = await ctx.kube.list(KINDS.Node);
   const out = new Map<string, string[]>();
@@ -197,13 +256,15 @@ export const nmiManagedStep: MigrationStep = {
 
   async plan(ctx): Promise<StepPlan> {
     const inv = await inventoryFor(ctx);
-    const nmi = await liveNmi(ctx);
+    const { nmi: found, mic } = await podIdentityFor(ctx);
+    if (!found) throw new Error('the NMI DaemonSet was not found; re-run the inventory step');
+    const nmi = found;
     const args = managedNmiArgs(nmi.args, nmi.version);
     const strategy = (nmi.object.spec as { updateStrategy?: unknown } | undefined)?.updateStrategy;
     const rollout = nmiRolloutOf(ctx);
     const maxUnavailable = maxUnavailableOf(ctx.options);
     const [nodes, pods] = await Promise.all([ctx.kube.list(KINDS.Node), ctx.kube.list(KINDS.Pod)]);
-    const cluster = clusterShape(nodes, pods, nmi);
+    const cluster = clusterShape(nodes, pods, nmi, micPodMatcher(mic?.object));
     const actions: MigrationAction[] = rollout === 'drain' ? drainRolloutActions(ctx, nmi, args, strategy, cluster, maxUnavailable) : inPlaceActions(nmi, args, strategy, maxUnavailable);
     const blockers: Blocker[] = [];
     const restarting = new Set(actions.filter((a) => a.kind === 'nmi-node-rollout').map((a) => (a.details as NmiNodeRolloutDetails).node));
@@ -220,7 +281,7 @@ export const nmiManagedStep: MigrationStep = {
       }
     }
     const rolled = [...cluster.values()].flat().filter((n) => rollout === 'in-place' ? n.nmiArgs !== undefined : restarting.has(n.name));
-    const estimate = estimateRollout(rollout, rollout === 'drain' ? rolloutWaves(cluster, maxUnavailable, restarting) : [rolled], maxUnavailable);
+    const estimate = estimateRollout(rollout, rollout === 'drain' ? rolloutWaves(cluster, maxUnavailable, restarting) : [rolled], maxUnavailable, { clusterTimeScale: typeof ctx.options.clusterTimeScale === 'number' ? ctx.options.clusterTimeScale : undefined });
     const notes: string[] = [];
     if (nmi.install === 'helm') {
       notes.push(`NMI is a Helm install: keep this with \`${helmManagedValues(nmi.helmRelease)}\`; a later helm upgrade with operationMode=standard reverts NMI and brings MIC back`);

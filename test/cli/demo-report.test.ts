@@ -52,7 +52,7 @@ describe('demo report: drain per pool from the journal', () => {
   });
 
   it('accepts the procedures it can run and refuses drain until the strategy exists', () => {
-    expect(parseProcedure(undefined)).toBe('in-place');
+    expect(parseProcedure(undefined)).toBe('drain');
     expect(parseProcedure('upstream')).toBe('upstream');
     expect(parseProcedure('drain')).toBe('drain');
     expect(() => parseProcedure('kubectl')).toThrow(/"kubectl" is not a procedure/);

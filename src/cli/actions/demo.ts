@@ -12,13 +12,15 @@
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { UsageError, PreconditionError } from '../../engine/errors.ts';
 import { parseJournal, type ClusterIdentity, type JournalDocument, type StepEntry } from '../../engine/journal.ts';
 import { Runner, formatDuration, type RunnerEvents, type StepRunResult } from '../../engine/runner.ts';
 import type { ExecutorRegistry, StepId, StepRegistry } from '../../engine/step.ts';
 import type { CallCounts } from '../../kube/call-counter.ts';
 import type { OutageReport } from '../../sandbox/podidentity/outage-meter.ts';
+import type { SandboxWorkerData, SandboxWorkerInfo } from '../../sandbox/worker.ts';
 import type { Paint } from '../io.ts';
 import { runWithProgress } from '../progress.ts';
 import { renderData, renderPlanTable, table } from '../render.ts';
@@ -69,9 +71,12 @@ async function waitSimulated(sb: { timeScale: number }, simSeconds: number, say:
 export const DEMO_PROCEDURES = ['upstream', 'in-place', 'drain'] as const;
 export type DemoProcedure = (typeof DEMO_PROCEDURES)[number];
 
+/** The procedure `demo` runs without `--procedure`: the runbook with its default NMI rollout (`drain`). */
+export const DEFAULT_DEMO_PROCEDURE: DemoProcedure = 'drain';
+
 /** Validates `--procedure`. */
 export function parseProcedure(raw: string | undefined): DemoProcedure {
-  const p = raw ?? 'in-place';
+  const p = raw ?? DEFAULT_DEMO_PROCEDURE;
   if (!(DEMO_PROCEDURES as readonly string[]).includes(p)) throw new UsageError(`--procedure: "${raw}" is not a procedure.`, `Use one of: ${DEMO_PROCEDURES.join(', ')}.`);
   return p as DemoProcedure;
 }
@@ -198,40 +203,69 @@ function parseTimeScale(raw: string | undefined): number | undefined {
   return n;
 }
 
+/**
+ * The sandbox in a worker thread of this process (see src/sandbox/worker.ts for why not on this
+ * thread): it stops with the demo, and nothing outlives the process.
+ */
 async function startInProcess(flags: DemoFlags, dir: string, progress: (m: string) => void): Promise<DemoSandbox> {
-  const { Sandbox } = await import('../../sandbox/sandbox.ts');
   const { loadScenarioFile, DEFAULT_SCENARIO_PATH, ScenarioError } = await import('../../sandbox/scenario.ts');
+  const { Worker } = await import('node:worker_threads');
+  const scenarioFile = resolve(flags.scenario ?? DEFAULT_SCENARIO_PATH);
   let scenario;
   try {
-    scenario = loadScenarioFile(resolve(flags.scenario ?? DEFAULT_SCENARIO_PATH));
+    // Validated here, so a bad file is a usage error naming its fields before anything starts.
+    scenario = loadScenarioFile(scenarioFile);
   } catch (e) {
     if (e instanceof ScenarioError) throw new UsageError(e.message, e.hint);
     throw e;
   }
-  const sb = await Sandbox.start({ scenario, timeScale: parseTimeScale(flags.timeScale), churn: flags.churn });
-  try {
-    progress(`sandbox "${scenario.name}" starting (${sb.clock.timeScale}x)`);
-    await sb.waitReady(120_000);
-  } catch (e) {
-    await sb.stop();
-    throw e;
-  }
-  const files = sb.writeClientFiles(join(dir, 'sandbox'));
+  const timeScale = parseTimeScale(flags.timeScale);
+  progress(`sandbox "${scenario.name}" starting (${timeScale ?? scenario.timeScale ?? 10}x)`);
+  // The worker next to the sandbox modules: worker.ts from the sources, worker.js from the build.
+  const here = fileURLToPath(import.meta.url);
+  const entry = join(dirname(here), '..', '..', 'sandbox', `worker${extname(here)}`);
+  const data: SandboxWorkerData = { scenarioFile, ...(timeScale !== undefined ? { timeScale } : {}), churn: flags.churn, dir: join(dir, 'sandbox'), readyTimeoutMs: 120_000 };
+  const worker = new Worker(entry, { workerData: data });
+  const waiting = new Map<number, (r: OutageReport) => void>();
+  let nextId = 1;
+  let stopped: (() => void) | undefined;
+  const gone = new Promise<void>((r) => worker.once('exit', () => r()));
+  const info = await new Promise<SandboxWorkerInfo>((ok, fail) => {
+    worker.on('message', (m: { type: string; info?: SandboxWorkerInfo; message?: string; hint?: string; id?: number; report?: OutageReport }) => {
+      if (m.type === 'ready') ok(m.info!);
+      else if (m.type === 'failed') fail(new PreconditionError(`the sandbox failed to start: ${m.message}`, m.hint ?? 'Run it with --keep to keep its log (sandbox.log in --dir).'));
+      else if (m.type === 'outage') waiting.get(m.id!)?.(m.report!);
+      else if (m.type === 'stopped') stopped?.();
+    });
+    worker.once('error', fail);
+    worker.once('exit', (code) => fail(new PreconditionError(`the sandbox stopped while starting (exit ${code}).`, 'Run it with --keep to keep its log (sandbox.log in --dir).')));
+  });
   return {
-    kubeconfig: files.kubeconfig,
-    armEnv: { PODID_MIGRATE_ARM_ENDPOINT: sb.armUrl, PODID_MIGRATE_ARM_TOKEN_FILE: files.armTokenFile, PODID_MIGRATE_CA_FILE: files.caFile },
-    aksResourceId: sb.aksResourceId,
-    subscriptionId: scenario.subscriptionId,
-    clusterName: scenario.cluster.name,
-    scenarioName: scenario.name,
-    timeScale: sb.clock.timeScale,
-    envFile: files.envFile,
-    outage: async () => sb.meter.report(),
+    kubeconfig: info.kubeconfig,
+    armEnv: { PODID_MIGRATE_ARM_ENDPOINT: info.armUrl, PODID_MIGRATE_ARM_TOKEN_FILE: info.armTokenFile, PODID_MIGRATE_CA_FILE: info.caFile },
+    aksResourceId: info.aksResourceId,
+    subscriptionId: info.subscriptionId,
+    clusterName: info.clusterName,
+    scenarioName: info.scenarioName,
+    timeScale: info.timeScale,
+    envFile: info.envFile,
+    outage: () =>
+      new Promise<OutageReport>((ok) => {
+        const id = nextId++;
+        waiting.set(id, (r) => {
+          waiting.delete(id);
+          ok(r);
+        });
+        worker.postMessage({ type: 'outage', id });
+      }),
     // The sandbox's credentials are worthless once it stops, but a bearer token left on disk is
     // still one too many: remove them with it (the CA certificate and env file are not secret).
     stop: async () => {
-      await sb.stop();
-      for (const secret of [files.kubeconfig, files.armTokenFile]) rmSync(secret, { force: true });
+      const done = new Promise<void>((r) => (stopped = r));
+      worker.postMessage({ type: 'stop' });
+      await Promise.race([done, gone, new Promise((r) => setTimeout(r, 15_000).unref())]);
+      await worker.terminate();
+      for (const secret of [info.kubeconfig, info.armTokenFile]) rmSync(secret, { force: true });
     },
   };
 }
@@ -435,7 +469,7 @@ async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSa
       cluster,
       journalPath,
       inventoryPath,
-      options: { aksId: sb.aksResourceId, junitPath: join(dir, 'junit.xml'), kubeconfig: sb.kubeconfig, nmiRollout: procedure === 'drain' ? 'drain' : 'in-place' },
+      options: { aksId: sb.aksResourceId, junitPath: join(dir, 'junit.xml'), kubeconfig: sb.kubeconfig, nmiRollout: procedure === 'drain' ? 'drain' : 'in-place', clusterTimeScale: sb.timeScale },
       stepTimeoutMs: globals.stepTimeoutMs,
       events,
       verbose: globals.verbose,

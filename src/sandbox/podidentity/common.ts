@@ -40,6 +40,12 @@ export interface IdentityInfra {
 export interface PodIdentityTiming {
   /** How long MIC takes from noticing a pod to the VMSS PATCH being done (sandbox latency profile; real: 10-60 s). */
   micAssignmentSeconds: number;
+  /**
+   * A sync cycle whose scale sets already carry every identity it needs: upstream `UpdateUserMSI`
+   * GETs the scale set and sends no PATCH when nothing is to add or remove (`requiresUpdate`),
+   * so the cycle costs that GET, not the PATCH's long-running operation.
+   */
+  micReadSeconds: number;
   /** MIC's periodic sync loop besides event-driven syncs (upstream `--syncRetryDuration` is 3600 s; the sandbox syncs more often so drift shows). */
   micSyncSeconds: number;
   /** MIC's reconcile of identity assignment for `Assigned` objects (upstream `--identity-assignment-reconcile-interval`, 3 min). */
@@ -52,6 +58,7 @@ export interface PodIdentityTiming {
 
 export const DEFAULT_TIMING: PodIdentityTiming = {
   micAssignmentSeconds: 4,
+  micReadSeconds: 0.5,
   micSyncSeconds: 10,
   micReconcileSeconds: 180,
   nmiStartupSeconds: 3,

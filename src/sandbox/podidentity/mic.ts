@@ -10,7 +10,9 @@
  * - the leader rewrites capitalised pre-1.6.0 field names once (recorded in ConfigMap
  *   `aad-pod-identity-config`, key `type-upgrade-status`), then syncs on every pod, binding or
  *   identity change and periodically: it creates an AzureAssignedIdentity per pod and matched
- *   binding (`Created`), PATCHes each VMSS once with the delta, then marks them `Assigned`;
+ *   binding (`Created`), PATCHes each VMSS once with the delta, then marks them `Assigned`; a
+ *   cycle with no delta GETs the scale sets and sends no PATCH (upstream `requiresUpdate`), so
+ *   it takes `micReadSeconds`, not the PATCH's `micAssignmentSeconds`;
  * - garbage collection: AzureAssignedIdentities whose pod is gone or moved are deleted after
  *   the identity is removed from the VMSS, unless another pod on that VMSS still uses it or
  *   its client id is in `--immutable-user-msis`. Identities no object references are never
@@ -133,6 +135,7 @@ class MicProcess {
   private readonly cfg: MicConfig;
   private readonly version: [number, number, number];
   private readonly assignmentMs: number;
+  private readonly readMs: number;
   private leader = false;
   private syncLoopStarted = false;
   private observed: { raw: string; at: number } | undefined;
@@ -146,6 +149,7 @@ class MicProcess {
     this.store = opts.store;
     const timing = timingOf(opts);
     this.assignmentMs = timing.micAssignmentSeconds * 1000;
+    this.readMs = timing.micReadSeconds * 1000;
     this.version = imageVersion(String(ctx.container.image ?? ''));
     const argv = ctx.argv.length && !ctx.argv[0].startsWith('-') ? ctx.argv.slice(1) : ctx.argv;
     this.cfg = parseMicArgs(argv, ctx.env, ctx.pod.metadata.name ?? 'mic', { syncMs: timing.micSyncSeconds * 1000, reconcileMs: timing.micReconcileSeconds * 1000 });
@@ -495,9 +499,20 @@ class MicProcess {
     }
     if (!work.size) return;
 
-    // Assignment latency: the VMSS GET, the PATCH's long-running operation and its polling.
-    await this.sleep(this.assignmentMs);
+    // Assignment latency: the VMSS GET, and when an identity is to be added or removed the PATCH's
+    // long-running operation and its polling (upstream sends no PATCH when nothing changes).
+    await this.sleep(this.needsPatch(work) ? this.assignmentMs : this.readMs);
     for (const [vmss, w] of work) this.applyScaleSet(aaiType, vmss, w);
+  }
+
+  /** Whether any scale set of the cycle lacks an identity to add or still carries one to remove (what `applyScaleSet` would PATCH). */
+  private needsPatch(work: Map<string, ScaleSetWork>): boolean {
+    for (const [vmss, w] of work) {
+      const set = this.opts.infra.scaleSet(vmss);
+      for (const key of w.add.keys()) if (!set?.userAssignedIdentities.has(key)) return true;
+      for (const key of w.remove.keys()) if (!w.add.has(key) && set?.userAssignedIdentities.has(key)) return true;
+    }
+    return false;
   }
 
   private createAssigned(t: ResourceType, d: Desired): KObject | undefined {

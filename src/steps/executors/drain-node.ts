@@ -30,7 +30,14 @@ export interface DrainNodeDetails {
  * each is gone. A PodDisruptionBudget refusal is retried every {@link EVICTION_RETRY_MS} until the
  * drain timeout; then the step fails with a message naming the budget.
  */
-export async function evictAll(ctx: Ctx, d: { pool: string; node: string; force: boolean; deleteEmptyDirData?: boolean }, stepId: 'drain' | 'nmi-managed' = 'drain'): Promise<DrainResult> {
+/**
+ * Called when a PodDisruptionBudget refuses an eviction while pods it covers are Pending with no
+ * node (they cannot start, so the budget will not allow the eviction by itself): the caller may
+ * make room for them. Resolves once it has done what it can; the eviction is then retried.
+ */
+export type BudgetDeadlockHook = (pod: KubeObject, pending: KubeObject[]) => Promise<void>;
+
+export async function evictAll(ctx: Ctx, d: { pool: string; node: string; force: boolean; deleteEmptyDirData?: boolean }, stepId: 'drain' | 'nmi-managed' = 'drain', onBudgetDeadlock?: BudgetDeadlockHook): Promise<DrainResult> {
   const kube = ctx.kube;
   const timeoutMs = drainTimeoutOf(ctx.options);
   const giveUpAt = Date.now() + timeoutMs;
@@ -59,7 +66,7 @@ export async function evictAll(ctx: Ctx, d: { pool: string; node: string; force:
     let remaining = onNode.length;
     await Promise.all(
       onNode.map(async (pod) => {
-        await evictOne(ctx, pod, giveUpAt, timeoutMs, d, stepId);
+        await evictOne(ctx, pod, giveUpAt, timeoutMs, d, stepId, onBudgetDeadlock);
         const ref = await topWorkload(kube, pod);
         if (ref) workloads.set(`${ref.kind}/${ref.namespace}/${ref.name}`, ref);
         evicted++;
@@ -72,7 +79,7 @@ export async function evictAll(ctx: Ctx, d: { pool: string; node: string; force:
   return { evicted, workloads: [...workloads.values()].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)) };
 }
 
-async function evictOne(ctx: Ctx, pod: KubeObject, giveUpAt: number, timeoutMs: number, d: { pool: string; node: string }, stepId: 'drain' | 'nmi-managed'): Promise<void> {
+async function evictOne(ctx: Ctx, pod: KubeObject, giveUpAt: number, timeoutMs: number, d: { pool: string; node: string }, stepId: 'drain' | 'nmi-managed', onBudgetDeadlock?: BudgetDeadlockHook): Promise<void> {
   const kube = ctx.kube;
   const ns = pod.metadata!.namespace!;
   const name = pod.metadata!.name!;
@@ -89,6 +96,10 @@ async function evictOne(ctx: Ctx, pod: KubeObject, giveUpAt: number, timeoutMs: 
       }
       if (r.kind === 'not-found') return;
       lastRefusal = r;
+      if (onBudgetDeadlock) {
+        const pending = await pendingUnderBudget(ctx, pod);
+        if (pending.length) await onBudgetDeadlock(pod, pending);
+      }
       // Like kubectl: keep retrying until the timeout itself has passed, with a last attempt at it.
       if (Date.now() >= giveUpAt) throw await pdbTimeout(ctx, pod, lastRefusal, timeoutMs, d, stepId);
       const retryMs = Math.min(retryIntervalOf(ctx.options), giveUpAt - Date.now());
@@ -127,6 +138,15 @@ async function pdbTimeout(ctx: Ctx, pod: KubeObject, refusal: { message: string;
     `The node ${d.node} (pool ${d.pool}) is still cordoned. Options:\n  podid-migrate rollback --step ${stepId}      # uncordon and stop here\n  podid-migrate apply --step ${stepId} --drain-timeout ${longerMinutes}m`,
     stepId,
   );
+}
+
+/** Pods covered by a budget that covers `pod`, still Pending with no node (none, or no budget covers it). */
+async function pendingUnderBudget(ctx: Ctx, pod: KubeObject): Promise<KubeObject[]> {
+  const ns = pod.metadata!.namespace!;
+  const pdbs = (await ctx.kube.list(KINDS.PodDisruptionBudget, { namespace: ns }).catch(() => [])).filter((b) => selects(b, pod));
+  if (!pdbs.length) return [];
+  const pods = await ctx.kube.list(KINDS.Pod, { namespace: ns });
+  return pods.filter((p) => !p.metadata?.deletionTimestamp && !(p.spec as { nodeName?: string } | undefined)?.nodeName && (p.status as { phase?: string } | undefined)?.phase === 'Pending' && pdbs.some((b) => selects(b, p)));
 }
 
 function selects(pdb: KubeObject, pod: KubeObject): boolean {

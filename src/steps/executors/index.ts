@@ -8,6 +8,7 @@
 import type { ExecutorRegistry, PlannedAction } from '../../engine/step.ts';
 import type { AzureGateway } from '../../azure/gateway.ts';
 import type { KubeGateway } from '../../kube/gateway.ts';
+import { cordonNodes, type CordonNodesDetails } from './cordon-nodes.ts';
 import { createObject, type CreateObjectDetails } from './create-object.ts';
 import { deleteObject, deleteObjects, type DeleteObjectDetails, type DeleteObjectsDetails } from './delete.ts';
 import { drainNode, type DrainNodeDetails } from './drain-node.ts';
@@ -28,6 +29,7 @@ export interface ActionDetailsByKind {
   'vmss-upgrade-instances': VmssUpgradeDetails;
   scale: ScaleDetails;
   'drain-node': DrainNodeDetails;
+  'cordon-nodes': CordonNodesDetails;
   'nmi-node-rollout': NmiNodeRolloutDetails;
   'replace-node': ReplaceNodeDetails;
   'run-probes': RunProbesDetails;
@@ -55,6 +57,7 @@ export const EXECUTORS: ExecutorRegistry<KubeGateway, AzureGateway> = {
   'vmss-upgrade-instances': vmssUpgradeInstances,
   scale: scaleDeployment,
   'drain-node': drainNode,
+  'cordon-nodes': cordonNodes,
   'nmi-node-rollout': nmiNodeRollout,
   'replace-node': replaceNode,
   'run-probes': runProbes,

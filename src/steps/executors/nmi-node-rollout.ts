@@ -10,9 +10,17 @@
  * termination gap (it sleeps 10 s after deleting its iptables chain), so the old pod's body
  * proves nothing; only the replacement's does.
  *
- * Writes: the cordon, one eviction per pod, the NMI pod delete, the uncordon. Undo uncordons
- * the node unless it was cordoned before (the args go back with the `patch-container` action
+ * Writes: the cordon (none when a `cordon-nodes` action of the step, `cordonedWith`, cordoned
+ * it already), one eviction per pod, the NMI pod delete, the uncordon. Undo uncordons the node
+ * unless it was cordoned before the rollout (the args go back with the `patch-container` action
  * that changed them).
+ *
+ * Deadlock fallback: while the other nodes of the pool stay cordoned, a pod evicted here may
+ * have nowhere to start; if a PodDisruptionBudget then refuses the next eviction because the
+ * pods it covers are Pending, waiting would only run out `--drain-timeout`. The rollout then
+ * uncordons the pool's nodes still waiting for their turn (`laterInPool`), so those pods start
+ * there (in standard mode, where MIC assigns them as before the migration), and each of those
+ * nodes is cordoned again when its own turn comes.
  */
 import { KINDS } from '../../kube/kinds.ts';
 import type { KubeObject } from '../../kube/gateway.ts';
@@ -22,6 +30,7 @@ import { cordon, isCordoned, uncordon } from '../lib/nodes.ts';
 import { checkNmiHealth } from '../lib/probe.ts';
 import { POLL_MS, remainingMs, sameJson } from '../lib/util.ts';
 import { evictAll } from './drain-node.ts';
+import { wasCordonedBefore, type CordonNodesPreState } from './cordon-nodes.ts';
 
 /** Details of an `nmi-node-rollout` action. */
 export interface NmiNodeRolloutDetails {
@@ -35,6 +44,10 @@ export interface NmiNodeRolloutDetails {
   force: boolean;
   /** Also evict pods with `emptyDir` volumes (`--delete-emptydir-data`). */
   deleteEmptyDirData?: boolean;
+  /** The step's `cordon-nodes` action that cordoned this node ahead of its turn (its pre-state tells whether the node was cordoned before). */
+  cordonedWith?: string;
+  /** Nodes of the same pool whose turn comes later (cordoned meanwhile): the deadlock fallback may uncordon them. */
+  laterInPool?: string[];
 }
 
 /** Pre-state: whether the node was cordoned before the first attempt. */
@@ -48,6 +61,8 @@ export interface NmiNodeRolloutResult {
   evicted: number;
   nmiPod: string;
   restarted: boolean;
+  /** Nodes of the pool the deadlock fallback uncordoned (absent: none). */
+  reopened?: string[];
 }
 
 type Container = { name: string; args?: string[] };
@@ -102,9 +117,40 @@ async function waitForFreshActive(ctx: Ctx, d: NmiNodeRolloutDetails, oldUid: st
   );
 }
 
+/** Whether the node was cordoned before the rollout: per the step's `cordon-nodes` pre-state when it cordoned the node, else as it is now. */
+function cordonedBeforeRollout(ctx: Ctx, d: NmiNodeRolloutDetails, live: KubeObject): boolean {
+  const pre = d.cordonedWith ? wasCordonedBefore(ctx.journal.firstPreState<CordonNodesPreState>(d.cordonedWith), d.node) : undefined;
+  return pre ?? isCordoned(live);
+}
+
+/**
+ * The deadlock fallback (see the module comment): uncordons, once, the pool's later nodes that
+ * the step's `cordon-nodes` action cordoned and that are still cordoned.
+ */
+function deadlockFallback(ctx: Ctx, d: NmiNodeRolloutDetails, reopened: string[]) {
+  let done = false;
+  return async (pod: KubeObject, pending: KubeObject[]): Promise<void> => {
+    if (done || !d.laterInPool?.length || !d.cordonedWith) return;
+    done = true;
+    const pre = ctx.journal.firstPreState<CordonNodesPreState>(d.cordonedWith);
+    for (const name of d.laterInPool) {
+      const node = await ctx.kube.get(KINDS.Node, undefined, name);
+      if (!node || !isCordoned(node) || wasCordonedBefore(pre, name) !== false) continue;
+      await uncordon(ctx.kube, name);
+      reopened.push(name);
+    }
+    if (reopened.length) {
+      ctx.progress(
+        `pool ${d.pool}: ${pod.metadata?.namespace}/${pod.metadata?.name} waits for its PodDisruptionBudget while ${pending.length} pod(s) it covers cannot start (${pending.map((p) => p.metadata?.name).slice(0, 3).join(', ')}): uncordoned ${reopened.join(', ')} until their turn`,
+      );
+    }
+  };
+}
+
 /** The rest of the rollout on a cordoned node: evict, restart NMI if still old, wait, uncordon. */
 async function finish(ctx: Ctx, d: NmiNodeRolloutDetails, pre: NmiNodeRolloutPreState | undefined): Promise<NmiNodeRolloutResult> {
-  const { evicted } = await evictAll(ctx, { pool: d.pool, node: d.node, force: d.force, deleteEmptyDirData: d.deleteEmptyDirData }, 'nmi-managed');
+  const reopened: string[] = [];
+  const { evicted } = await evictAll(ctx, { pool: d.pool, node: d.node, force: d.force, deleteEmptyDirData: d.deleteEmptyDirData }, 'nmi-managed', deadlockFallback(ctx, d, reopened));
   const dry = ctx.dryRun !== 'none';
   const ds = await daemonSet(ctx, d);
   const pods = (await nmiPodsOnNode(ctx, d)).filter((p) => !p.metadata?.deletionTimestamp);
@@ -125,7 +171,7 @@ async function finish(ctx: Ctx, d: NmiNodeRolloutDetails, pre: NmiNodeRolloutPre
     ctx.progress(`pool ${d.pool}: uncordon ${d.node}`);
     await uncordon(ctx.kube, d.node);
   }
-  return { evicted, nmiPod, restarted };
+  return { evicted, nmiPod, restarted, ...(reopened.length ? { reopened } : {}) };
 }
 
 export const nmiNodeRollout: Executor<NmiNodeRolloutDetails, NmiNodeRolloutPreState, NmiNodeRolloutResult> = {
@@ -133,13 +179,15 @@ export const nmiNodeRollout: Executor<NmiNodeRolloutDetails, NmiNodeRolloutPreSt
   async capture(ctx, { details: d }) {
     const node = await ctx.kube.get(KINDS.Node, undefined, d.node);
     if (!node) throw new Error(`node ${d.node} (pool ${d.pool}) no longer exists; plan again`);
-    return { node: d.node, wasUnschedulable: isCordoned(node) };
+    return { node: d.node, wasUnschedulable: cordonedBeforeRollout(ctx, d, node) };
   },
   async do(ctx, { action: { details: d }, firstPreState }) {
     const node = await ctx.kube.get(KINDS.Node, undefined, d.node);
     if (!node) throw new Error(`node ${d.node} (pool ${d.pool}) no longer exists; plan again`);
-    ctx.progress(`pool ${d.pool}: cordon ${d.node} for its NMI restart`);
-    if (!isCordoned(node)) await cordon(ctx.kube, d.node);
+    if (!isCordoned(node)) {
+      ctx.progress(`pool ${d.pool}: cordon ${d.node} for its NMI restart`);
+      await cordon(ctx.kube, d.node);
+    } else ctx.progress(`pool ${d.pool}: ${d.node} (cordoned) next for its NMI restart`);
     return finish(ctx, d, firstPreState);
   },
   async reconcile(ctx, { action: { details: d }, firstPreState }) {

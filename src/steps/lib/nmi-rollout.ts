@@ -7,6 +7,7 @@
 import { UsageError } from '../../engine/errors.ts';
 import { DEFAULT_STEP_TIMEOUT_MS, formatDuration } from '../../engine/durations.ts';
 import type { KubeObject } from '../../kube/gateway.ts';
+import { DEFAULT_KUBE_RATE_LIMIT } from '../../kube/rate-limiter.ts';
 import { dispositionOf, isJobPod, isServicePod, nodeNameOf } from './drain.ts';
 import { poolOf } from './nodes.ts';
 
@@ -28,8 +29,21 @@ export const DEFAULT_NMI_ROLLOUT: NmiRollout = 'drain';
 export const NMI_GAP_SECONDS = 12;
 /** Seconds per node of an in-place rollout (restart and the DaemonSet's availability check, measured at ~16 s). */
 export const IN_PLACE_NODE_SECONDS = 16;
-/** Seconds per node of a drain rollout: cordon, evictions awaited, NMI restart, Active, uncordon. */
+/**
+ * Cluster seconds per wave of a drain rollout that no request rate shortens: the evicted pods'
+ * termination, NMI's 10 s termination sleep, the new pod's start-up until Active, the uncordon.
+ */
 export const DRAIN_NODE_SECONDS = 22;
+/**
+ * Kubernetes requests of a drain rollout, fitted on the sandbox's default (13 nodes, 45
+ * evictions) and large (200 nodes, 2,222 evictions) scenarios: per eviction the POST, the polls
+ * until the pod is gone and its owner's read; per node the cordon, the pod lists, the NMI pod
+ * delete, the polls until the new pod answers Active, the uncordon. The tool's client sends at
+ * most {@link DEFAULT_KUBE_RATE_LIMIT} requests per second, so a wave with many evictions takes
+ * as long as its requests need, whatever the cluster's own pace.
+ */
+export const DRAIN_REQUESTS_PER_EVICTION = 3.3;
+export const DRAIN_REQUESTS_PER_NODE = 14;
 
 /** Validates `--nmi-rollout`. @throws UsageError naming the flag */
 export function parseNmiRollout(value: string | undefined): NmiRollout | undefined {
@@ -79,10 +93,12 @@ export interface NmiNode {
   servicePods: number;
   /** Pods a drain refuses without `--drain-force` (no controller), as `namespace/name`. */
   unreplicated: string[];
+  /** MIC pods on the node (its NMI restarts last in its pool, so MIC keeps assigning meanwhile). */
+  micPods?: number;
 }
 
 /** Nodes with their NMI pod and workload, grouped by pool (pools and nodes sorted by name). */
-export function clusterShape(nodes: readonly KubeObject[], pods: readonly KubeObject[], nmi: { namespace: string; name: string; container: string }): Map<string, NmiNode[]> {
+export function clusterShape(nodes: readonly KubeObject[], pods: readonly KubeObject[], nmi: { namespace: string; name: string; container: string }, isMicPod: (pod: KubeObject) => boolean = () => false): Map<string, NmiNode[]> {
   const byNode = new Map<string, KubeObject[]>();
   for (const p of pods) {
     const n = nodeNameOf(p);
@@ -110,6 +126,7 @@ export function clusterShape(nodes: readonly KubeObject[], pods: readonly KubeOb
       stablePods: evict.length,
       servicePods: evict.filter(isServicePod).length,
       unreplicated,
+      micPods: live.filter(isMicPod).length,
     };
     (out.get(pool) ?? out.set(pool, []).get(pool)!).push(entry);
   }
@@ -118,13 +135,17 @@ export function clusterShape(nodes: readonly KubeObject[], pods: readonly KubeOb
 
 /**
  * Drain-rollout waves: wave `w` takes, in every pool, its nodes `w*k .. w*k+k-1` where `k` is
- * `maxUnavailable` resolved against that pool's node count.
+ * `maxUnavailable` resolved against that pool's node count. Nodes that run MIC come last in
+ * their pool (by name otherwise): a pod that started on a standard-mode node just before the
+ * rollout still needs MIC to assign its identity, and a MIC leader evicted early would leave it
+ * waiting out the lease.
  */
 export function rolloutWaves(byPool: Map<string, NmiNode[]>, maxUnavailable: number | string, only?: ReadonlySet<string>): NmiNode[][] {
   const waves: NmiNode[][] = [];
   for (const all of byPool.values()) {
     const k = resolveMaxUnavailable(maxUnavailable, all.length);
-    const nodes = only ? all.filter((n) => only.has(n.name)) : all;
+    const ordered = [...all].sort((a, b) => Number((a.micPods ?? 0) > 0) - Number((b.micPods ?? 0) > 0) || a.name.localeCompare(b.name));
+    const nodes = only ? ordered.filter((n) => only.has(n.name)) : ordered;
     nodes.forEach((n, i) => {
       const w = Math.floor(i / k);
       (waves[w] ??= []).push(n);
@@ -140,19 +161,48 @@ export interface RolloutEstimate {
   servicePods: number;
   /** Expected pod-seconds of NMI gap of an in-place rollout. */
   gapPodSeconds: number;
-  /** Expected simulated duration of the chosen rollout, ms. */
+  /** Expected wall-clock duration of the chosen rollout, ms (what `--step-timeout` limits). */
   durationMs: number;
+  /** True when the client's request rate, not the cluster, sets most of that time (more nodes at once would not help). */
+  requestBound?: boolean;
 }
 
-/** Estimates for the chosen rollout (a drain wave runs all its nodes at once). */
-export function estimateRollout(rollout: NmiRollout, waves: NmiNode[][], maxUnavailable: number | string): RolloutEstimate {
+/** What the duration estimate depends on besides the cluster's shape. */
+export interface EstimateEnv {
+  /**
+   * Cluster seconds per wall-clock second: 1 on a real cluster; the sandbox's `--time-scale`
+   * (its NMI sleeps and pod terminations pass that much faster, its API calls do not).
+   */
+  clusterTimeScale?: number;
+  /** Requests per second the Kubernetes client may send (default: the gateway's rate limit). */
+  qps?: number;
+}
+
+/**
+ * Estimates for the chosen rollout. A drain wave runs all its nodes at once and lasts the
+ * longer of its cluster waits ({@link DRAIN_NODE_SECONDS}, at the cluster's pace) and the time
+ * its requests need at the client's rate limit (every pool's evictions share one client). An
+ * in-place rollout is the DaemonSet controller's pace, one batch of nodes after another.
+ */
+export function estimateRollout(rollout: NmiRollout, waves: NmiNode[][], maxUnavailable: number | string, env: EstimateEnv = {}): RolloutEstimate {
   const all = waves.flat();
   const servicePods = all.reduce((n, x) => n + x.servicePods, 0);
   const evictions = all.reduce((n, x) => n + x.stablePods, 0);
+  const scale = env.clusterTimeScale && env.clusterTimeScale > 0 ? env.clusterTimeScale : 1;
+  const qps = env.qps ?? DEFAULT_KUBE_RATE_LIMIT.qps;
   let seconds: number;
-  if (rollout === 'in-place') seconds = Math.ceil(all.length / resolveMaxUnavailable(maxUnavailable, all.length)) * IN_PLACE_NODE_SECONDS;
-  else seconds = waves.length * DRAIN_NODE_SECONDS;
-  return { nodes: all.length, evictions, servicePods, gapPodSeconds: servicePods * NMI_GAP_SECONDS, durationMs: seconds * 1000 };
+  let bound = 0;
+  if (rollout === 'in-place') seconds = (Math.ceil(all.length / resolveMaxUnavailable(maxUnavailable, all.length)) * IN_PLACE_NODE_SECONDS) / scale;
+  else {
+    seconds = 0;
+    for (const wave of waves) {
+      const requests = wave.reduce((n, x) => n + x.stablePods * DRAIN_REQUESTS_PER_EVICTION + DRAIN_REQUESTS_PER_NODE, 0);
+      const cluster = DRAIN_NODE_SECONDS / scale;
+      seconds += Math.max(cluster, requests / qps);
+      if (requests / qps > cluster) bound += requests / qps;
+    }
+  }
+  return { nodes: all.length, evictions, servicePods, gapPodSeconds: servicePods * NMI_GAP_SECONDS, durationMs: Math.round(seconds * 1000), ...(rollout === 'drain' ? { requestBound: bound > seconds / 2 } : {}) };
 }
 
 /** The plan's lines about the trade-off and the duration (a warning when it exceeds `--step-timeout`). */
@@ -168,9 +218,10 @@ export function rolloutNotes(rollout: NmiRollout, maxUnavailable: number | strin
       `NMI rollout drain (${maxUnavailable} node(s) per pool at a time, updateStrategy OnDelete meanwhile): evicts ${s(e.evictions, 'pod')} (${e.servicePods} with a pod identity) from ${s(e.nodes, 'node')}, so no service pod is on a node while its NMI restarts (--nmi-rollout in-place: no eviction, ~${e.gapPodSeconds} pod-seconds of NMI gap expected)`,
     );
   }
-  notes.push(`estimated duration ~${formatDuration(e.durationMs)} (simulated or real cluster time, ${s(e.nodes, 'node')})`);
+  notes.push(`estimated duration ~${formatDuration(e.durationMs)} (wall clock, ${s(e.nodes, 'node')}${rollout === 'drain' ? `, ${s(e.evictions, 'eviction')} at the client's ${DEFAULT_KUBE_RATE_LIMIT.qps} requests/s` : ''})`);
   if (e.durationMs > stepTimeoutMs) {
-    notes.push(`warning: the estimated ${formatDuration(e.durationMs)} exceeds --step-timeout ${formatDuration(stepTimeoutMs)}; raise --step-timeout or --nmi-max-unavailable`);
+    const faster = e.requestBound ? 'or use --nmi-rollout in-place (no eviction; more nodes at once would not help: the evictions\' requests set the pace)' : 'or --nmi-max-unavailable';
+    notes.push(`warning: the estimated ${formatDuration(e.durationMs)} exceeds --step-timeout ${formatDuration(stepTimeoutMs)}; raise --step-timeout (e.g. --step-timeout ${Math.ceil((e.durationMs * 1.5) / 60_000)}m) ${faster}`);
   }
   return notes;
 }

@@ -118,6 +118,20 @@ describe('MIC assignment', () => {
     expect(micPatches(w)).toBe(2);
   });
 
+  it('a pod whose identity its scale set already carries is assigned after the scale set GET: no PATCH, no long-running operation', async () => {
+    const w = buildWorld();
+    workloads(w);
+    startMic(w, micProgram(w.opts));
+    await allAssigned(w, 4);
+    const patches = micPatches(w);
+    // A third orders pod on apps, whose VMSS carries id-orders already (the churn case).
+    addPod(w, { namespace: 'shop', name: 'orders-c', node: w.nodes[APPS][0], labels: { aadpodidbinding: 'orders' } });
+    const waited = await advanceUntil(w.clock, () => aais(w).find((a) => a.metadata.name === 'orders-c-shop-orders')?.status?.status === 'Assigned', 30_000, 100);
+    // Upstream UpdateUserMSI sends no PATCH when nothing is to add (requiresUpdate); the cycle costs the GET.
+    expect(micPatches(w)).toBe(patches);
+    expect(waited).toBeLessThan(w.opts.timing!.micAssignmentSeconds! * 1000);
+  });
+
   it('namespaced identities get their AzureAssignedIdentity in their own namespace; mismatched namespaces are ignored', async () => {
     const w = buildWorld();
     addBinding(w, { namespace: 'shop', identity: w.ids.orders, name: 'orders', selector: 'orders' });
