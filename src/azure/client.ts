@@ -255,12 +255,15 @@ function defaultHttpClient(): HttpClient {
 /** Attempts of a read whose connection fails before ARM is reported unreachable. */
 const CONNECT_ATTEMPTS = 3;
 
-const CONFLICT_CODES_RETRIED = new Set(['anotheroperationinprogress', 'operationpreempted', 'conflict', 'retryableerror', 'concurrentrequestsnotallowed']);
+// A 409 that says "another write runs": the same write succeeds once it is done. Among them Entra's
+// answer to two writes to one identity's federated credentials at once.
+const CONFLICT_CODES_RETRIED = new Set(['anotheroperationinprogress', 'operationpreempted', 'conflict', 'retryableerror', 'concurrentrequestsnotallowed', 'concurrentfederatedidentitycredentialswritesforsinglemanagedidentity']);
 
 /**
  * Which ARM answers are retried: 429 always (with or without `Retry-After`); 5xx except on
  * POST actions (a repeated reimage would reimage twice); 409 only for conflict-type codes
- * (another operation in progress), not for a real conflict such as an existing resource.
+ * (another operation in progress, a concurrent write to one identity's federated credentials),
+ * not for a real conflict such as an existing resource.
  */
 export function isRetryableArmResponse(status: number, method: string, code: string | undefined): boolean {
   if (status === 429) return true;

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ClusterIdentity, StepState } from './journal.ts';
-import type { StepId, StepPlan, WriteCounts } from './step.ts';
+import type { RunbookId, StepId, StepPlan, WriteCounts } from './step.ts';
 
 /**
  * How a step appears in a runbook plan:
@@ -46,6 +46,8 @@ export interface PlanTotals {
 export interface RunbookPlan {
   kind: 'podid-migrate/plan';
   schemaVersion: 1;
+  /** The runbook planned (absent in plans saved before runbooks existed: `managed-mode`). */
+  runbook?: RunbookId;
   createdAt: string;
   cluster: ClusterIdentity;
   inventory?: { path: string; sha256: string };

@@ -38,8 +38,8 @@ interface ApplyFlags {
 /** `apply`: run pending steps in order, each followed by its check. */
 export async function run(env: CliEnv, flags: ApplyFlags, cmd: Command): Promise<void> {
   const globals = env.globals(cmd);
-  const step = stepFlag('--step', flags.step);
-  const to = stepFlag('--to', flags.to);
+  const step = stepFlag('--step', flags.step, globals.runbook);
+  const to = stepFlag('--to', flags.to, globals.runbook);
   if (step && to) throw new UsageError('--step and --to cannot be combined.', 'Use --step ID for one step, or --to ID for every pending step up to it.');
   let dryRun: DryRunMode = 'none';
   if (flags.dryRun !== undefined) {
