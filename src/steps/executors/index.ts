@@ -13,10 +13,13 @@ import { deleteObject, deleteObjects, type DeleteObjectDetails, type DeleteObjec
 import { drainNode, type DrainNodeDetails } from './drain-node.ts';
 import { nmiNodeRollout, type NmiNodeRolloutDetails } from './nmi-node-rollout.ts';
 import { patchContainer, type PatchContainerDetails } from './patch-container.ts';
+import { patchPodTemplate, type PatchPodTemplateDetails } from './patch-pod-template.ts';
 import { replaceNode, type ReplaceNodeDetails } from './replace-node.ts';
 import { runProbes, type RunProbesDetails } from './run-probes.ts';
 import { scaleDeployment, type ScaleDetails } from './scale.ts';
 import { vmssAddIdentities, vmssUpgradeInstances, type VmssAddIdentitiesDetails, type VmssUpgradeDetails } from './vmss.ts';
+import { vmssRemoveIdentities, type VmssRemoveIdentitiesDetails } from './vmss-remove.ts';
+import { runWiProbes, type RunWiProbesDetails } from './run-wi-probes.ts';
 import { writeInventoryFile, type WriteInventoryDetails } from './write-file.ts';
 
 /** Details by action kind. */
@@ -33,6 +36,9 @@ export interface ActionDetailsByKind {
   'run-probes': RunProbesDetails;
   'delete-object': DeleteObjectDetails;
   'delete-objects': DeleteObjectsDetails;
+  'patch-pod-template': PatchPodTemplateDetails;
+  'vmss-remove-identities': VmssRemoveIdentitiesDetails;
+  'run-wi-probes': RunWiProbesDetails;
 }
 
 /** An action kind this package can execute. */
@@ -60,6 +66,9 @@ export const EXECUTORS: ExecutorRegistry<KubeGateway, AzureGateway> = {
   'run-probes': runProbes,
   'delete-object': deleteObject,
   'delete-objects': deleteObjects,
+  'patch-pod-template': patchPodTemplate,
+  'vmss-remove-identities': vmssRemoveIdentities,
+  'run-wi-probes': runWiProbes,
 } satisfies { [K in ActionKind]: unknown };
 
 /** No writes. */
