@@ -200,7 +200,7 @@ describe('wi-workloads', () => {
     await applyPlan(wiWorkloadsStep, again);
     expect(w.kube.writeLines().filter((l) => l.includes('batch/worker'))).toHaveLength(1);
     expect(w.kube.writes).toHaveLength(3);
-    const records = (await Journal.read(join(w.dir, 'journal.json'))).steps['wi-workloads']!.actions;
+    const records = (await Journal.read(join(w.dir, 'journal.json')))!.steps['wi-workloads']!.actions;
     expect(records.filter((r) => r.actionId === first.id).map((r) => r.status)).toEqual(['done']);
   });
 });
