@@ -13,6 +13,9 @@ import { micScaleStep } from './04-mic-scale.ts';
 import { drainStep } from './05-drain.ts';
 import { testStep } from './06-test.ts';
 import { cleanupStep } from './07-cleanup.ts';
+import { wiWorkloadsStep } from './workload-identity/05-wi-workloads.ts';
+import { wiTestStep } from './workload-identity/06-wi-test.ts';
+import { wiRemovePodIdentityStep } from './workload-identity/07-wi-remove-pod-identity.ts';
 
 export { EXECUTORS } from './executors/index.ts';
 
@@ -29,7 +32,9 @@ export const STEPS: StepRegistry<KubeGateway, AzureGateway> = [
 
 /** Every step of the `workload-identity` runbook (off pod identity to Microsoft Entra Workload ID), in order. */
 export const WORKLOAD_IDENTITY_STEPS: StepRegistry<KubeGateway, AzureGateway> = [
-
+  wiWorkloadsStep,
+  wiTestStep,
+  wiRemovePodIdentityStep,
 ];
 
 /** The steps of `runbook`, in order. */
