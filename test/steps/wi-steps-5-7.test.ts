@@ -264,14 +264,14 @@ describe('wi-remove-pod-identity', () => {
     w = world();
     const ctx = await ctxOf(w, 'wi-remove-pod-identity');
     // A bare Job's pod from another system, still on the binding only.
-    w.kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'nightly-x1', namespace: 'batch', labels: { aadpodidbinding: 'worker' }, ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: 'nightly-x', uid: 'j', controller: true }] }, status: { phase: 'Running' } });
+    w.kube.add({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'nightly-x1', namespace: 'batch', labels: { aadpodidbinding: 'worker' }, ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: 'nightly-7k2p9', uid: 'j', controller: true }] }, status: { phase: 'Running' } });
     const plan = await wiRemovePodIdentityStep.plan(ctx);
     expect(plan.blockers.map((b) => `${b.code} ${b.subject}`)).toEqual([
       'wi-tests-not-passed step wi-test',
       'not-on-workload-identity deployment batch/worker',
       'not-on-workload-identity deployment payments/api',
       'not-on-workload-identity deployment payments/ledger',
-      'pods-on-pod-identity job batch/nightly-x',
+      'pods-on-pod-identity job batch/nightly',
     ]);
     expect(w.kube.writes).toEqual([]);
   });
@@ -288,7 +288,7 @@ describe('wi-remove-pod-identity', () => {
       'template/deployment/payments/api/remove-binding-label',
       'template/deployment/payments/ledger/remove-binding-label',
       'delete/azureidentitybindings',
-      'delete/azureidentitys',
+      'delete/azureidentities',
       'vmss/aks-batch-12345678-vmss/remove-identities',
       'vmss/aks-pay-12345678-vmss/remove-identities',
     ]);
@@ -317,7 +317,7 @@ describe('wi-remove-pod-identity', () => {
     const plan = await wiRemovePodIdentityStep.plan(ctx);
     expect(plan.actions.map((a) => a.id).slice(3)).toEqual([
       'delete/azureidentitybindings',
-      'delete/azureidentitys',
+      'delete/azureidentities',
       'delete/azurepodidentityexceptions',
       'delete/daemonset/default/nmi',
       'delete/clusterrolebinding/aad-pod-id-nmi-binding',

@@ -159,7 +159,8 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     if (phase === 'Succeeded' || phase === 'Failed') continue;
     const top = topController(p, rsByName);
     if (top && patched.has(top)) continue;
-    const key = top ?? `Pod/${p.metadata?.namespace}/${p.metadata?.name}`;
+    // Bare Jobs of one batch system carry generated names: one blocker for all of them (the inventory's service name).
+    const key = top ? top.replace(/^(Job\/[^/]+\/.+?)-[a-z0-9]{5,}$/, '$1') : `Pod/${p.metadata?.namespace}/${p.metadata?.name}`;
     stranded.set(key, [...(stranded.get(key) ?? []), p.metadata!.name!]);
   }
   for (const [owner, names] of [...stranded].sort((a, b) => a[0].localeCompare(b[0]))) {
@@ -183,10 +184,10 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     const withFinalizer = objs.filter((o) => o.metadata?.finalizers?.length).length;
     actions.push(
       action({
-        id: `delete/${k.ref.kind.toLowerCase()}s`,
+        id: `delete/${k.crd.split('.')[0]}`,
         kind: 'delete-objects',
         op: '-',
-        target: `${objs.length} ${k.ref.kind.toLowerCase()}${objs.length === 1 ? '' : 's'}`,
+        target: `${objs.length} ${objs.length === 1 ? k.ref.kind.toLowerCase() : k.crd.split('.')[0]}`,
         summary: `${withFinalizer ? `finalizers cleared first on ${withFinalizer}, ` : ''}full copies kept in the journal`,
         api: 'kube',
         writes: { kube: objs.length + withFinalizer, arm: 0 },
@@ -303,9 +304,10 @@ async function check(ctx: Ctx): Promise<CheckResult> {
     const live = await ctx.kube.get(refOfKind(s.kind), s.namespace, s.name);
     if (live && BINDING_LABEL in templateLabels(live)) failures.push(`${s.kind.toLowerCase()} ${s.service}: pod template still carries ${BINDING_LABEL}`);
   }
-  const labelled = (await ctx.kube.list(KINDS.Pod, { labelSelector: BINDING_LABEL })).filter((p) => !p.metadata?.deletionTimestamp);
-  if (labelled.length) failures.push(`${labelled.length} pod(s) still carry ${BINDING_LABEL} (e.g. ${labelled[0].metadata?.namespace}/${labelled[0].metadata?.name})`);
-  else evidence.push(`no pod carries ${BINDING_LABEL}`);
+  // Finished pods (a completed Job's) request no token any more; they go with their Job.
+  const labelled = (await ctx.kube.list(KINDS.Pod, { labelSelector: BINDING_LABEL })).filter((p) => !p.metadata?.deletionTimestamp && !['Succeeded', 'Failed'].includes((p.status as { phase?: string } | undefined)?.phase ?? ''));
+  if (labelled.length) failures.push(`${labelled.length} running pod(s) still carry ${BINDING_LABEL} (e.g. ${labelled[0].metadata?.namespace}/${labelled[0].metadata?.name})`);
+  else evidence.push(`no running pod carries ${BINDING_LABEL}`);
   const uninstall = ctx.options.uninstallPodIdentity === true;
   for (const k of CUSTOM_KINDS) {
     if (k.uninstallOnly && !uninstall) continue;
