@@ -82,7 +82,7 @@ export function sortKeys(value: unknown): unknown {
 export function fingerprintStepPlan(plan: StepPlan): string {
   const material = {
     stepId: plan.stepId,
-    actions: plan.actions.map((a) => ({ id: a.id, kind: a.kind, op: a.op, target: a.target, api: a.api, writes: a.writes, details: a.details })),
+    actions: plan.actions.map((a) => ({ id: a.id, kind: a.kind, op: a.op, target: a.target, api: a.api, writes: a.writes, details: a.details, ...(a.serialKey !== undefined ? { serialKey: a.serialKey } : {}) })),
     blockers: plan.blockers.map((b) => ({ code: b.code, subject: b.subject })),
   };
   return `sha256:${createHash('sha256').update(canonicalJson(material)).digest('hex')}`;

@@ -139,6 +139,13 @@ export interface PlannedAction<Kind extends string = string, D = unknown> {
    */
   parallelLimit?: number;
   /**
+   * Within a `parallelGroup`: actions with the same key run one after another, in plan order
+   * (the chain takes one of the group's slots), while different keys run concurrently. E.g. one
+   * federated credential write per action, serialized per identity (Entra refuses concurrent
+   * writes to one identity), parallel across identities. A chain stops at its first failure.
+   */
+  serialKey?: string;
+  /**
    * JSON-serialisable: everything the executor needs to do exactly this action. Part of the plan
    * fingerprint and of the journal record, so it must be deterministic (sorted lists, no
    * timestamps). Never a token.

@@ -13,6 +13,10 @@ import { micScaleStep } from './04-mic-scale.ts';
 import { drainStep } from './05-drain.ts';
 import { testStep } from './06-test.ts';
 import { cleanupStep } from './07-cleanup.ts';
+import { wiPreflightStep } from './workload-identity/01-wi-preflight.ts';
+import { wiEnableStep } from './workload-identity/02-wi-enable.ts';
+import { wiFederateStep } from './workload-identity/03-wi-federate.ts';
+import { wiServiceAccountsStep } from './workload-identity/04-wi-serviceaccounts.ts';
 import { wiWorkloadsStep } from './workload-identity/05-wi-workloads.ts';
 import { wiTestStep } from './workload-identity/06-wi-test.ts';
 import { wiRemovePodIdentityStep } from './workload-identity/07-wi-remove-pod-identity.ts';
@@ -32,6 +36,10 @@ export const STEPS: StepRegistry<KubeGateway, AzureGateway> = [
 
 /** Every step of the `workload-identity` runbook (off pod identity to Microsoft Entra Workload ID), in order. */
 export const WORKLOAD_IDENTITY_STEPS: StepRegistry<KubeGateway, AzureGateway> = [
+  wiPreflightStep,
+  wiEnableStep,
+  wiFederateStep,
+  wiServiceAccountsStep,
   wiWorkloadsStep,
   wiTestStep,
   wiRemovePodIdentityStep,

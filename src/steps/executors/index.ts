@@ -21,6 +21,9 @@ import { vmssAddIdentities, vmssUpgradeInstances, type VmssAddIdentitiesDetails,
 import { vmssRemoveIdentities, type VmssRemoveIdentitiesDetails } from './vmss-remove.ts';
 import { runWiProbes, type RunWiProbesDetails } from './run-wi-probes.ts';
 import { writeInventoryFile, type WriteInventoryDetails } from './write-file.ts';
+import { aksWorkloadIdentity, type AksWorkloadIdentityDetails } from './aks-workload-identity.ts';
+import { federatedCredential, type FederatedCredentialDetails } from './federated-credential.ts';
+import { annotateObject, type AnnotateObjectDetails } from './annotate-object.ts';
 
 /** Details by action kind. */
 export interface ActionDetailsByKind {
@@ -39,6 +42,9 @@ export interface ActionDetailsByKind {
   'patch-pod-template': PatchPodTemplateDetails;
   'vmss-remove-identities': VmssRemoveIdentitiesDetails;
   'run-wi-probes': RunWiProbesDetails;
+  'aks-workload-identity': AksWorkloadIdentityDetails;
+  'federated-credential': FederatedCredentialDetails;
+  'annotate-object': AnnotateObjectDetails;
 }
 
 /** An action kind this package can execute. */
@@ -69,6 +75,9 @@ export const EXECUTORS: ExecutorRegistry<KubeGateway, AzureGateway> = {
   'patch-pod-template': patchPodTemplate,
   'vmss-remove-identities': vmssRemoveIdentities,
   'run-wi-probes': runWiProbes,
+  'aks-workload-identity': aksWorkloadIdentity,
+  'federated-credential': federatedCredential,
+  'annotate-object': annotateObject,
 } satisfies { [K in ActionKind]: unknown };
 
 /** No writes. */
