@@ -10,7 +10,7 @@ import type { Operation } from 'fast-json-patch';
 import { identityDelta } from '../../src/azure/gateway.ts';
 import type { AssignPermission, AzureGateway, FederatedCredential, FederatedCredentialSpec, ManagedClusterInfo, PutFederatedCredentialResult, ScaleSet, ScaleSetInstance, WorkloadIdentitySettingsChange } from '../../src/azure/gateway.ts';
 import { Journal, type ClusterIdentity } from '../../src/engine/journal.ts';
-import type { StepContext, StepId } from '../../src/engine/step.ts';
+import { runbookOf, type StepContext, type StepId } from '../../src/engine/step.ts';
 import type { KubeGateway } from '../../src/kube/gateway.ts';
 import { FakeKube } from './fake-kube.ts';
 
@@ -172,9 +172,9 @@ export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'podid-steps-'));
 }
 
-/** A step context over the fakes and a real journal file in `dir`. */
+/** A step context over the fakes and a real journal file (of the step's runbook) in `dir`. */
 export async function contextFor(stepId: StepId, kube: FakeKube, azure: FakeAzure, dir: string, extra: { inventory?: unknown; options?: Record<string, unknown> } = {}): Promise<StepContext<KubeGateway, AzureGateway> & { messages: string[] }> {
-  const journal = await Journal.open(join(dir, 'journal.json'), CLUSTER);
+  const journal = await Journal.open(join(dir, 'journal.json'), CLUSTER, { runbook: runbookOf(stepId) });
   const messages: string[] = [];
   return {
     kube,
