@@ -110,8 +110,8 @@ function mergePatchFor(now: PatchPodTemplatePreState, want: PatchPodTemplatePreS
   const template: Record<string, unknown> = {};
   if (Object.keys(metadata).length) template.metadata = metadata;
   if (want.serviceAccountName !== undefined && (now.serviceAccountName ?? null) !== want.serviceAccountName) {
-    // Both fields name the account; `serviceAccount` is the deprecated alias the API server keeps in step.
-    template.spec = { serviceAccountName: want.serviceAccountName, serviceAccount: want.serviceAccountName };
+    // `serviceAccountName` wins over the deprecated `serviceAccount` alias, which is left as it is.
+    template.spec = { serviceAccountName: want.serviceAccountName };
   }
   return Object.keys(template).length ? { spec: { template } } : undefined;
 }

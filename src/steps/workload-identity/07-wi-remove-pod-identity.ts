@@ -17,15 +17,17 @@
  *    `assign` step). Never the kubelet identity, never an identity no AzureIdentity names (add-ons,
  *    anything assigned for another purpose).
  *
- * Refused (blockers, before anything is written) unless every `wi-test` case of this cycle
- * passed, every service's template carries `azure.workload.identity/use: "true"`, and no running
- * pod still depends on pod identity alone (an `aadpodidbinding` label, no workload identity
- * label, and no template this step patches: bare Jobs or Pods of another system).
+ * Refused (blockers, before anything is written) while a running pod depends on pod identity
+ * alone and no template this step patches creates it (an `aadpodidbinding` label, no workload
+ * identity label: bare Jobs or Pods of another system), and unless every `wi-test` case of this
+ * cycle passed and every service's template carries `azure.workload.identity/use: "true"`.
+ * Before `wi-test` has run, the step depends on it (its plan says so instead of listing blockers).
  *
  * Rollback (newest first) puts the identities back on the scale sets, re-creates the CRDs and
  * every object from its saved copy, and the `aadpodidbinding` labels with a rollout per service.
  */
-import type { Blocker, CheckResult, StepOutcome, StepPlan } from '../../engine/step.ts';
+import { PreconditionError } from '../../engine/errors.ts';
+import { commandPrefix, type Blocker, type CheckResult, type StepOutcome, type StepPlan } from '../../engine/step.ts';
 import type { KubeObject, ResourceRef } from '../../kube/gateway.ts';
 import { KINDS } from '../../kube/kinds.ts';
 import type { DeleteObjectDetails } from '../executors/delete.ts';
@@ -100,23 +102,10 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   const blockers: Blocker[] = [];
   const notes: string[] = [];
 
-  // 0. What must hold first.
-  const tests = testResults(ctx);
-  const failed = tests.results.filter((r) => !r.ok);
-  if (tests.wouldRun) notes.push('dry run: wi-test would run its cases first; this step is refused unless every one passes');
-  else if (!tests.ran || !tests.results.length || failed.length) {
-    blockers.push({
-      code: 'wi-tests-not-passed',
-      subject: 'step wi-test',
-      message: tests.results.length && failed.length
-        ? `${failed.length} workload identity token case(s) failed: ${failed.map((r) => `${r.service} (identity ${r.identity})`).join('; ')}. Removing pod identity now would leave those services without a token.`
-        : 'no workload identity token case ran in this cycle, so nothing proves the services get their tokens without pod identity.',
-      fix: 'Run podid-migrate --runbook workload-identity apply --step wi-test and fix what fails first.',
-    });
-  }
-
   // 1. The aadpodidbinding label off every service's template, one rollout at a time.
   const patched = new Set<string>();
+  // Only a blocker once wi-test has run (before, wi-workloads has simply not labelled them yet).
+  const notOnWorkloadIdentity: Blocker[] = [];
   for (const s of servicesOf(inv)) {
     if (!patchableKind(s.kind)) continue;
     const live = await ctx.kube.get(refOfKind(s.kind), s.namespace, s.name);
@@ -124,7 +113,7 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     patched.add(`${s.kind}/${s.namespace}/${s.name}`);
     const labels = templateLabels(live);
     if (labels[WI_USE_LABEL] !== 'true') {
-      blockers.push({
+      notOnWorkloadIdentity.push({
         code: 'not-on-workload-identity',
         subject: `${s.kind.toLowerCase()} ${s.service}`,
         message: `the pod template of ${s.service} does not carry ${WI_USE_LABEL}=true; without ${BINDING_LABEL} its pods would have no identity.`,
@@ -169,9 +158,33 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
       code: 'pods-on-pod-identity',
       subject: `${kind.toLowerCase()} ${ns}/${name}`,
       message: `${names.length} running pod(s) (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', …' : ''}) carry ${BINDING_LABEL} without ${WI_USE_LABEL}=true, and no pod template this runbook patches creates them: they would lose their identity.`,
-      fix: `Add the label ${WI_USE_LABEL}=true and the service account with the azure.workload.identity/client-id annotation where these pods are created (the Job or batch system), wait until none is left, then plan again.`,
+      fix: `Apply up to ${commandPrefix('workload-identity')} apply --to wi-test, then have what creates these pods (the Job or batch system) create them with the label ${WI_USE_LABEL}=true as a service account with the azure.workload.identity/client-id annotation and a federated credential, wait until no pod of the old template runs, then plan again.`,
     });
   }
+
+  // What must hold first: every token case of this cycle passed. Before wi-test ran there is
+  // nothing to judge by: the step depends on it (the plan shows it so), unless pods that no step
+  // of this runbook will move already block it (the operator can act on those at once).
+  const tests = testResults(ctx);
+  const failed = tests.results.filter((r) => !r.ok);
+  if (tests.wouldRun) notes.push('dry run: wi-test would run its cases first; this step is refused unless every one passes');
+  else if (!tests.ran || !tests.results.length) {
+    if (!stranded.size) throw new PreconditionError('no workload identity token case has run in this cycle yet: this step needs every wi-test case passed.', `Apply the earlier steps first: ${commandPrefix('workload-identity')} apply --to wi-test`);
+    blockers.push({
+      code: 'wi-tests-not-passed',
+      subject: 'step wi-test',
+      message: 'no workload identity token case ran in this cycle, so nothing proves the services get their tokens without pod identity.',
+      fix: `Run ${commandPrefix('workload-identity')} apply --to wi-test first.`,
+    });
+  } else if (failed.length) {
+    blockers.push({
+      code: 'wi-tests-not-passed',
+      subject: 'step wi-test',
+      message: `${failed.length} workload identity token case(s) failed: ${failed.map((r) => `${r.service} (identity ${r.identity})`).join('; ')}. Removing pod identity now would leave those services without a token.`,
+      fix: `Fix what fails (${commandPrefix('workload-identity')} status shows it), then ${commandPrefix('workload-identity')} apply --step wi-test.`,
+    });
+  }
+  if (tests.ran || tests.wouldRun) blockers.push(...notOnWorkloadIdentity);
 
   // 2./3. Pod Identity objects, with full copies.
   for (const k of CUSTOM_KINDS) {
