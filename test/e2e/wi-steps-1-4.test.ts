@@ -15,7 +15,7 @@ import type { KubeGateway, KubeObject } from '../../src/kube/gateway.ts';
 import { KINDS } from '../../src/kube/kinds.ts';
 import { EXECUTORS, WORKLOAD_IDENTITY_STEPS } from '../../src/steps/registry.ts';
 import type { InventoryDocument } from '../../src/steps/lib/inventory-model.ts';
-import { startEnv, type Env } from './steps-1-4-harness.ts';
+import { runCli, startEnv, type Env } from './steps-1-4-harness.ts';
 
 let env: Env;
 let journalPath: string;
@@ -67,6 +67,16 @@ describe('workload identity runbook, steps 1-4', () => {
     const cluster0 = await env.azure.getManagedCluster(env.sandbox.aksResourceId);
     expect(cluster0.oidcIssuer?.enabled).toBe(false);
     expect(existsSync(env.inventoryPath)).toBe(false);
+
+    // A dry run of the whole runbook through the CLI: every step planned and sent as a dry run, nothing written.
+    const dry = await runCli(env, ['--runbook', 'workload-identity', 'apply', '--dry-run=client', '--to', 'wi-serviceaccounts']);
+    expect(dry.code, dry.all).toBe(0);
+    expect(dry.stdout).toMatch(/Dry run \(client\): nothing was changed/);
+    expect(dry.stdout).toContain('PUT');
+    expect(dry.stdout).toContain('<OIDC issuer URL of prod-weu, set by wi-enable>');
+    expect(existsSync(env.inventoryPath)).toBe(false);
+    expect((await env.azure.getManagedCluster(env.sandbox.aksResourceId)).oidcIssuer?.enabled).toBe(false);
+    expect(await accounts()).toEqual(before);
 
     // plan: wi-preflight writes the inventory, wi-enable turns both on, wi-federate needs the issuer.
     const plan = await wiRunner().plan();
