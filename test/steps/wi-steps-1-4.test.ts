@@ -63,7 +63,7 @@ describe('SDK minimums', () => {
 });
 
 describe('targets', () => {
-  it('gives a workload on default its own account, keeps named ones, skips kinds without a template, one credential per identity and account', () => {
+  it('gives a workload on default its own account, keeps named ones, gives kinds without a template their own, one credential per identity and account', () => {
     const live = new Map<string, KubeObject | undefined>([
       ['payments/api', deployment('payments', 'api')],
       ['payments/ledger', deployment('payments', 'ledger', { serviceAccountName: 'ledger-sa' })],
@@ -73,14 +73,18 @@ describe('targets', () => {
     expect(t.services.map((s) => [s.service.service, s.serviceAccount, s.dedicated])).toEqual([
       ['payments/api', 'api', true],
       ['payments/ledger', 'ledger-sa', false],
+      ['reporting/nightly', 'nightly', true],
       ['reporting/reports', 'reports', false],
     ]);
-    expect(t.skipped.map((s) => s.service.service)).toEqual(['reporting/nightly']);
+    expect(t.skipped).toEqual([]);
     expect(t.credentials.map((c) => [c.identity.name, c.subject, c.name])).toEqual([
       ['api-id', 'system:serviceaccount:payments:api', 'podid-migrate-payments-api'],
       ['api-id', 'system:serviceaccount:payments:ledger-sa', 'podid-migrate-payments-ledger-sa'],
+      ['reports-id', 'system:serviceaccount:reporting:nightly', 'podid-migrate-reporting-nightly'],
       ['reports-id', 'system:serviceaccount:reporting:reports', 'podid-migrate-reporting-reports'],
     ]);
+    // A workload that is gone is not moved.
+    expect(targetsOf(INV, new Map()).skipped.map((s) => s.service.service)).toEqual(['payments/api', 'payments/ledger', 'reporting/reports']);
     expect(accountForTemplate('default', 'web')).toEqual({ serviceAccount: 'web', dedicated: true });
   });
 
@@ -148,10 +152,13 @@ describe('wi-federate', () => {
     expect(plan.actions.map((a) => [a.id, a.parallelGroup, a.serialKey])).toEqual([
       ['fic/payments/api-id/payments/api', 'federated-credentials', idOf('api-id').toLowerCase()],
       ['fic/payments/api-id/payments/ledger-sa', 'federated-credentials', idOf('api-id').toLowerCase()],
+      ['fic/reporting/reports-id/reporting/nightly', 'federated-credentials', idOf('reports-id').toLowerCase()],
     ]);
     expect(plan.notes.join('\n')).toContain('already trusted: reporting/reports-id <- reporting/reports');
     await applyPlan(wiFederateStep, ctx, plan);
-    expect(azure.wiWrites).toEqual(['put api-id/podid-migrate-payments-api', 'put api-id/podid-migrate-payments-ledger-sa']);
+    // One chain per identity: api-id's two writes in plan order, reports-id's beside them.
+    expect(azure.wiWrites.filter((w) => w.includes('api-id/'))).toEqual(['put api-id/podid-migrate-payments-api', 'put api-id/podid-migrate-payments-ledger-sa']);
+    expect(azure.wiWrites.filter((w) => w.includes('reports-id/'))).toEqual(['put reports-id/podid-migrate-reporting-nightly']);
     expect((await wiFederateStep.check(ctx)).failures).toEqual([]);
     expect((await wiFederateStep.plan(ctx)).actions).toEqual([]);
 
@@ -192,8 +199,10 @@ describe('wi-serviceaccounts', () => {
     expect(plan.actions.map((a) => [a.kind, a.target])).toEqual([
       ['create-object', 'serviceaccount payments/api'],
       ['annotate-object', 'serviceaccount payments/ledger-sa'],
+      ['create-object', 'serviceaccount reporting/nightly'],
       ['annotate-object', 'serviceaccount reporting/reports'],
     ]);
+    expect(plan.actions[2].summary).toContain('reporting/nightly (CronJob: point the system that creates its pods at this account)');
     await applyPlan(wiServiceAccountsStep, ctx, plan);
     const api = kube.find('ServiceAccount', 'payments', 'api')!;
     expect(api.metadata?.annotations).toEqual({ 'azure.workload.identity/client-id': 'client-api-id' });
@@ -202,6 +211,7 @@ describe('wi-serviceaccounts', () => {
     expect(ctx.journal.getData('serviceAccounts')).toEqual({
       'payments/api': { namespace: 'payments', name: 'api', created: true },
       'payments/ledger': { namespace: 'payments', name: 'ledger-sa', created: false },
+      'reporting/nightly': { namespace: 'reporting', name: 'nightly', created: true },
       'reporting/reports': { namespace: 'reporting', name: 'reports', created: false },
     });
     expect((await wiServiceAccountsStep.check(ctx)).failures).toEqual([]);
@@ -210,6 +220,7 @@ describe('wi-serviceaccounts', () => {
     kube.find('ServiceAccount', 'payments', 'ledger-sa')!.metadata!.annotations!['azure.workload.identity/client-id'] = 'someone-else';
     await rollbackStep(ctx);
     expect(kube.find('ServiceAccount', 'payments', 'api')).toBeUndefined();
+    expect(kube.find('ServiceAccount', 'reporting', 'nightly')).toBeUndefined();
     expect(kube.find('ServiceAccount', 'reporting', 'reports')!.metadata?.annotations).toEqual({ team: 'reporting' });
     expect(kube.find('ServiceAccount', 'payments', 'ledger-sa')!.metadata?.annotations).toEqual({ 'azure.workload.identity/client-id': 'someone-else' });
     expect((await verifyRollback(ctx)).failures).toEqual([]);

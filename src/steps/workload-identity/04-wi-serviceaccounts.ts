@@ -111,7 +111,7 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
           kind: 'create-object',
           op: '+',
           target: accountLabel(a),
-          summary: `own account for ${a.services.map((t) => t.service.service).join(', ')} (its template runs as default): ${describe}`,
+          summary: `own account for ${a.services.map((t) => `${t.service.service}${t.live ? ' (its template runs as default)' : ` (${t.service.kind}: point the system that creates its pods at this account)`}`).join(', ')}: ${describe}`,
           api: 'kube',
           writes: { kube: 1, arm: 0 },
           details: {

@@ -2,7 +2,8 @@
  * What the workload identity runbook sets up per service, derived from the inventory and the
  * live workloads: which service account each service's pods run as under workload identity
  * (the template's own, or a dedicated one named after the workload when the template uses
- * `default`), and so which federated identity credentials each identity needs (one per
+ * `default`; always a dedicated one for services whose pods another system creates: bare Jobs,
+ * Pods, CronJobs), and so which federated identity credentials each identity needs (one per
  * namespace/service account pair) and which annotations each service account carries.
  *
  * `wi-preflight` (limits), `wi-federate` (credentials) and `wi-serviceaccounts` (annotations)
@@ -57,7 +58,7 @@ export function dedicatedServiceAccountName(workloadName: string): string {
 /** Where one service's pods get their workload identity. */
 export interface ServiceTarget {
   service: WiService;
-  /** The live workload (absent: not found, or a kind without a template). */
+  /** The live workload (absent for a kind without a template this runbook changes: Job, Pod, CronJob). */
   live?: KubeObject;
   /** The service account its pods run as under workload identity. */
   serviceAccount: string;
@@ -92,7 +93,7 @@ export interface CredentialTarget {
 /** Everything the runbook's early steps plan from. */
 export interface WorkloadIdentityTargets {
   services: ServiceTarget[];
-  /** Services whose pods no template describes (bare Pods, Jobs, CronJobs) or whose workload is gone: not migrated by the runbook. */
+  /** Services whose workload (Deployment, StatefulSet, DaemonSet) is gone: not migrated by the runbook. */
   skipped: { service: WiService; reason: string }[];
   accounts: AccountTarget[];
   credentials: CredentialTarget[];
@@ -117,8 +118,11 @@ export function targetsOf(inv: InventoryDocument, live: ReadonlyMap<string, Kube
   const services: ServiceTarget[] = [];
   const skipped: WorkloadIdentityTargets['skipped'] = [];
   for (const s of servicesOf(inv)) {
+    const rec = recorded[s.service];
     if (!patchableKind(s.kind)) {
-      skipped.push({ service: s, reason: `a ${s.kind} has no controller template this runbook can change` });
+      // Bare Jobs, Pods, CronJobs: their pods come from another system (a batch scheduler, an
+      // operator), which the operator points at this account; it gets one of its own.
+      services.push({ service: s, serviceAccount: rec?.name ?? dedicatedServiceAccountName(s.name), dedicated: true });
       continue;
     }
     const obj = live.get(s.service);
@@ -126,7 +130,6 @@ export function targetsOf(inv: InventoryDocument, live: ReadonlyMap<string, Kube
       skipped.push({ service: s, reason: `${s.kind} ${s.service} does not exist` });
       continue;
     }
-    const rec = recorded[s.service];
     const account = rec ? { serviceAccount: rec.name, dedicated: rec.created === true || rec.name === dedicatedServiceAccountName(s.name) } : accountForTemplate(templateServiceAccount(obj), s.name);
     services.push({ service: s, live: obj, ...account });
   }
