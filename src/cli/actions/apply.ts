@@ -26,6 +26,7 @@ interface ApplyFlags {
   drainForce?: boolean;
   testTimeout?: string;
   deleteCrd?: boolean;
+  uninstallPodIdentity?: boolean;
   junit?: string;
   upgradeInstances?: boolean;
   nmiRollout?: string;
@@ -64,6 +65,10 @@ export async function run(env: CliEnv, flags: ApplyFlags, cmd: Command): Promise
   const testTimeoutMs = durationFlag('--test-timeout', flags.testTimeout);
   if (testTimeoutMs !== undefined) stepOptions.testTimeoutMs = testTimeoutMs;
   if (flags.deleteCrd) stepOptions.deleteCrd = true;
+  if (flags.uninstallPodIdentity) {
+    if (globals.runbook !== 'workload-identity') throw new UsageError('--uninstall-pod-identity is a flag of the workload identity runbook.', 'Add --runbook workload-identity, or drop it.');
+    stepOptions.uninstallPodIdentity = true;
+  }
   if (flags.upgradeInstances) stepOptions.upgradeInstances = true;
   if (flags.junit) stepOptions.junitPath = resolve(globals.cwd, flags.junit);
   let savedPlan: RunbookPlan | undefined;

@@ -95,9 +95,19 @@ function podIdentityIds(inv: InventoryDocument): Set<string> {
   return new Set(inv.identities.filter((i) => i.type === 0 && i.resourceId).map((i) => i.resourceId!.toLowerCase()));
 }
 
+/**
+ * Whether NMI, MIC and the CRDs go too: `--uninstall-pod-identity`, or an earlier run of this
+ * cycle that was given it (its records name the objects), so a resumed run without the flag
+ * finishes what the interrupted one set out to do and its rollback restores all of it.
+ */
+function uninstallAsked(ctx: Ctx): boolean {
+  if (ctx.options.uninstallPodIdentity === true) return true;
+  return ctx.journal.records().some((r) => !r.rolledBack && (r.actionId.startsWith('delete/customresourcedefinition/') || r.actionId === 'delete/azurepodidentityexceptions' || r.actionId.startsWith('delete/daemonset/')));
+}
+
 async function plan(ctx: Ctx): Promise<StepPlan> {
   const inv = await inventoryFor(ctx);
-  const uninstall = ctx.options.uninstallPodIdentity === true;
+  const uninstall = uninstallAsked(ctx);
   const actions: MigrationAction[] = [];
   const blockers: Blocker[] = [];
   const notes: string[] = [];
@@ -209,7 +219,10 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     );
   }
   if (!uninstall) notes.push('NMI, MIC, the AzurePodIdentityExceptions and the CRDs are kept (--uninstall-pod-identity removes them)');
-  else actions.push(...(await uninstallActions(ctx)));
+  else {
+    notes.push(`uninstall: NMI, MIC, the AzurePodIdentityExceptions and the Pod Identity CRDs are deleted too${ctx.options.uninstallPodIdentity === true ? ' (--uninstall-pod-identity)' : ' (asked by the interrupted run)'}`);
+    actions.push(...(await uninstallActions(ctx)));
+  }
 
   // 4. Identities AAD Pod Identity needed on the scale sets.
   actions.push(...(await vmssActions(ctx, inv, notes)));
@@ -302,10 +315,12 @@ async function vmssActions(ctx: Ctx, inv: InventoryDocument, notes: string[]): P
 
 async function afterActions(ctx: Ctx, p: StepPlan): Promise<StepOutcome> {
   const dry = ctx.dryRun !== 'none';
+  const uninstall = uninstallAsked(ctx);
+  if (!dry) await ctx.journal.setData('uninstallPodIdentity', uninstall);
   const labels = p.actions.filter((a) => a.kind === 'patch-pod-template').length;
   const objects = p.actions.reduce((n, a) => n + (a.kind === 'delete-objects' ? (a.details as { objects: unknown[] }).objects.length : a.kind === 'delete-object' ? 1 : 0), 0);
   const vmss = p.actions.filter((a) => a.kind === 'vmss-remove-identities').reduce((n, a) => n + (a.details as { remove: unknown[] }).remove.length, 0);
-  return { summary: `${dry ? 'would remove' : 'removed'} ${BINDING_LABEL} from ${labels} service${labels === 1 ? '' : 's'}, ${objects} Pod Identity object${objects === 1 ? '' : 's'} (copies in the journal), ${vmss} scale set identit${vmss === 1 ? 'y' : 'ies'}${ctx.options.uninstallPodIdentity === true ? '; NMI, MIC and the CRDs uninstalled' : ''}` };
+  return { summary: `${dry ? 'would remove' : 'removed'} ${BINDING_LABEL} from ${labels} service${labels === 1 ? '' : 's'}, ${objects} Pod Identity object${objects === 1 ? '' : 's'} (copies in the journal), ${vmss} scale set identit${vmss === 1 ? 'y' : 'ies'}${uninstall ? '; NMI, MIC and the CRDs uninstalled' : ''}` };
 }
 
 async function check(ctx: Ctx): Promise<CheckResult> {
@@ -321,7 +336,7 @@ async function check(ctx: Ctx): Promise<CheckResult> {
   const labelled = (await ctx.kube.list(KINDS.Pod, { labelSelector: BINDING_LABEL })).filter((p) => !p.metadata?.deletionTimestamp && !['Succeeded', 'Failed'].includes((p.status as { phase?: string } | undefined)?.phase ?? ''));
   if (labelled.length) failures.push(`${labelled.length} running pod(s) still carry ${BINDING_LABEL} (e.g. ${labelled[0].metadata?.namespace}/${labelled[0].metadata?.name})`);
   else evidence.push(`no running pod carries ${BINDING_LABEL}`);
-  const uninstall = ctx.options.uninstallPodIdentity === true;
+  const uninstall = uninstallAsked(ctx);
   for (const k of CUSTOM_KINDS) {
     if (k.uninstallOnly && !uninstall) continue;
     if (!(await ctx.kube.get(KINDS.CustomResourceDefinition, undefined, k.crd))) continue;
