@@ -328,6 +328,20 @@ export function gatewayPolicy(scope: ArmScope): PipelinePolicy {
           resp = await next(request);
         } catch (e) {
           if (scope.signal?.aborted) throw abortReason(scope.signal);
+          // A client whose deserialization runs inside this policy (@azure/arm-msi) turns an
+          // error status into a thrown RestError carrying the response: classify it like one.
+          const answered = (e as { statusCode?: number; response?: PipelineResponse }).response;
+          if (typeof (e as { statusCode?: number }).statusCode === 'number' && answered) {
+            const code = armErrorCode(answered.bodyAsText ?? undefined) ?? ((e as { code?: string }).code || undefined);
+            if (attempt < opts.maxAttempts && isRetryableArmResponse(answered.status, method, code)) {
+              const retryAfter = retryAfterOf(answered);
+              const wait = retryDelayMs(attempt, opts, retryAfter);
+              const why = retryAfter !== undefined ? `ARM asked for Retry-After ${formatMs(retryAfter)}${retryAfter > wait ? `, capped at ${formatMs(wait)}` : ''}` : `backoff, attempt ${attempt + 1} of ${opts.maxAttempts}`;
+              await waitBeforeRetry(`${verb} ${resource}`, wait, scope, `HTTP ${answered.status}${code ? ' ' + code : ''}`, why);
+              continue;
+            }
+            throw e;
+          }
           // Not signed in: asking again cannot help, and the operator should hear it at once.
           if (e instanceof AzureLoginError) throw e;
           const failure = (e as Error)?.message ?? String(e);
