@@ -69,9 +69,8 @@ it('plan exits 4 with every blocker at once and writes nothing; apply refuses to
   const doc = JSON.parse(plan.stdout) as { runbook: string; steps: { stepId: string; plan?: { blockers: { code: string; subject: string; message: string }[] } }[] };
   expect(doc.runbook).toBe('workload-identity');
   expectValidDocument('plan', doc);
-  // Steps 1-4 (this file's subject): what the runbook must refuse before anything is written.
-  const early = new Set(['wi-preflight', 'wi-enable', 'wi-federate', 'wi-serviceaccounts']);
-  const blockers = doc.steps.filter((s) => early.has(s.stepId)).flatMap((s) => (s.plan?.blockers ?? []).map((b) => ({ step: s.stepId, ...b })));
+  // Every blocker of the whole runbook, at once: later steps that need an earlier one's result wait for it instead.
+  const blockers = doc.steps.flatMap((s) => (s.plan?.blockers ?? []).map((b) => ({ step: s.stepId, ...b })));
   expect(blockers.map((b) => [b.step, b.code, b.subject]).sort()).toEqual([
     ['wi-preflight', 'wi-federated-credential-limit', 'identity reporting/reports-id'],
     ['wi-preflight', 'wi-host-network', 'deployment platform/external-dns'],
@@ -88,7 +87,7 @@ it('plan exits 4 with every blocker at once and writes nothing; apply refuses to
   const journal = await Journal.read(join(env.dir, '.podid-migrate', 'prod-weu.workload-identity.json'));
   expect(journal?.runbook).toBe('workload-identity');
   const refused = journal!.events.find((e) => e.event === 'blockers')!.detail as { stepId: string; code: string }[];
-  expect(refused.filter((b) => early.has(b.stepId)).map((b) => b.code).sort()).toEqual(['wi-federated-credential-limit', 'wi-host-network', 'wi-sdk-too-old']);
+  expect(refused.map((b) => b.code).sort()).toEqual(['wi-federated-credential-limit', 'wi-host-network', 'wi-sdk-too-old']);
   const after = (await state()) as Record<string, unknown>;
   // apply records the refusal in its journal (.podid-migrate/<cluster>.workload-identity.json); the cluster is untouched.
   expect({ ...after, journals: false }).toEqual({ ...(before as Record<string, unknown>), journals: false });
