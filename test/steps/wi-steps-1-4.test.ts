@@ -10,9 +10,10 @@ import type { InventoryDocument, InventoryIdentity } from '../../src/steps/lib/i
 import { sdkSupportsWorkloadIdentity } from '../../src/steps/lib/workload-identity/sdk.ts';
 import { accountForTemplate, federatedCredentialName, targetsOf, type CredentialTarget } from '../../src/steps/lib/workload-identity/federation.ts';
 import { credentialLimitBlockers, serviceBlockers } from '../../src/steps/workload-identity/01-wi-preflight.ts';
+import { wiEnableStep } from '../../src/steps/workload-identity/02-wi-enable.ts';
 import { wiFederateStep } from '../../src/steps/workload-identity/03-wi-federate.ts';
 import { sharedAccountBlockers, wiServiceAccountsStep } from '../../src/steps/workload-identity/04-wi-serviceaccounts.ts';
-import { contextFor, FakeAzure, FakeKube, idOf, tempDir } from './fakes.ts';
+import { AKS_ID, contextFor, FakeAzure, FakeKube, idOf, tempDir } from './fakes.ts';
 import { applyPlan, rollbackStep, verifyRollback } from './run-actions.ts';
 import { EXECUTORS } from '../../src/steps/executors/index.ts';
 import { reconcileIntents } from '../../src/engine/actions.ts';
@@ -138,6 +139,41 @@ describe('preflight rules', () => {
       ['wi-sdk-too-old', 'service apps/old'],
     ]);
     expect(r.notes[0]).toContain('no SDK version in the inventory for 1 service(s) (apps/host)');
+  });
+});
+
+describe('wi-enable', () => {
+  it('turns on what is off in one update, records the issuer, and rollback turns off only workload identity', async () => {
+    const kube = new FakeKube();
+    kube.add({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { namespace: 'kube-system', name: 'azure-wi-webhook-controller-manager' }, spec: { replicas: 2 }, status: { readyReplicas: 2 } } as KubeObject);
+    const azure = new FakeAzure();
+    const ctx = await contextFor('wi-enable', kube, azure, tempDir());
+    const plan = await wiEnableStep.plan(ctx);
+    expect(plan.actions.map((a) => [a.kind, a.details])).toEqual([['aks-workload-identity', { aksId: AKS_ID, cluster: 'prod-weu', oidcIssuer: true, workloadIdentity: true }]]);
+    await applyPlan(wiEnableStep, ctx, plan);
+    expect(azure.wiWrites).toEqual(['cluster oidc=true wi=true']);
+    expect(ctx.journal.getData('issuerUrl')).toBe(azure.issuerUrl);
+    expect((await wiEnableStep.check(ctx)).failures).toEqual([]);
+    expect((await wiEnableStep.plan(ctx)).actions).toEqual([]);
+
+    const undone = await rollbackStep(ctx);
+    expect(undone.summary).toContain('workload identity turned off, OIDC issuer stays on (AKS cannot turn it off once enabled');
+    expect(azure.wiWrites).toEqual(['cluster oidc=true wi=true', 'cluster oidc=true wi=false']);
+    expect((await verifyRollback(ctx)).failures).toEqual([]);
+  });
+
+  it('with the issuer already on, turns on only workload identity and rollback says nothing about the issuer', async () => {
+    const kube = new FakeKube();
+    kube.add({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { namespace: 'kube-system', name: 'azure-wi-webhook-controller-manager' }, status: { readyReplicas: 1 } } as KubeObject);
+    const azure = new FakeAzure();
+    azure.cluster.oidcIssuer = { enabled: true, issuerUrl: azure.issuerUrl };
+    const ctx = await contextFor('wi-enable', kube, azure, tempDir());
+    const plan = await wiEnableStep.plan(ctx);
+    expect(plan.actions[0].details).toMatchObject({ oidcIssuer: false, workloadIdentity: true });
+    await applyPlan(wiEnableStep, ctx, plan);
+    const undone = await rollbackStep(ctx);
+    expect(undone.summary).toBe('managed cluster prod-weu: workload identity turned off');
+    expect(azure.wiWrites).toEqual(['cluster oidc=true wi=true', 'cluster oidc=true wi=false']);
   });
 });
 
