@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { KubeObject } from '../../src/kube/gateway.ts';
-import type { InventoryDocument, InventoryIdentity } from '../../src/steps/lib/inventory-model.ts';
+import { keepOperatorEdits, validateInventory, type InventoryDocument, type InventoryIdentity } from '../../src/steps/lib/inventory-model.ts';
 import { sdkSupportsWorkloadIdentity } from '../../src/steps/lib/workload-identity/sdk.ts';
 import { accountForTemplate, federatedCredentialName, targetsOf, type CredentialTarget } from '../../src/steps/lib/workload-identity/federation.ts';
 import { credentialLimitBlockers, serviceBlockers } from '../../src/steps/workload-identity/01-wi-preflight.ts';
@@ -60,6 +60,19 @@ describe('SDK minimums', () => {
     expect(sdkSupportsWorkloadIdentity('python', '1.12.99')).toBe(false);
     expect(sdkSupportsWorkloadIdentity('python', '1.13.0')).toBe(true);
     expect(sdkSupportsWorkloadIdentity('python', 'latest')).toBe(false);
+  });
+});
+
+describe('inventory fields', () => {
+  it('validates services[].workloadIdentity and keeps it when the inventory is written again', () => {
+    const marked = inventory([identity('api-id', 'payments', [{ name: 'payments/api', workloadIdentity: { sdk: { language: 'java', version: '1.8.2' }, proxySidecar: true } }])]);
+    expect(validateInventory(marked)).toEqual([]);
+    const bad = structuredClone(marked);
+    (bad.identities[0].services[0].workloadIdentity as Record<string, unknown>).sdk = { language: 'cobol', version: 'one' };
+    expect(validateInventory(bad).join('\n')).toMatch(/identities\[0\]\.services\[0\]\.workloadIdentity\.sdk\.(language|version)/);
+    const fresh = inventory([identity('api-id', 'payments', [{ name: 'payments/api' }, { name: 'payments/new' }])]);
+    const kept = keepOperatorEdits(marked, fresh);
+    expect(kept.identities[0].services.map((x) => x.workloadIdentity)).toEqual([{ sdk: { language: 'java', version: '1.8.2' }, proxySidecar: true }, undefined]);
   });
 });
 
