@@ -9,7 +9,7 @@ import type { KubeObject } from '../../src/kube/gateway.ts';
 import { keepOperatorEdits, validateInventory, type InventoryDocument, type InventoryIdentity } from '../../src/steps/lib/inventory-model.ts';
 import { sdkSupportsWorkloadIdentity } from '../../src/steps/lib/workload-identity/sdk.ts';
 import { accountForTemplate, federatedCredentialName, targetsOf, type CredentialTarget } from '../../src/steps/lib/workload-identity/federation.ts';
-import { credentialLimitBlockers, serviceBlockers } from '../../src/steps/workload-identity/01-wi-preflight.ts';
+import { accountUseBlockers, credentialLimitBlockers, serviceBlockers } from '../../src/steps/workload-identity/01-wi-preflight.ts';
 import { wiEnableStep } from '../../src/steps/workload-identity/02-wi-enable.ts';
 import { wiFederateStep } from '../../src/steps/workload-identity/03-wi-federate.ts';
 import { sharedAccountBlockers, wiServiceAccountsStep } from '../../src/steps/workload-identity/04-wi-serviceaccounts.ts';
@@ -134,6 +134,19 @@ describe('preflight rules', () => {
     expect(over.blockers.map((b) => [b.code, b.subject])).toEqual([['wi-federated-credential-limit', 'identity payments/api-id']]);
     expect(over.blockers[0].message).toContain('has 19 federated identity credential(s) and the migration needs 2 more (payments/sa-1, payments/sa-2): 21');
     expect(credentialLimitBlockers([target(1)], new Map([[key, { count: 20, satisfied: new Set([target(1).subject]) }]])).blockers).toEqual([]);
+  });
+
+  it('blocks a service account that workloads outside the inventory run as too', () => {
+    const inv = inventory([identity('a-id', 'apps', [{ name: 'apps/a' }, { name: 'apps/b' }])]);
+    const a = deployment('apps', 'a', { serviceAccountName: 'shared' });
+    const b = deployment('apps', 'b');
+    const live = new Map([['apps/a', a], ['apps/b', b]]);
+    const stranger = deployment('apps', 'stranger', { serviceAccountName: 'shared' });
+    const elsewhere = deployment('other', 'x', { serviceAccountName: 'shared' });
+    const blockers = accountUseBlockers(targetsOf(inv, live), [a, b, stranger, elsewhere, deployment('apps', 'c')]);
+    expect(blockers.map((x) => [x.code, x.subject])).toEqual([['wi-service-account-used-elsewhere', 'serviceaccount apps/shared']]);
+    expect(blockers[0].message).toContain('deployment apps/stranger also runs as apps/shared');
+    expect(accountUseBlockers(targetsOf(inv, live), [a, b])).toEqual([]);
   });
 
   it('blocks hostNetwork workloads and SDKs below the minimum unless marked for the proxy sidecar', () => {

@@ -7,6 +7,8 @@
  * - per identity: a user-assigned managed identity with a resource id that ARM knows (federated
  *   credentials live on it), and its existing federated credentials plus the ones this runbook
  *   adds within Entra's limit of 20;
+ * - per service account the runbook annotates and federates: no other workload runs as it
+ *   (its pods would get the identity's tokens too);
  * - per service: no `hostNetwork` pods (the webhook's proxy sidecar cannot serve them), and an
  *   Azure Identity SDK the operator marked in the inventory (`workloadIdentity.sdk`) at least at
  *   the workload identity minimum unless the service is marked for the proxy sidecar
@@ -17,12 +19,16 @@
  */
 import { MAX_FEDERATED_CREDENTIALS_PER_IDENTITY, type ManagedClusterInfo, type ManagedIdentity } from '../../azure/gateway.ts';
 import type { Blocker, CheckResult, StepOutcome, StepPlan } from '../../engine/step.ts';
+import type { KubeObject } from '../../kube/gateway.ts';
+import { KINDS } from '../../kube/kinds.ts';
 import { action, NO_WRITES, type MigrationAction } from '../executors/index.ts';
 import type { Ctx, MigrationStep } from '../lib/context.ts';
 import { loadInventory, type InventoryDocument } from '../lib/inventory-model.ts';
 import { credentialSatisfies, identityLabel, readWorkloadIdentityTargets, type CredentialTarget, type WorkloadIdentityTargets } from '../lib/workload-identity/federation.ts';
 import { workloadIdentityInventory } from '../lib/workload-identity/inventory.ts';
+import { listIfServed } from '../lib/inventory/reading.ts';
 import { MIN_SDK_VERSIONS, sdkSupportsWorkloadIdentity } from '../lib/workload-identity/sdk.ts';
+import { templateServiceAccount } from '../lib/workload-identity/workloads.ts';
 
 /** What the preflight found: blockers, notes, and evidence lines for the check. */
 export interface PreflightFindings {
@@ -95,6 +101,27 @@ export function serviceBlockers(targets: WorkloadIdentityTargets): { blockers: B
   }
   const notes = unknown.length ? [`no SDK version in the inventory for ${unknown.length} service(s) (${unknown.join(', ')}): assumed to support workload identity; set services[].workloadIdentity.sdk to have it checked`] : [];
   return { blockers, notes };
+}
+
+/**
+ * Pure: service accounts the runbook will annotate and federate that other workloads (not among
+ * the account's services) also run as. Once trusted, their pods could get the identity's tokens.
+ */
+export function accountUseBlockers(targets: WorkloadIdentityTargets, workloads: readonly KubeObject[]): Blocker[] {
+  const blockers: Blocker[] = [];
+  for (const a of targets.accounts) {
+    const own = new Set(a.services.map((t) => `${t.service.kind}/${t.service.service}`));
+    const others = workloads.filter((w) => w.metadata?.namespace === a.namespace && templateServiceAccount(w) === a.name && !own.has(`${w.kind}/${a.namespace}/${w.metadata?.name}`));
+    if (!others.length) continue;
+    const who = a.identities.map(identityLabel).join(', ');
+    blockers.push({
+      code: 'wi-service-account-used-elsewhere',
+      subject: `serviceaccount ${a.namespace}/${a.name}`,
+      message: `${others.map((w) => `${w.kind?.toLowerCase()} ${a.namespace}/${w.metadata?.name}`).join(', ')} also run${others.length === 1 ? 's' : ''} as ${a.namespace}/${a.name}, which the migration annotates and federates for identity ${who}: those pods would get its tokens too.`,
+      fix: `Give ${others.length === 1 ? 'it' : 'them'} a service account of ${others.length === 1 ? 'its' : 'their'} own (spec.template.spec.serviceAccountName), or add ${others.length === 1 ? 'it' : 'them'} to the inventory under that identity, then plan again.`,
+    });
+  }
+  return blockers;
 }
 
 /** Reads the cluster, the identities and their credentials, and runs every rule. Read-only. */
@@ -181,6 +208,10 @@ export async function preflightFindings(ctx: Ctx, inv: InventoryDocument): Promi
   const limits = credentialLimitBlockers(needed, existing);
   blockers.push(...limits.blockers);
   evidence.push(...limits.evidence);
+
+  // Not every cluster serves every workload kind (the sandbox has no StatefulSets).
+  const workloads = (await Promise.all([KINDS.Deployment, KINDS.StatefulSet, KINDS.DaemonSet].map(async (k) => (await listIfServed(ctx, k)) ?? []))).flat();
+  blockers.push(...accountUseBlockers(targets, workloads));
 
   const services = serviceBlockers(targets);
   blockers.push(...services.blockers);
