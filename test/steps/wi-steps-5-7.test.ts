@@ -154,17 +154,22 @@ describe('wi-workloads', () => {
   it('patches each service once, in order: the label, the sidecar annotation only where marked, the dedicated service account', async () => {
     w = world();
     await recordServiceAccounts(w);
+    tokenEndpoint(w);
     const ctx = await ctxOf(w, 'wi-workloads');
     const plan = await wiWorkloadsStep.plan(ctx);
     expect(plan.blockers).toEqual([]);
-    expect(plan.actions.map((a) => [a.id, a.parallelGroup])).toEqual([
-      ['template/deployment/batch/worker/workload-identity', undefined],
-      ['template/deployment/payments/api/workload-identity', undefined],
-      ['template/deployment/payments/ledger/workload-identity', undefined],
+    // Each service account's exchange is proven before the first rollout onto it; no parallel group: one at a time.
+    expect(plan.actions.map((a) => [a.id, a.parallelGroup, a.writes.kube])).toEqual([
+      ['gate/batch/default', undefined, 2],
+      ['template/deployment/batch/worker/workload-identity', undefined, 1],
+      ['gate/payments/api', undefined, 2],
+      ['template/deployment/payments/api/workload-identity', undefined, 1],
+      ['gate/payments/ledger', undefined, 2],
+      ['template/deployment/payments/ledger/workload-identity', undefined, 1],
     ]);
-    expect(plan.actions.map((a) => a.writes)).toEqual([{ kube: 1, arm: 0 }, { kube: 1, arm: 0 }, { kube: 1, arm: 0 }]);
     await applyPlan(wiWorkloadsStep, ctx, plan);
-    expect(w.kube.writeLines()).toEqual([
+    expect(w.kube.writes).toHaveLength(9);
+    expect(w.kube.writeLines().filter((l) => l.startsWith('patch'))).toEqual([
       `patch Deployment batch/worker {"spec":{"template":{"metadata":{"labels":{"${WI}":"true"}}}}}`,
       `patch Deployment payments/api {"spec":{"template":{"metadata":{"labels":{"${WI}":"true"}},"spec":{"serviceAccountName":"api"}}}}`,
       `patch Deployment payments/ledger {"spec":{"template":{"metadata":{"labels":{"${WI}":"true"},"annotations":{"${PROXY}":"true"}},"spec":{"serviceAccountName":"ledger"}}}}`,
@@ -185,9 +190,10 @@ describe('wi-workloads', () => {
   it('a run killed right after a patch resumes without patching (or rolling out) that service again', async () => {
     w = world();
     await recordServiceAccounts(w);
+    tokenEndpoint(w);
     const ctx = await ctxOf(w, 'wi-workloads');
     const plan = await wiWorkloadsStep.plan(ctx);
-    const first = plan.actions[0];
+    const first = plan.actions.find((a) => a.kind === 'patch-pod-template')!;
     const { patchPodTemplate } = await import('../../src/steps/executors/patch-pod-template.ts');
     // The write reached the API server, the process died before its done record.
     await ctx.journal
@@ -199,9 +205,26 @@ describe('wi-workloads', () => {
     const again = await ctxOf(w, 'wi-workloads');
     await applyPlan(wiWorkloadsStep, again);
     expect(w.kube.writeLines().filter((l) => l.includes('batch/worker'))).toHaveLength(1);
-    expect(w.kube.writes).toHaveLength(3);
+    // The resumed run: no gate and no patch for batch/worker again; the two others gated and patched.
+    expect(w.kube.writeLines().filter((l) => l.startsWith('patch'))).toHaveLength(3);
+    expect(w.kube.writes.filter((x) => x.verb === 'create').map((x) => (x.body as KubeObject).metadata?.namespace)).toEqual(['payments', 'payments']);
     const records = (await Journal.read(join(w.dir, 'journal.json')))!.steps['wi-workloads']!.actions;
     expect(records.filter((r) => r.actionId === first.id).map((r) => r.status)).toEqual(['done']);
+  });
+});
+
+describe('wi-workloads gate', () => {
+  it('stops before the first rollout onto a service account whose exchange Entra still refuses', async () => {
+    w = world();
+    await recordServiceAccounts(w);
+    tokenEndpoint(w);
+    const answer = w.kube.curl;
+    // The credential of payments/api has not propagated yet.
+    w.kube.curl = (pod, url) => ((pod.spec as { serviceAccountName?: string }).serviceAccountName === 'api' ? { status: 400, body: '{"error":"invalid_request","error_description":"AADSTS70021: No matching federated identity record found"}' } : answer(pod, url));
+    const ctx = await ctxOf(w, 'wi-workloads');
+    await expect(applyPlan(wiWorkloadsStep, ctx)).rejects.toThrow(/workload identity does not answer for payments\/api yet, so nothing was rolled out onto it/);
+    expect(template(w, 'batch', 'worker').labels[WI]).toBe('true');
+    expect(template(w, 'payments', 'api').labels[WI]).toBeUndefined();
   });
 });
 

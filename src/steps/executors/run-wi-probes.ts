@@ -31,6 +31,12 @@ export interface PlannedWiCase {
 /** Details of a `run-wi-probes` action. */
 export interface RunWiProbesDetails {
   cases: PlannedWiCase[];
+  /**
+   * A gate, not a test: a failing case fails the action (and so the step) instead of being a
+   * result. `wi-workloads` runs one before the first rollout onto each service account, so no pod
+   * starts with the workload identity env before Entra accepts the account's credential.
+   */
+  gate?: boolean;
 }
 
 /** The outcome of one case (never a token). */
@@ -97,7 +103,11 @@ export const runWiProbes: Executor<RunWiProbesDetails, { cases: number }, RunWiP
         }),
       ),
     );
-    return { passed: results.filter((r) => r.ok).length, failed: results.filter((r) => !r.ok).length, results };
+    const failed = results.filter((r) => !r.ok);
+    if (d.gate && failed.length) {
+      throw new Error(`workload identity does not answer for ${failed.map((r) => `${r.namespace}/${r.serviceAccount}`).join(', ')} yet, so nothing was rolled out onto it: ${failed.map((r) => r.message).join('; ')}`);
+    }
+    return { passed: results.length - failed.length, failed: failed.length, results };
   },
   async reconcile() {
     // The cases change nothing: an interrupted run is simply run again.

@@ -6,7 +6,10 @@
  * (`workloadIdentity.proxySidecar`), and the dedicated service account when `wi-serviceaccounts`
  * created one. The actions run one after another, each awaiting its own rollout (new pods
  * updated and available, no old one left) before the next service starts, so a bad template
- * stops the step after one service.
+ * stops the step after one service. Before the first rollout onto a service account, a gate
+ * (`run-wi-probes` with `gate`) proves the exchange as that account returns the service's
+ * identity: Entra refuses a credential for a while after it is written (AADSTS70021), and a pod
+ * started meanwhile with the injected env would fail its token requests.
  *
  * The pods keep their `aadpodidbinding` label: during the transition both paths answer (the
  * SDK reads the injected env first; NMI still serves IMDS requests). A template already as
@@ -42,6 +45,39 @@ function detailsFor(ctx: Ctx, s: WiService, live: KubeObject): PatchPodTemplateD
   };
 }
 
+/**
+ * The gate before the first rollout onto a service account: one token exchange as that account
+ * (a probe pod, created and deleted) must return the service's identity. Right after
+ * `wi-federate` wrote a credential, Entra answers AADSTS70021 until it has propagated; a pod
+ * started meanwhile with the workload identity env would fail its token requests (its SDK does
+ * not fall back to IMDS on an Entra error). Absent when the identity lacks its client id.
+ */
+function gateFor(s: WiService, serviceAccount: string): MigrationAction | undefined {
+  const id = s.identity;
+  if (!id.clientId || (id.type === 0 && !id.resourceId)) return undefined;
+  return action({
+    id: `gate/${s.namespace}/${serviceAccount}`,
+    kind: 'run-wi-probes',
+    op: '~',
+    target: `serviceaccount ${s.namespace}/${serviceAccount}`,
+    summary: `token exchange as ${s.namespace}/${serviceAccount} must return identity ${id.name} (its credential has propagated) before the first rollout onto it (1 short-lived probe pod)`,
+    api: 'kube',
+    writes: { kube: 2, arm: 0 },
+    details: {
+      gate: true,
+      cases: [
+        {
+          id: `gate/${s.namespace}/${serviceAccount}`,
+          service: s.service,
+          namespace: s.namespace,
+          serviceAccount,
+          identity: { ref: `${id.namespace}/${id.name}`, name: id.name, ...(id.type === 0 ? { resourceId: id.resourceId } : {}), clientId: id.clientId, ...(id.principalId ? { principalId: id.principalId } : {}) },
+        },
+      ],
+    },
+  });
+}
+
 function summaryOf(d: PatchPodTemplateDetails): string {
   const parts = [`+ label ${WI_USE_LABEL}=true`];
   if (Object.keys(d.annotations).length) parts.push(`+ annotation ${WI_PROXY_ANNOTATION}=true (proxy sidecar)`);
@@ -55,6 +91,8 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   const blockers: Blocker[] = [];
   const notes: string[] = [];
   const already: string[] = [];
+  // Service accounts whose exchange is proven before the first rollout onto them.
+  const gated = new Set<string>();
   for (const s of servicesOf(inv)) {
     if (!patchableKind(s.kind)) {
       notes.push(`${s.kind} ${s.service} is not patched: no controller template describes its pods; add the label ${WI_USE_LABEL}=true (and its service account) where they are created`);
@@ -75,6 +113,12 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
       already.push(s.service);
       continue;
     }
+    const sa = d.serviceAccountName ?? templateServiceAccount(live);
+    const gate = gateFor(s, sa);
+    if (gate && !gated.has(`${s.namespace}/${sa}`)) {
+      gated.add(`${s.namespace}/${sa}`);
+      actions.push(gate);
+    }
     actions.push(
       action({
         id: workloadActionId(s),
@@ -89,12 +133,13 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
     );
   }
   if (already.length) notes.push(`already on workload identity: ${already.join(', ')}`);
-  if (actions.length) notes.push(`${actions.length} service${actions.length === 1 ? '' : 's'} rolled out one at a time, each awaited`);
+  const rollouts = actions.filter((a) => a.kind === 'patch-pod-template').length;
+  if (rollouts) notes.push(`${rollouts} service${rollouts === 1 ? '' : 's'} rolled out one at a time, each awaited, each service account's token exchange proven before its first rollout`);
   return { stepId: 'wi-workloads', actions, blockers, notes };
 }
 
 async function afterActions(ctx: Ctx, p: StepPlan): Promise<StepOutcome> {
-  const n = p.actions.length;
+  const n = p.actions.filter((a) => a.kind === 'patch-pod-template').length;
   return { summary: `${ctx.dryRun !== 'none' ? 'would roll out' : 'rolled out'} ${n} service${n === 1 ? '' : 's'} with ${WI_USE_LABEL}=true (${BINDING_LABEL} kept)` };
 }
 
