@@ -266,7 +266,7 @@ export class Runner<K = unknown, A = unknown> {
   async apply(options: ApplyOptions = {}): Promise<RunResult> {
     if (options.step && options.to) throw new UsageError('--step and --to cannot be combined.', 'Use --step ID to apply one step, or --to ID to apply every pending step up to it.');
     const dry = this.dryRun !== 'none';
-    const lock = dry ? undefined : await acquireLock(this.config.journalPath, 'apply');
+    const lock = dry ? undefined : await acquireLock(this.config.journalPath, 'apply', this.cli);
     try {
       const journal = await this.openJournal({ inMemory: dry });
       if (!dry) await journal.cleanTempFiles();
@@ -505,7 +505,7 @@ export class Runner<K = unknown, A = unknown> {
     if (!existing) {
       throw new PreconditionError(`there is nothing to roll back: no journal at ${this.config.journalPath}.`, 'This tool only undoes what its journal recorded. Use --journal if it lives elsewhere.');
     }
-    const lock: LockHandle = await acquireLock(this.config.journalPath, 'rollback');
+    const lock: LockHandle = await acquireLock(this.config.journalPath, 'rollback', this.cli);
     try {
       const journal = await this.openJournal();
       await journal.cleanTempFiles();

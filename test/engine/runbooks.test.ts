@@ -11,6 +11,7 @@ import { serialChains } from '../../src/engine/actions.ts';
 import { RunbookMismatchError, UsageError } from '../../src/engine/errors.ts';
 import { savedPlanProblems } from '../../src/engine/inputs.ts';
 import { Journal, defaultJournalPath } from '../../src/engine/journal.ts';
+import { acquireLock } from '../../src/engine/lock.ts';
 import { Runner } from '../../src/engine/runner.ts';
 import { STEP_IDS, WORKLOAD_IDENTITY_STEP_IDS, commandPrefix, isStepId, stepIndex, type PlannedAction } from '../../src/engine/step.ts';
 import { stepFlag, validateGlobalOptions } from '../../src/cli/options.ts';
@@ -76,6 +77,22 @@ describe('journal per runbook', () => {
     writeFileSync(path, JSON.stringify(text));
     expect((await Journal.open(path, CLUSTER)).runbook).toBe('managed-mode');
     await expect(Journal.open(path, CLUSTER, { runbook: 'workload-identity' })).rejects.toThrow(/records the managed-mode runbook, not workload-identity/);
+  });
+});
+
+describe('lock hints', () => {
+  it('spell force-unlock with the runbook whose journal is locked', async () => {
+    const path = join(dir(), 'j.json');
+    const held = await acquireLock(path, 'apply', commandPrefix('workload-identity'));
+    try {
+      const e = await acquireLock(path, 'apply', commandPrefix('workload-identity')).then(
+        () => undefined,
+        (error: Error & { hint: string }) => error,
+      );
+      expect(e?.hint).toMatch(/If that run is gone: podid-migrate --runbook workload-identity force-unlock [0-9a-f-]{36}/);
+    } finally {
+      await held.release();
+    }
   });
 });
 
