@@ -116,13 +116,23 @@ async function plan(ctx: Ctx): Promise<StepPlan> {
   const patched = new Set<string>();
   // Only a blocker once wi-test has run (before, wi-workloads has simply not labelled them yet).
   const notOnWorkloadIdentity: Blocker[] = [];
+  // In a dry run wi-workloads only pretended: the templates it would have labelled count as labelled.
+  const wouldLabel = new Set(
+    ctx.dryRun === 'none'
+      ? []
+      : ctx.journal
+          .of('wi-workloads')
+          .records()
+          .filter((r) => r.kind === 'patch-pod-template' && r.status === 'done' && !r.rolledBack)
+          .map((r) => `${(r.details as PatchPodTemplateDetails).namespace}/${(r.details as PatchPodTemplateDetails).name}`),
+  );
   for (const s of servicesOf(inv)) {
     if (!patchableKind(s.kind)) continue;
     const live = await ctx.kube.get(refOfKind(s.kind), s.namespace, s.name);
     if (!live) continue;
     patched.add(`${s.kind}/${s.namespace}/${s.name}`);
     const labels = templateLabels(live);
-    if (labels[WI_USE_LABEL] !== 'true') {
+    if (labels[WI_USE_LABEL] !== 'true' && !wouldLabel.has(s.service)) {
       notOnWorkloadIdentity.push({
         code: 'not-on-workload-identity',
         subject: `${s.kind.toLowerCase()} ${s.service}`,
