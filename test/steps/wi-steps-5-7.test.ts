@@ -304,6 +304,23 @@ describe('wi-remove-pod-identity', () => {
     expect(w.kube.writes.filter((x) => x.verb === 'delete' && x.kind !== 'Pod')).toEqual([]);
   });
 
+  it('in a dry run counts what wi-workloads and wi-test would have done as done', async () => {
+    w = world();
+    // What a dry run of the earlier steps records in memory: their actions done, nothing changed.
+    const workloads = { ...(await ctxOf(w, 'wi-workloads')), dryRun: 'client' as const };
+    const plan = await wiWorkloadsStep.plan(workloads);
+    for (const a of plan.actions) await workloads.journal.runAction(a, undefined, async () => ({ dryRun: true }));
+    const test = await ctxOf(w, 'wi-test');
+    await test.journal.runAction({ id: 'wi-token-cases', kind: 'run-wi-probes', op: '~', target: 't', summary: '', api: 'kube' }, undefined, async () => ({ dryRun: true }));
+    const dry = { ...(await ctxOf(w, 'wi-remove-pod-identity')), dryRun: 'client' as const };
+    const p = await wiRemovePodIdentityStep.plan(dry);
+    expect(p.blockers).toEqual([]);
+    expect(p.notes).toContain('dry run: wi-test would run its cases first; this step is refused unless every one passes');
+    expect(p.actions.filter((a) => a.kind === 'patch-pod-template')).toHaveLength(3);
+    // Not in a dry run: the same journal proves nothing, the templates lack the label.
+    expect(template(w, 'payments', 'api').labels[WI]).toBeUndefined();
+  });
+
   it('removes labels, Pod Identity objects and only the Pod Identity identities of the scale sets; rollback restores all of it', async () => {
     await migrated();
     const before = dump(w.kube);
