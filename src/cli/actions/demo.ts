@@ -362,6 +362,7 @@ export async function run(env: CliEnv, flags: DemoFlags, cmd: Command): Promise<
           `  source ${sb.envFile}`,
           `  kubectl get nodes; kubectl get pods -A; kubectl get azureassignedidentities -A`,
           `  podid-migrate status --journal ${join(dir, 'journal.json')}`,
+          ...(runbooks.runbook === 'workload-identity' ? [`  podid-migrate --runbook workload-identity status --journal ${join(dir, 'journal.workload-identity.json')}`] : []),
           `  podid-migrate sandbox status --dir ${dir}`,
           `Stop it with: podid-migrate sandbox down --dir ${dir}`,
           '',
