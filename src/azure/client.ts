@@ -255,12 +255,15 @@ function defaultHttpClient(): HttpClient {
 /** Attempts of a read whose connection fails before ARM is reported unreachable. */
 const CONNECT_ATTEMPTS = 3;
 
-const CONFLICT_CODES_RETRIED = new Set(['anotheroperationinprogress', 'operationpreempted', 'conflict', 'retryableerror', 'concurrentrequestsnotallowed']);
+// A 409 that says "another write runs": the same write succeeds once it is done. Among them Entra's
+// answer to two writes to one identity's federated credentials at once.
+const CONFLICT_CODES_RETRIED = new Set(['anotheroperationinprogress', 'operationpreempted', 'conflict', 'retryableerror', 'concurrentrequestsnotallowed', 'concurrentfederatedidentitycredentialswritesforsinglemanagedidentity']);
 
 /**
  * Which ARM answers are retried: 429 always (with or without `Retry-After`); 5xx except on
  * POST actions (a repeated reimage would reimage twice); 409 only for conflict-type codes
- * (another operation in progress), not for a real conflict such as an existing resource.
+ * (another operation in progress, a concurrent write to one identity's federated credentials),
+ * not for a real conflict such as an existing resource.
  */
 export function isRetryableArmResponse(status: number, method: string, code: string | undefined): boolean {
   if (status === 429) return true;
@@ -325,6 +328,20 @@ export function gatewayPolicy(scope: ArmScope): PipelinePolicy {
           resp = await next(request);
         } catch (e) {
           if (scope.signal?.aborted) throw abortReason(scope.signal);
+          // A client whose deserialization runs inside this policy (@azure/arm-msi) turns an
+          // error status into a thrown RestError carrying the response: classify it like one.
+          const answered = (e as { statusCode?: number; response?: PipelineResponse }).response;
+          if (typeof (e as { statusCode?: number }).statusCode === 'number' && answered) {
+            const code = armErrorCode(answered.bodyAsText ?? undefined) ?? ((e as { code?: string }).code || undefined);
+            if (attempt < opts.maxAttempts && isRetryableArmResponse(answered.status, method, code)) {
+              const retryAfter = retryAfterOf(answered);
+              const wait = retryDelayMs(attempt, opts, retryAfter);
+              const why = retryAfter !== undefined ? `ARM asked for Retry-After ${formatMs(retryAfter)}${retryAfter > wait ? `, capped at ${formatMs(wait)}` : ''}` : `backoff, attempt ${attempt + 1} of ${opts.maxAttempts}`;
+              await waitBeforeRetry(`${verb} ${resource}`, wait, scope, `HTTP ${answered.status}${code ? ' ' + code : ''}`, why);
+              continue;
+            }
+            throw e;
+          }
           // Not signed in: asking again cannot help, and the operator should hear it at once.
           if (e instanceof AzureLoginError) throw e;
           const failure = (e as Error)?.message ?? String(e);

@@ -9,7 +9,7 @@
  * recorded as `would PATCH <url> <body>`.
  */
 import type { VirtualMachineScaleSet, VirtualMachineScaleSetVM } from '@azure/arm-compute';
-import type { Identity } from '@azure/arm-msi';
+import type { FederatedIdentityCredential, Identity } from '@azure/arm-msi';
 import type { ManagedCluster } from '@azure/arm-containerservice';
 import { createArmClients, resolveAzureConnection, azureTiming } from './client.ts';
 import type { ArmClients, AzureConnection, AzureTiming } from './client.ts';
@@ -81,6 +81,57 @@ export interface ManagedClusterInfo {
   nodeResourceGroup: string;
   kubeletIdentity?: { resourceId?: string; clientId?: string; objectId?: string };
   agentPools: { name: string; count?: number; vmSize?: string; mode?: string; type?: string }[];
+  /** `properties.oidcIssuerProfile`: whether the OIDC issuer is on, and its URL once it is (`issuerURL` on the wire). The ARM gateway always sets it; absent means off. */
+  oidcIssuer?: { enabled: boolean; issuerUrl?: string };
+  /** `properties.securityProfile.workloadIdentity.enabled`; absent means off. */
+  workloadIdentityEnabled?: boolean;
+  /** `Succeeded`, `Updating` (an operation runs: another update gets 409), `Failed`, … */
+  provisioningState?: string;
+}
+
+/** The settings {@link AzureGateway.updateWorkloadIdentitySettings} changes; an omitted one stays as it is. */
+export interface WorkloadIdentitySettingsChange {
+  /** `properties.oidcIssuerProfile.enabled` (AKS refuses to turn it off once on). */
+  oidcIssuerEnabled?: boolean;
+  /** `properties.securityProfile.workloadIdentity.enabled` (needs the OIDC issuer). */
+  workloadIdentityEnabled?: boolean;
+}
+
+/** The audience every workload identity federated credential carries. */
+export const TOKEN_EXCHANGE_AUDIENCE = 'api://AzureADTokenExchange';
+
+/** Entra ID's limit of federated identity credentials on one user-assigned identity. */
+export const MAX_FEDERATED_CREDENTIALS_PER_IDENTITY = 20;
+
+/** One federated identity credential of a user-assigned identity. */
+export interface FederatedCredential {
+  /** Its resource id. */
+  id: string;
+  name: string;
+  issuer: string;
+  subject: string;
+  audiences: string[];
+}
+
+/** What {@link AzureGateway.putFederatedCredential} sends. */
+export interface FederatedCredentialSpec {
+  name: string;
+  issuer: string;
+  subject: string;
+  audiences: string[];
+}
+
+/** Result of {@link AzureGateway.putFederatedCredential}. */
+export interface PutFederatedCredentialResult {
+  /**
+   * `created` / `updated`: ARM took the PUT (`updated` when a credential of that name was
+   * there). `exists`: ARM refused it because another credential of the identity already has
+   * this issuer and subject ("combination already exists"); `credential` is that one.
+   */
+  outcome: 'created' | 'updated' | 'exists';
+  credential: FederatedCredential;
+  /** True when nothing was sent (dry run). */
+  dryRun: boolean;
 }
 
 /** Result of {@link AzureGateway.assignIdentities}. */
@@ -137,6 +188,27 @@ export interface AzureGateway {
   listIdentities(resourceGroup: string): Promise<ManagedIdentity[]>;
   /** Whether the caller holds `userAssignedIdentities/assign/action` on the identity. */
   canAssign(identityId: string): Promise<AssignPermission>;
+  /**
+   * Turns the managed cluster's OIDC issuer and/or workload identity on or off: GET, change
+   * only the given settings, PUT the cluster back (`managedClusters.createOrUpdate`), and await
+   * the long-running update. A change already in effect sends nothing. Returns the cluster as
+   * read after the update (with `oidcIssuer.issuerUrl`). Dry run: records the PUT and returns the
+   * cluster as it would be (no issuer URL when the issuer is not on yet).
+   */
+  updateWorkloadIdentitySettings(aksId: string, change: WorkloadIdentitySettingsChange): Promise<ManagedClusterInfo>;
+  /** The federated identity credentials of a user-assigned identity (by its resource id); empty when there is none. */
+  listFederatedCredentials(identityId: string): Promise<FederatedCredential[]>;
+  /** One federated credential by name, or `undefined` when it does not exist. */
+  getFederatedCredential(identityId: string, name: string): Promise<FederatedCredential | undefined>;
+  /**
+   * Creates or updates a federated credential (PUT by name). 429, 5xx and the 409 Entra gives a
+   * write to an identity while another write to it runs are retried by the gateway; a 400
+   * "combination already exists" (another credential of the identity has this issuer and
+   * subject) is not an error: the existing credential is returned with outcome `exists`.
+   */
+  putFederatedCredential(identityId: string, spec: FederatedCredentialSpec): Promise<PutFederatedCredentialResult>;
+  /** Deletes a federated credential; false when it was not there. */
+  deleteFederatedCredential(identityId: string, name: string): Promise<boolean>;
   /** A view bound to a step call's signal and deadline, sharing the dry-run log, with its own call counts. */
   scoped(scope: { signal?: AbortSignal; deadline?: number }): AzureGateway;
   calls(): CallCounts;
@@ -425,6 +497,84 @@ class ArmGateway implements AzureGateway {
     };
   }
 
+  async updateWorkloadIdentitySettings(aksId: string, change: WorkloadIdentitySettingsChange): Promise<ManagedClusterInfo> {
+    const id = parseResourceId(aksId);
+    const client = () => this.#for(id.subscriptionId).containerService.managedClusters;
+    const current = await this.#call(`GET managed cluster ${id.name}`, () => client().get(id.resourceGroup, id.name, this.#opts()));
+    const info = toClusterInfo(current, id);
+    const oidcNow = info.oidcIssuer?.enabled ?? false;
+    const wiNow = info.workloadIdentityEnabled ?? false;
+    const oidc = change.oidcIssuerEnabled ?? oidcNow;
+    const wi = change.workloadIdentityEnabled ?? wiNow;
+    if (oidc === oidcNow && wi === wiNow) return info;
+    const wanted = {
+      ...current,
+      oidcIssuerProfile: { ...current.oidcIssuerProfile, enabled: oidc },
+      // AKS only shows (and needs) the workload identity block once it was set.
+      securityProfile: { ...current.securityProfile, ...(change.workloadIdentityEnabled !== undefined || current.securityProfile?.workloadIdentity ? { workloadIdentity: { enabled: wi } } : {}) },
+    };
+    const what = [change.oidcIssuerEnabled !== undefined ? `oidcIssuerProfile.enabled=${oidc}` : '', change.workloadIdentityEnabled !== undefined ? `securityProfile.workloadIdentity.enabled=${wi}` : ''].filter(Boolean).join(', ');
+    const url = `${this.#conn.endpoint}${aksId}`;
+    if (this.#recordIfDryRun('PUT', url, { properties: { oidcIssuerProfile: { enabled: oidc }, securityProfile: { workloadIdentity: { enabled: wi } } } }, `update managed cluster ${id.name}: ${what}`)) {
+      return { ...info, oidcIssuer: { ...info.oidcIssuer, enabled: oidc }, workloadIdentityEnabled: wi };
+    }
+    await this.#call(`PUT managed cluster ${id.name} (${what})`, () => client().createOrUpdate(id.resourceGroup, id.name, wanted, this.#lroOpts()).pollUntilDone(this.#opts()));
+    // The issuer URL is read after the operation: the PUT's own answer comes before AKS set it.
+    const after = await this.#call(`GET managed cluster ${id.name}`, () => client().get(id.resourceGroup, id.name, this.#opts()));
+    return toClusterInfo(after, id);
+  }
+
+  async listFederatedCredentials(identityId: string): Promise<FederatedCredential[]> {
+    const id = parseResourceId(identityId);
+    return this.#call(`list federated credentials of identity ${id.name}`, async () => {
+      const out: FederatedCredential[] = [];
+      for await (const c of this.#for(id.subscriptionId).msi.federatedIdentityCredentials.list(id.resourceGroup, id.name, this.#opts())) out.push(toFederatedCredential(c));
+      return out;
+    });
+  }
+
+  async getFederatedCredential(identityId: string, name: string): Promise<FederatedCredential | undefined> {
+    const id = parseResourceId(identityId);
+    try {
+      const c = await this.#call(`GET federated credential ${id.name}/${name}`, () => this.#for(id.subscriptionId).msi.federatedIdentityCredentials.get(id.resourceGroup, id.name, name, this.#opts()));
+      return toFederatedCredential(c);
+    } catch (e) {
+      if (e instanceof AzureApiError && e.status === 404) return undefined;
+      throw e;
+    }
+  }
+
+  async putFederatedCredential(identityId: string, spec: FederatedCredentialSpec): Promise<PutFederatedCredentialResult> {
+    const id = parseResourceId(identityId);
+    const body = { issuer: spec.issuer, subject: spec.subject, audiences: [...spec.audiences] };
+    const url = `${this.#conn.endpoint}${identityId}/federatedIdentityCredentials/${spec.name}`;
+    const planned: FederatedCredential = { id: `${identityId}/federatedIdentityCredentials/${spec.name}`, name: spec.name, ...body };
+    if (this.#recordIfDryRun('PUT', url, { properties: body }, `federated credential ${spec.name} on identity ${id.name}: ${spec.subject}`)) {
+      return { outcome: 'created', credential: planned, dryRun: true };
+    }
+    const before = await this.getFederatedCredential(identityId, spec.name);
+    try {
+      const c = await this.#call(`PUT federated credential ${id.name}/${spec.name}`, () => this.#for(id.subscriptionId).msi.federatedIdentityCredentials.createOrUpdate(id.resourceGroup, id.name, spec.name, body, this.#opts()));
+      return { outcome: before ? 'updated' : 'created', credential: toFederatedCredential(c), dryRun: false };
+    } catch (e) {
+      if (!(e instanceof AzureApiError) || e.status !== 400 || !/already exists/i.test(e.serverMessage)) throw e;
+      // Another credential (any name) holds this issuer and subject: that is the wanted state.
+      const existing = (await this.listFederatedCredentials(identityId)).find((c) => sameIssuer(c.issuer, spec.issuer) && c.subject === spec.subject);
+      if (!existing) throw e;
+      return { outcome: 'exists', credential: existing, dryRun: false };
+    }
+  }
+
+  async deleteFederatedCredential(identityId: string, name: string): Promise<boolean> {
+    const id = parseResourceId(identityId);
+    const url = `${this.#conn.endpoint}${identityId}/federatedIdentityCredentials/${name}`;
+    const before = await this.getFederatedCredential(identityId, name);
+    if (!before) return false;
+    if (this.#recordIfDryRun('DELETE', url, undefined, `delete federated credential ${name} of identity ${id.name}`)) return true;
+    await this.#call(`DELETE federated credential ${id.name}/${name}`, () => this.#for(id.subscriptionId).msi.federatedIdentityCredentials.delete(id.resourceGroup, id.name, name, this.#opts()));
+    return true;
+  }
+
   async #mustGetScaleSet(resourceGroup: string, vmss: string): Promise<ScaleSet> {
     const s = await this.getScaleSet(resourceGroup, vmss);
     if (!s) throw new AzureApiError({ status: 404, code: 'ResourceNotFound', message: `virtual machine scale set ${vmss} not found in resource group ${resourceGroup}`, operation: `GET vmss ${vmss}` });
@@ -598,9 +748,22 @@ function toIdentity(i: Identity, resourceGroup: string): ManagedIdentity {
   return { id: i.id ?? '', name: i.name ?? '', resourceGroup, location: i.location, clientId: i.clientId, principalId: i.principalId, tenantId: i.tenantId };
 }
 
+function toFederatedCredential(c: FederatedIdentityCredential): FederatedCredential {
+  return { id: c.id ?? '', name: c.name ?? '', issuer: c.issuer ?? '', subject: c.subject ?? '', audiences: [...(c.audiences ?? [])] };
+}
+
+/** Issuer URLs compare without a trailing slash and case-insensitively in the host (Entra's own matching is exact: this only finds the credential ARM said exists). */
+export function sameIssuer(a: string, b: string): boolean {
+  const norm = (u: string) => u.replace(/\/+$/, '').toLowerCase();
+  return norm(a) === norm(b);
+}
+
 function toClusterInfo(mc: ManagedCluster, id: ParsedResourceId): ManagedClusterInfo {
   const kubelet = mc.identityProfile?.['kubeletidentity'];
   return {
+    oidcIssuer: { enabled: mc.oidcIssuerProfile?.enabled === true, ...(mc.oidcIssuerProfile?.issuerURL ? { issuerUrl: mc.oidcIssuerProfile.issuerURL } : {}) },
+    workloadIdentityEnabled: mc.securityProfile?.workloadIdentity?.enabled === true,
+    ...(mc.provisioningState ? { provisioningState: mc.provisioningState } : {}),
     id: mc.id ?? '',
     name: mc.name ?? id.name,
     location: mc.location,

@@ -9,12 +9,13 @@
  * (reimage, delete, manual upgrade) also the managed cluster (pool counts) and, in Kubernetes,
  * the nodes and everything that follows pods.
  */
-import type { AssignPermission, AssignResult, AzureGateway, CallCounts, DryRunEntry, DryRunMode, ManagedClusterInfo, ManagedIdentity, ScaleSet, ScaleSetInstance, UnassignResult } from './gateway.ts';
+import type { AssignPermission, AssignResult, AzureGateway, CallCounts, DryRunEntry, DryRunMode, FederatedCredential, FederatedCredentialSpec, ManagedClusterInfo, ManagedIdentity, PutFederatedCredentialResult, ScaleSet, ScaleSetInstance, UnassignResult, WorkloadIdentitySettingsChange } from './gateway.ts';
 import { ARM_SCALE_SETS_TAG, invalidating, kubeWriteTags, type ReadSnapshot } from '../kube/read-snapshot.ts';
 
 const CLUSTER_TAG = 'arm:managed-cluster';
 const vmssTag = (resourceGroup: string, name: string): string => `arm:vmss:${resourceGroup.toLowerCase()}/${name.toLowerCase()}`;
 const vmssListTag = (resourceGroup: string): string => `arm:vmss-list:${resourceGroup.toLowerCase()}`;
+const ficTag = (identityId: string): string => `arm:fic:${identityId.toLowerCase()}`;
 
 /** Decorates an Azure gateway with the command's read snapshot; `scoped()` views share it. */
 export function snapshotAzureGateway(inner: AzureGateway, snapshot: ReadSnapshot): AzureGateway {
@@ -93,6 +94,33 @@ class SnapshotAzureGateway implements AzureGateway {
     // One permission read per identity scope and command: this tool never changes role assignments.
     const answer = await this.#snapshot.read(`arm:permissions:${identityId.toLowerCase()}`, [`arm:permissions:${identityId.toLowerCase()}`], () => this.#inner.canAssign(identityId));
     return { ...answer, identityId };
+  }
+
+  updateWorkloadIdentitySettings(aksId: string, change: WorkloadIdentitySettingsChange): Promise<ManagedClusterInfo> {
+    // Turning workload identity on or off deploys or removes AKS's webhook in kube-system: the pods and Deployments change too.
+    const tags = (): string[] | '*' => {
+      if (this.#inner.dryRunMode !== 'none') return [];
+      const kube = kubeWriteTags('Deployment');
+      return kube === '*' ? '*' : [CLUSTER_TAG, ...kube];
+    };
+    return invalidating(this.#snapshot, tags(), () => this.#inner.updateWorkloadIdentitySettings(aksId, change));
+  }
+
+  async listFederatedCredentials(identityId: string): Promise<FederatedCredential[]> {
+    return structuredClone(await this.#snapshot.read(`arm:fic-list:${identityId.toLowerCase()}`, [ficTag(identityId)], () => this.#inner.listFederatedCredentials(identityId)));
+  }
+
+  async getFederatedCredential(identityId: string, name: string): Promise<FederatedCredential | undefined> {
+    const c = await this.#snapshot.read(`arm:fic:${identityId.toLowerCase()}/${name}`, [ficTag(identityId)], () => this.#inner.getFederatedCredential(identityId, name));
+    return c === undefined ? undefined : structuredClone(c);
+  }
+
+  putFederatedCredential(identityId: string, spec: FederatedCredentialSpec): Promise<PutFederatedCredentialResult> {
+    return invalidating(this.#snapshot, this.#inner.dryRunMode === 'none' ? [ficTag(identityId)] : [], () => this.#inner.putFederatedCredential(identityId, spec));
+  }
+
+  deleteFederatedCredential(identityId: string, name: string): Promise<boolean> {
+    return invalidating(this.#snapshot, this.#inner.dryRunMode === 'none' ? [ficTag(identityId)] : [], () => this.#inner.deleteFederatedCredential(identityId, name));
   }
 
   scoped(scope: { signal?: AbortSignal; deadline?: number }): AzureGateway {

@@ -36,7 +36,7 @@ export interface Runtime<K = unknown, A = unknown> {
 export type RuntimeFactory = (options: GlobalOptions, mode: { dryRun: DryRunMode; signal: AbortSignal; progress?: (line: string) => void; env?: Record<string, string | undefined> }) => Promise<Runtime>;
 
 /**
- * The production factory: the ordered steps, and the Kubernetes and Azure gateways (already in
+ * The production factory: the ordered steps of `--runbook`, and the Kubernetes and Azure gateways (already in
  * the requested dry-run mode) for the kubeconfig context and `--aks-id`.
  */
 export const createRuntime: RuntimeFactory = async (options, mode) => {
@@ -49,7 +49,7 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   }
   // Loaded on demand: the SDKs behind them take a noticeable time to import, and commands such
   // as --help, status or sandbox never need them.
-  const [{ createKubeGateway, ReadSnapshot, snapshotKubeGateway }, { createAzureGateway, snapshotAzureGateway }, { STEPS, EXECUTORS }] = await Promise.all([
+  const [{ createKubeGateway, ReadSnapshot, snapshotKubeGateway }, { createAzureGateway, snapshotAzureGateway }, { stepsFor, EXECUTORS }] = await Promise.all([
     import('../kube/index.ts'),
     import('../azure/index.ts'),
     import('../steps/registry.ts'),
@@ -65,7 +65,7 @@ export const createRuntime: RuntimeFactory = async (options, mode) => {
   const identity = await reads.run('shared', () => sharedKube.clusterIdentity());
   const info = { apiServer: identity.server, kubeSystemUid: identity.kubeSystemUid };
   return {
-    steps: STEPS as unknown as StepRegistry,
+    steps: stepsFor(options.runbook) as unknown as StepRegistry,
     executors: EXECUTORS as unknown as ExecutorRegistry,
     kube: sharedKube,
     azure: snapshotAzureGateway(azure, reads),
@@ -97,6 +97,7 @@ export function runnerFor(
 ): Runner {
   const paths = pathsFor(options, runtime.cluster);
   return new Runner({
+    runbook: options.runbook,
     steps: runtime.steps,
     executors: runtime.executors,
     kube: runtime.kube,
@@ -105,7 +106,13 @@ export function runnerFor(
     journalPath: paths.journalPath,
     inventoryPath: paths.inventoryPath,
     // Steps read the AKS resource id (e.g. the inventory finds the node resource group through it).
-    options: { ...(options.aksId ? { aksId: options.aksId } : {}), ...(extra.stepOptions ?? {}) },
+    // The workload identity runbook also reads what the managed-mode runbook did on this cluster
+    // (the identities its assign step put on the scale sets): that journal's default path.
+    options: {
+      ...(options.aksId ? { aksId: options.aksId } : {}),
+      ...(options.runbook === 'workload-identity' ? { managedJournalPath: journalPathFor({ cwd: options.cwd, runbook: 'managed-mode' }, runtime.cluster.name) } : {}),
+      ...(extra.stepOptions ?? {}),
+    },
     dryRun: extra.dryRun,
     stepTimeoutMs: options.stepTimeoutMs,
     signal: extra.signal,

@@ -9,11 +9,11 @@ import type { JournalDocument } from '../engine/journal.ts';
 // The journal module pulls in the input validators (ajv, yaml): loaded only by commands that read a journal.
 import { redactDeep, redactingStream, redactText as redact } from '../engine/redaction.ts';
 import type { Runner, RunnerEvents } from '../engine/runner.ts';
-import type { DryRunMode } from '../engine/step.ts';
+import { commandPrefix, type DryRunMode } from '../engine/step.ts';
 import { CORE_COMMANDS, EXTRA_COMMANDS } from './commands/index.ts';
 import type { Runtime, RuntimeFactory } from './context.ts';
 import { confirmOnTerminal, isCi, paint, type CliDeps, type Paint } from './io.ts';
-import { CLOUD_NAMES, journalPathFor, OUTPUT_FORMATS, parseAksId, validateGlobalOptions, type GlobalOptions, type RawGlobalOptions } from './options.ts';
+import { CLOUD_NAMES, journalPathFor, OUTPUT_FORMATS, RUNBOOK_IDS, parseAksId, validateGlobalOptions, type GlobalOptions, type RawGlobalOptions } from './options.ts';
 
 /**
  * Hidden first argument: `podid-migrate __complete <words...>` prints the completions of the
@@ -144,11 +144,12 @@ export async function main(argv: string[], overrides: Partial<CliDeps> = {}, opt
     },
     readJournal: async (globals) => {
       const path = await env.journalPath(globals);
-      const { Journal } = await import('../engine/journal.ts');
+      const { Journal, assertJournalRunbook } = await import('../engine/journal.ts');
       const doc = await Journal.read(path);
       if (!doc) {
-        throw new PreconditionError(`no journal at ${path}: nothing has been applied to this cluster with it.`, 'Start with `podid-migrate plan`, or point --journal at an existing journal.');
+        throw new PreconditionError(`no journal at ${path}: nothing has been applied to this cluster with it.`, `Start with \`${commandPrefix(globals.runbook)} plan\`, or point --journal at an existing journal.`);
       }
+      assertJournalRunbook(doc, globals.runbook, path);
       // Whatever the file holds, nothing token-shaped reaches a renderer.
       return { doc: redactDeep(doc), path };
     },
@@ -215,7 +216,8 @@ export function buildProgram(env: CliEnv, commands: ReadonlyArray<{ register(pro
     .addOption(new Option('--cloud <name>', 'Azure cloud: ARM endpoint, sign-in authority and token audience (env PODID_MIGRATE_CLOUD; default AzureCloud)').choices(CLOUD_NAMES))
     .option('--aks-id <resource-id>', 'AKS managed cluster resource id (env PODID_MIGRATE_AKS_ID)')
     .option('--inventory <file>', 'inventory file (default: inventory/<cluster>.yaml)')
-    .option('--journal <file>', 'journal file (default: .podid-migrate/<cluster>.json)')
+    .option('--journal <file>', 'journal file (default: .podid-migrate/<cluster>.json; another runbook: <cluster>.<runbook>.json)')
+    .addOption(new Option('--runbook <id>', 'which migration: managed-mode (standard to managed mode) or workload-identity (off pod identity to Microsoft Entra Workload ID) (env PODID_MIGRATE_RUNBOOK; default managed-mode)').choices(RUNBOOK_IDS))
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('table'))
     .option('--step-timeout <duration>', 'deadline for each step call (default 30m; drain also has --drain-timeout)')
     .option('--verbose', 'debug lines, and error stacks in the journal log')

@@ -4,10 +4,13 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { UsageError } from '../engine/errors.ts';
 import { defaultJournalPath, safeFileName } from '../engine/journal-paths.ts';
-import { isStepId, STEP_IDS, type StepId } from '../engine/step.ts';
+import { DEFAULT_RUNBOOK, isRunbookId, isStepId, RUNBOOK_IDS, stepIdsOf, type RunbookId, type StepId } from '../engine/step.ts';
 import { CLOUD_ENV, CLOUD_NAMES, isCloudName, type CloudName } from '../azure/clouds.ts';
 
-export { CLOUD_NAMES };
+export { CLOUD_NAMES, RUNBOOK_IDS };
+
+/** Environment variable naming the runbook when `--runbook` is not given. */
+export const RUNBOOK_ENV = 'PODID_MIGRATE_RUNBOOK';
 
 export const OUTPUT_FORMATS = ['table', 'json', 'yaml', 'markdown'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -23,8 +26,10 @@ export interface GlobalOptions {
   aksId?: string;
   /** Inventory file; default `inventory/<cluster>.yaml` under the working directory. */
   inventory?: string;
-  /** Journal file; default `.podid-migrate/<cluster>.json` under the working directory. */
+  /** Journal file; default `.podid-migrate/<cluster>.json` (another runbook: `<cluster>.<runbook>.json`) under the working directory. */
   journal?: string;
+  /** The runbook the command runs (`--runbook` or `PODID_MIGRATE_RUNBOOK`; default `managed-mode`). */
+  runbook: RunbookId;
   output: OutputFormat;
   verbose: boolean;
   color: boolean;
@@ -62,10 +67,16 @@ export function durationFlag(flag: string, value: string | undefined): number | 
   return ms;
 }
 
-/** Validates a step id flag. @throws UsageError naming the flag */
-export function stepFlag(flag: string, value: string | undefined): StepId | undefined {
+/** Validates a step id flag against the runbook's steps. @throws UsageError naming the flag */
+export function stepFlag(flag: string, value: string | undefined, runbook: RunbookId = DEFAULT_RUNBOOK): StepId | undefined {
   if (value === undefined) return undefined;
-  if (!isStepId(value)) throw new UsageError(`${flag}: "${value}" is not a step.`, `Steps, in order: ${STEP_IDS.join(', ')}.`);
+  if (!isStepId(value, runbook)) {
+    const other = RUNBOOK_IDS.find((r) => r !== runbook && isStepId(value, r));
+    throw new UsageError(
+      `${flag}: "${value}" is not a step${runbook === DEFAULT_RUNBOOK && !other ? '' : ` of the ${runbook} runbook`}.`,
+      `Steps, in order: ${stepIdsOf(runbook).join(', ')}.${other ? ` "${value}" is a step of the ${other} runbook: add --runbook ${other}.` : ''}`,
+    );
+  }
   return value;
 }
 
@@ -82,6 +93,7 @@ export interface RawGlobalOptions {
   verbose?: boolean;
   color?: boolean;
   stepTimeout?: string;
+  runbook?: string;
 }
 
 /**
@@ -115,6 +127,10 @@ export function validateGlobalOptions(raw: RawGlobalOptions, env: Record<string,
     }
     subscription ??= parsed.subscriptionId;
   }
+  const runbook = raw.runbook ?? (env[RUNBOOK_ENV] || DEFAULT_RUNBOOK);
+  if (!isRunbookId(runbook)) {
+    throw new UsageError(`${raw.runbook !== undefined ? '--runbook' : RUNBOOK_ENV}: "${runbook}" is not a runbook.`, `Use one of: ${RUNBOOK_IDS.join(', ')} (default ${DEFAULT_RUNBOOK}).`);
+  }
   for (const [flag, value] of [['--kubeconfig', raw.kubeconfig], ['--journal', raw.journal], ['--inventory', raw.inventory]] as const) {
     if (value !== undefined && value.trim() === '') throw new UsageError(`${flag}: the path is empty.`, `Give a file path, or leave ${flag} out for the default.`);
   }
@@ -127,6 +143,7 @@ export function validateGlobalOptions(raw: RawGlobalOptions, env: Record<string,
     aksId,
     inventory: abs(raw.inventory),
     journal: abs(raw.journal),
+    runbook,
     output,
     verbose: raw.verbose ?? false,
     color: (raw.color ?? true) && !env.NO_COLOR,
@@ -135,9 +152,12 @@ export function validateGlobalOptions(raw: RawGlobalOptions, env: Record<string,
   };
 }
 
-/** Journal path: `--journal`, else `.podid-migrate/<cluster>.json` under the working directory. */
-export function journalPathFor(options: GlobalOptions, clusterName: string): string {
-  return options.journal ?? defaultJournalPath(clusterName, options.cwd);
+/**
+ * Journal path: `--journal`, else `.podid-migrate/<cluster>.json` under the working directory
+ * (another runbook than the default: `.podid-migrate/<cluster>.<runbook>.json`).
+ */
+export function journalPathFor(options: Pick<GlobalOptions, 'journal' | 'cwd'> & { runbook?: RunbookId }, clusterName: string): string {
+  return options.journal ?? defaultJournalPath(clusterName, options.cwd, options.runbook ?? DEFAULT_RUNBOOK);
 }
 
 /** Inventory path: `--inventory`, else `inventory/<cluster>.yaml` under the working directory. */

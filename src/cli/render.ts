@@ -2,10 +2,10 @@
  * Text rendering for the terminal and pull-request comments. Pure functions: data in, string out.
  */
 import { stringify as toYaml } from 'yaml';
-import type { JournalDocument, StepEntry } from '../engine/journal.ts';
+import { journalRunbook, type JournalDocument, type StepEntry } from '../engine/journal.ts';
 import type { RunbookPlan } from '../engine/plan.ts';
 import { formatDuration, type RunResult } from '../engine/runner.ts';
-import { STEP_IDS } from '../engine/step.ts';
+import { commandPrefix, stepIdsOf, stepIndex } from '../engine/step.ts';
 import type { Paint } from './io.ts';
 import { redactDeep } from '../engine/redaction.ts';
 import type { OutputFormat } from './options.ts';
@@ -46,7 +46,7 @@ export function renderPlanTable(plan: RunbookPlan, p: Paint, journalPath: string
   }
   const width = Math.max(...plan.steps.map((s) => s.stepId.length)) + 2;
   for (const step of plan.steps) {
-    const n = STEP_IDS.indexOf(step.stepId) + 1;
+    const n = stepIndex(step.stepId) + 1;
     const head = `Step ${n} ${step.stepId.padEnd(width)}`;
     const pad = ' '.repeat(head.length);
     if (step.status === 'done') {
@@ -94,7 +94,7 @@ export function renderPlanMarkdown(plan: RunbookPlan): string {
   }
   out.push('| # | Step | Op | Target | Change |', '|---|---|---|---|---|');
   for (const step of plan.steps) {
-    const n = STEP_IDS.indexOf(step.stepId) + 1;
+    const n = stepIndex(step.stepId) + 1;
     if (step.status === 'done') out.push(`| ${n} | ${step.stepId} | | | already checked |`);
     else if (step.status === 'unavailable') out.push(`| ${n} | ${step.stepId} | | | ${mdEscape(step.reason ?? '')} |`);
     else if ((step.plan?.actions.length ?? 0) === 0) out.push(`| ${n} | ${step.stepId} | | | no changes |`);
@@ -128,17 +128,20 @@ function noteOf(entry: StepEntry): string {
 /** `status` as a table (UX.md), times in UTC. */
 export function renderStatusTable(doc: JournalDocument, journalPath: string, p: Paint): string {
   const rows = [['STEP', 'STATE', 'APPLIED (UTC)', 'CHECKED (UTC)', 'NOTE']];
-  for (const id of STEP_IDS) {
+  const runbook = journalRunbook(doc);
+  const ids = stepIdsOf(runbook);
+  for (const id of ids) {
     const e = doc.steps[id];
     rows.push([id, e.state, stamp(e.appliedAt), stamp(e.checkedAt), noteOf(e)]);
   }
-  const next = STEP_IDS.find((id) => doc.steps[id].state !== 'checked');
-  return `${p.bold(`Cluster ${doc.cluster.name}`)} (kube-system uid ${shortUid(doc.cluster.kubeSystemUid)})  journal ${journalPath}\n\n${table(rows)}\n${next ? `Next: podid-migrate apply --step ${next}` : 'All steps checked.'}\n`;
+  const next = ids.find((id) => doc.steps[id].state !== 'checked');
+  const which = runbook === 'managed-mode' ? '' : `  runbook ${runbook}`;
+  return `${p.bold(`Cluster ${doc.cluster.name}`)} (kube-system uid ${shortUid(doc.cluster.kubeSystemUid)})${which}  journal ${journalPath}\n\n${table(rows)}\n${next ? `Next: ${commandPrefix(runbook)} apply --step ${next}` : 'All steps checked.'}\n`;
 }
 
 export function renderStatusMarkdown(doc: JournalDocument): string {
   const out = [`### podid-migrate status: \`${doc.cluster.name}\``, '', '| Step | State | Applied (UTC) | Checked (UTC) | Note |', '|---|---|---|---|---|'];
-  for (const id of STEP_IDS) {
+  for (const id of stepIdsOf(journalRunbook(doc))) {
     const e = doc.steps[id];
     out.push(`| ${id} | ${e.state} | ${stamp(e.appliedAt)} | ${stamp(e.checkedAt)} | ${mdEscape(noteOf(e))} |`);
   }
@@ -172,8 +175,9 @@ export function renderRunSummary(result: RunResult, p: Paint, verb: 'apply' | 'r
   if (dryRun !== 'none') {
     lines.push(`Dry run (${dryRun}): nothing was changed; no journal written.`);
   } else {
-    const checked = STEP_IDS.filter((id) => result.journal.steps[id].state === 'checked');
-    lines.push(`Journal ${result.journalPath}  (${checked.length}/${STEP_IDS.length} steps checked${result.next ? `; next: ${result.next}` : verb === 'apply' ? '; migration complete' : ''})`);
+    const ids = stepIdsOf(result.runbook);
+    const checked = ids.filter((id) => result.journal.steps[id]?.state === 'checked');
+    lines.push(`Journal ${result.journalPath}  (${checked.length}/${ids.length} steps checked${result.next ? `; next: ${result.next}` : verb === 'apply' ? '; migration complete' : ''})`);
   }
   return `${lines.join('\n')}\n`;
 }

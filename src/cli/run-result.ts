@@ -29,6 +29,7 @@ export interface StepResultDocument {
 /** The body of the apply/rollback document (the caller adds the envelope). */
 export function runResultBody(result: RunResult, dryRun: DryRunMode, writes?: readonly DryRunEntry[]) {
   return {
+    runbook: result.runbook,
     dryRun,
     /** The journal written (none in a dry run). */
     journalPath: dryRun === 'none' ? result.journalPath : null,

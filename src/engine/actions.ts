@@ -3,7 +3,8 @@
  * (`ActionExecutor` in `step.ts`). Steps never call these; they only plan.
  *
  * - {@link executeActions}: each action in plan order (consecutive actions sharing a
- *   `parallelGroup` concurrently, at most `parallelLimit` or {@link PARALLEL_ACTIONS} at once): `capture`, then
+ *   `parallelGroup` concurrently, at most `parallelLimit` or {@link PARALLEL_ACTIONS} at once, those
+ *   sharing a `serialKey` one after another): `capture`, then
  *   `journal.runAction` (intent with the pre-state, `do`, done with the result).
  * - {@link assertDoneMatchesPlan}: afterwards, exactly one done record per planned action and
  *   none beyond, or {@link ActionMismatchError}.
@@ -56,6 +57,26 @@ export function actionBatches(actions: readonly PlannedAction[]): PlannedAction[
   return batches;
 }
 
+/** A parallel batch as chains: actions sharing a `serialKey` in plan order, every other action alone. */
+export function serialChains(batch: readonly PlannedAction[]): PlannedAction[][] {
+  const chains: PlannedAction[][] = [];
+  const byKey = new Map<string, PlannedAction[]>();
+  for (const action of batch) {
+    if (action.serialKey === undefined) {
+      chains.push([action]);
+      continue;
+    }
+    let chain = byKey.get(action.serialKey);
+    if (!chain) {
+      chain = [];
+      byKey.set(action.serialKey, chain);
+      chains.push(chain);
+    }
+    chain.push(action);
+  }
+  return chains;
+}
+
 /**
  * Executes `plan.actions` through their executors, journaling each. Every kind is looked up
  * before the first write, so an unknown kind changes nothing. Stops at the first failure (the
@@ -75,7 +96,13 @@ export async function executeActions<K, A>(ctx: StepContext<K, A>, plan: StepPla
       continue;
     }
     const limit = pLimit(batch[0].parallelLimit ?? PARALLEL_ACTIONS);
-    const outcomes = await Promise.allSettled(batch.map((a) => limit(() => runOne(a))));
+    const outcomes = await Promise.allSettled(
+      serialChains(batch).map((chain) =>
+        limit(async () => {
+          for (const a of chain) await runOne(a);
+        }),
+      ),
+    );
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;
   }

@@ -61,6 +61,9 @@ export class RetryableError extends PodidError {
 /** The journal belongs to a different cluster than the current context points at. */
 export class ClusterMismatchError extends PodidError {}
 
+/** The journal (or saved plan) was written by another runbook than the one the command runs. */
+export class RunbookMismatchError extends PodidError {}
+
 /** A plan found blockers; nothing was changed. */
 export class BlockersFoundError extends PodidError {
   /** `[stepId, blocker]` pairs for rendering. */

@@ -19,7 +19,7 @@ import addFormatsModule from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
 import { describeSchemaError, fieldPath } from '../util/schema-errors.ts';
 import { PreconditionError, UsageError } from './errors.ts';
-import { STEP_IDS } from './step.ts';
+import { DEFAULT_RUNBOOK, RUNBOOK_IDS, STEP_IDS, WORKLOAD_IDENTITY_STEP_IDS, isRunbookId, stepIdsOf, type RunbookId } from './step.ts';
 
 /** Where the inventory schema lives in the package. */
 export const INVENTORY_SCHEMA_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'inventory', 'inventory.schema.json');
@@ -209,18 +209,21 @@ function savedPlanSchema(): object {
     properties: {
       kind: { const: 'podid-migrate/plan' },
       schemaVersion: { const: 1 },
+      // Absent in plans saved before runbooks existed: managed-mode.
+      runbook: { enum: [...RUNBOOK_IDS] },
       createdAt: { type: 'string', format: 'date-time' },
       cluster: clusterSchema,
       inventory: { type: 'object', required: ['path', 'sha256'], additionalProperties: false, properties: { path: str, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } } },
       steps: {
         type: 'array',
-        maxItems: STEP_IDS.length,
+        maxItems: Math.max(STEP_IDS.length, WORKLOAD_IDENTITY_STEP_IDS.length),
         items: {
           type: 'object',
           required: ['stepId', 'title', 'state', 'status'],
           additionalProperties: false,
           properties: {
-            stepId: { enum: [...STEP_IDS] },
+            // The ids of the plan's own runbook: checked in savedPlanProblems.
+            stepId: { enum: [...STEP_IDS, ...WORKLOAD_IDENTITY_STEP_IDS] },
             title: str,
             state: { enum: STEP_STATES },
             status: { enum: ['done', 'planned', 'tentative', 'unavailable'] },
@@ -232,7 +235,7 @@ function savedPlanSchema(): object {
               type: 'object',
               required: ['stepId', 'actions', 'blockers', 'notes'],
               properties: {
-                stepId: { enum: [...STEP_IDS] },
+                stepId: { enum: [...STEP_IDS, ...WORKLOAD_IDENTITY_STEP_IDS] },
                 notes: strList,
                 actions: {
                   type: 'array',
@@ -275,8 +278,13 @@ export function savedPlanProblems(value: unknown): string[] {
     if (s.plan && s.plan.stepId !== s.stepId) problems.push(`steps[${i}].plan.stepId: "${s.plan.stepId}" does not match steps[${i}].stepId "${s.stepId}"`);
     if ((s.status === 'planned' || s.status === 'tentative') && (!s.plan || !s.fingerprint)) problems.push(`steps[${i}]: a ${s.status} step needs "plan" and "fingerprint"`);
   });
-  const order = steps.map((s) => STEP_IDS.indexOf(s.stepId as (typeof STEP_IDS)[number]));
-  if (order.some((n, i) => i > 0 && n <= order[i - 1]) && problems.length === 0) problems.push(`steps: not in runbook order (${STEP_IDS.join(', ')})`);
+  const runbook = ((value as { runbook?: RunbookId }).runbook ?? DEFAULT_RUNBOOK) as RunbookId;
+  const ids: readonly string[] = stepIdsOf(runbook);
+  steps.forEach((s, i) => {
+    if (!ids.includes(s.stepId)) problems.push(`steps[${i}].stepId: "${s.stepId}" is not a step of the ${runbook} runbook (${ids.join(', ')})`);
+  });
+  const order = steps.map((s) => ids.indexOf(s.stepId));
+  if (order.some((n, i) => i > 0 && n <= order[i - 1]) && problems.length === 0) problems.push(`steps: not in runbook order (${ids.join(', ')})`);
   return problems;
 }
 
@@ -309,7 +317,8 @@ export async function readValidatedSavedPlan(path: string, shownAs = path): Prom
 // ---------------------------------------------------------------------------------------------
 // Journal structure (after `kind`/`schemaVersion`, which the journal checks itself)
 
-function journalSchema(): object {
+function journalSchema(runbook: RunbookId): object {
+  const ids = stepIdsOf(runbook);
   const action = {
     type: 'object',
     required: ['actionId', 'op', 'target', 'summary', 'api', 'status', 'intentAt'],
@@ -330,7 +339,7 @@ function journalSchema(): object {
     type: 'object',
     required: ['id', 'state', 'attempts', 'notes', 'evidence', 'failures', 'actions', 'archivedActions', 'data'],
     properties: {
-      id: { enum: [...STEP_IDS] },
+      id: { enum: [...ids] },
       state: { enum: STEP_STATES },
       attempts: count,
       summary: str,
@@ -357,10 +366,11 @@ function journalSchema(): object {
       updatedAt: str,
       cluster: { ...clusterSchema, additionalProperties: true },
       inventory: { type: 'object', required: ['path', 'sha256'], properties: { path: str, sha256: str } },
-      steps: { type: 'object', required: [...STEP_IDS], additionalProperties: false, properties: Object.fromEntries(STEP_IDS.map((id) => [id, entry])) },
+      runbook: { enum: [...RUNBOOK_IDS] },
+      steps: { type: 'object', required: [...ids], additionalProperties: false, properties: Object.fromEntries(ids.map((id) => [id, entry])) },
       events: {
         type: 'array',
-        items: { type: 'object', required: ['at', 'event', 'message'], properties: { at: str, event: str, message: str, stepId: { enum: [...STEP_IDS] } } },
+        items: { type: 'object', required: ['at', 'event', 'message'], properties: { at: str, event: str, message: str, stepId: { enum: [...ids] } } },
       },
     },
   };
@@ -374,9 +384,13 @@ function journalSchema(): object {
 export function journalProblems(doc: unknown): string[] {
   const top = topLevelProblem(doc, 'a podid-migrate journal object');
   if (top) return [top];
-  const problems = [...forbiddenKeyProblems(doc), ...schemaProblems(compiled('journal', journalSchema), doc)];
+  // The steps are those of the journal's runbook (absent: written before runbooks existed).
+  const declared = (doc as { runbook?: unknown }).runbook;
+  if (declared !== undefined && !isRunbookId(declared)) return [`runbook: must be one of ${RUNBOOK_IDS.join(', ')} (got ${JSON.stringify(declared)})`];
+  const runbook = (declared ?? DEFAULT_RUNBOOK) as RunbookId;
+  const problems = [...forbiddenKeyProblems(doc), ...schemaProblems(compiled(`journal:${runbook}`, () => journalSchema(runbook)), doc)];
   if (problems.length) return problems;
   const steps = (doc as { steps: Record<string, { id: string }> }).steps;
-  for (const id of STEP_IDS) if (steps[id].id !== id) problems.push(`steps.${id}.id: is "${steps[id].id}", expected "${id}"`);
+  for (const id of stepIdsOf(runbook)) if (steps[id].id !== id) problems.push(`steps.${id}.id: is "${steps[id].id}", expected "${id}"`);
   return problems;
 }

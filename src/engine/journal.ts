@@ -2,8 +2,11 @@
  * The journal: one JSON file per cluster recording what this tool did, so a run can stop at any
  * point (crash, Ctrl-C, lost laptop) and be resumed or undone later.
  *
- * Location: `.podid-migrate/<cluster-name>.json` under the working directory unless `--journal`
- * says otherwise; the directory is created with mode 0700 and the files with 0600.
+ * Location: `.podid-migrate/<cluster-name>.json` under the working directory for the default
+ * runbook, `.podid-migrate/<cluster-name>.<runbook>.json` for another, unless `--journal` says
+ * otherwise; the directory is created with mode 0700 and the files with 0600. A journal records
+ * its runbook (`runbook`, absent in journals written before runbooks existed: `managed-mode`)
+ * and holds exactly that runbook's steps; a command of another runbook refuses it.
  *
  * Two files make one journal:
  * - the **snapshot** `<journal>` (one JSON document), replaced atomically ({@link writeFileAtomic})
@@ -22,13 +25,17 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { removeStaleTempFiles, writeFileAtomic, type AtomicWriteHooks } from './atomic-file.ts';
-import { ClusterMismatchError, JournalCorruptError, SecretLeakError } from './errors.ts';
+import { ClusterMismatchError, JournalCorruptError, RunbookMismatchError, SecretLeakError } from './errors.ts';
 import { journalProblems } from './inputs.ts';
 import { redactDeep, redactText, tokenPaths } from './redaction.ts';
 import {
-  STEP_IDS,
+  DEFAULT_RUNBOOK,
+  commandPrefix,
+  isRunbookId,
   isStepId,
+  stepIdsOf,
   type ActionRecord,
+  type RunbookId,
   type JournalAction,
   type StepId,
   type StepJournal,
@@ -132,8 +139,11 @@ export interface JournalDocument {
   createdAt: string;
   updatedAt: string;
   cluster: ClusterIdentity;
+  /** The runbook whose steps this journal records (absent in journals written before runbooks existed: `managed-mode`). */
+  runbook?: RunbookId;
   /** The inventory the steps were planned from. */
   inventory?: { path: string; sha256: string };
+  /** One entry per step id of the journal's runbook ({@link stepIdsOf}), and no other. */
   steps: Record<StepId, StepEntry>;
   /** Extension records by key (e.g. `drift-fix`); absent until an extension writes. */
   extensions?: Record<string, JournalExtension>;
@@ -146,6 +156,25 @@ export interface JournalDocument {
 }
 
 export { defaultJournalPath, safeFileName } from './journal-paths.ts';
+
+/** The runbook a journal document records ({@link DEFAULT_RUNBOOK} when it predates runbooks). */
+export function journalRunbook(doc: Pick<JournalDocument, 'runbook'>): RunbookId {
+  return doc.runbook ?? DEFAULT_RUNBOOK;
+}
+
+/**
+ * Refuses a journal of another runbook than `runbook`: its steps are not this runbook's, and
+ * writing them would mix two migrations in one file.
+ * @throws RunbookMismatchError
+ */
+export function assertJournalRunbook(doc: Pick<JournalDocument, 'runbook'>, runbook: RunbookId, path: string): void {
+  const found = journalRunbook(doc);
+  if (found === runbook) return;
+  throw new RunbookMismatchError(
+    `journal ${path} records the ${found} runbook, not ${runbook}; it was not changed.`,
+    `Run that runbook's commands on it (\`${commandPrefix(found)} status --journal ${path}\`), or give the ${runbook} runbook its own journal: leave --journal out (the default is per cluster and runbook) or point it at another file.`,
+  );
+}
 
 /** Matches a compact JWS/JWT (`eyJ<header>.<payload>.<signature>`) anywhere in a string. */
 const JWT_PATTERN = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/;
@@ -307,7 +336,7 @@ export function replayLog(doc: JournalDocument, text: string, logPath: string): 
     if (typeof entry.seq !== 'number' || typeof entry.at !== 'string') fail(line, '"seq" or "at" is missing');
     if (entry.seq <= snapshotSeq) continue;
     if (entry.seq !== seq + 1) fail(line, `sequence number ${entry.seq} follows ${seq}: entries are missing`);
-    if (!isStepId(entry.step)) fail(line, `unknown step ${JSON.stringify(entry.step)}`);
+    if (!isStepId(entry.step, journalRunbook(doc))) fail(line, `unknown step ${JSON.stringify(entry.step)}`);
     const actions = doc.steps[entry.step].actions;
     if (entry.op === 'intent') {
       const r = entry.record as Partial<ActionRecord> | undefined;
@@ -373,6 +402,8 @@ export interface JournalOptions {
   writeHooks?: AtomicWriteHooks;
   /** Test seam: called after an action log line is written and fsynced, before the call continues. */
   afterAppend?: (entry: { seq: number; op: string; step: StepId }) => Promise<void> | void;
+  /** The runbook the journal records (default {@link DEFAULT_RUNBOOK}): a new journal gets its steps, an existing one of another runbook is refused. */
+  runbook?: RunbookId;
 }
 
 /**
@@ -434,12 +465,14 @@ export class Journal {
 
   /**
    * Opens the journal for `cluster`: loads and validates an existing file and its action log
-   * (refusing another cluster's) or starts a new one in memory (written on the first change).
-   * @throws JournalCorruptError, ClusterMismatchError
+   * (refusing another cluster's or another runbook's) or starts a new one of `options.runbook`
+   * in memory (written on the first change).
+   * @throws JournalCorruptError, ClusterMismatchError, RunbookMismatchError
    */
   static async open(path: string, cluster: ClusterIdentity, options: JournalOptions = {}): Promise<Journal> {
     const existing = await load(path);
     const now = (options.now ?? (() => new Date()))().toISOString();
+    const runbook = options.runbook ?? DEFAULT_RUNBOOK;
     if (!existing) {
       const doc: JournalDocument = {
         kind: JOURNAL_KIND,
@@ -447,11 +480,13 @@ export class Journal {
         createdAt: now,
         updatedAt: now,
         cluster: { ...cluster },
-        steps: Object.fromEntries(STEP_IDS.map((id) => [id, emptyStep(id)])) as Record<StepId, StepEntry>,
+        runbook,
+        steps: Object.fromEntries(stepIdsOf(runbook).map((id) => [id, emptyStep(id)])) as Record<StepId, StepEntry>,
         events: [],
       };
       return new Journal(path, doc, true, { seq: 0, validBytes: 0 }, options);
     }
+    assertJournalRunbook(existing.doc, runbook, path);
     assertSameCluster(existing.doc.cluster, cluster, path);
     assertNoTokensInFile(existing.doc, path);
     const journal = new Journal(path, existing.doc, false, existing.replay, options);
@@ -470,6 +505,11 @@ export class Journal {
 
   get cluster(): ClusterIdentity {
     return { ...this.doc.cluster };
+  }
+
+  /** The runbook whose steps this journal records. */
+  get runbook(): RunbookId {
+    return journalRunbook(this.doc);
   }
 
   get inventory(): { path: string; sha256: string } | undefined {
@@ -915,9 +955,11 @@ export function parseJournal(text: string, path: string): JournalDocument {
   for (const key of ['name', 'apiServer', 'kubeSystemUid', 'subscriptionId', 'aksResourceId'] as const) {
     if (typeof cluster![key] !== 'string') fail(`"cluster.${key}" is missing or not a string`);
   }
+  if (doc.runbook !== undefined && !isRunbookId(doc.runbook)) fail(`"runbook" is ${JSON.stringify(doc.runbook)}, not a known runbook`);
+  const runbook = journalRunbook(doc as Pick<JournalDocument, 'runbook'>);
   const steps = doc.steps as Record<string, unknown> | undefined;
   if (!steps || typeof steps !== 'object') fail('"steps" is missing');
-  for (const id of STEP_IDS) {
+  for (const id of stepIdsOf(runbook)) {
     const entry = steps![id] as Record<string, unknown> | undefined;
     if (!entry || typeof entry !== 'object') fail(`step "${id}" is missing`);
     if (!STEP_STATES.includes(entry!.state as StepState)) fail(`step "${id}" has unknown state ${JSON.stringify(entry!.state)}`);
@@ -926,7 +968,7 @@ export function parseJournal(text: string, path: string): JournalDocument {
     }
     if (!entry!.data || typeof entry!.data !== 'object') fail(`step "${id}".data is not an object`);
   }
-  for (const key of Object.keys(steps!)) if (!isStepId(key)) fail(`unknown step "${key}"`);
+  for (const key of Object.keys(steps!)) if (!isStepId(key, runbook)) fail(`unknown step "${key}"${runbook === DEFAULT_RUNBOOK ? '' : ` for the ${runbook} runbook`}`);
   if (doc.extensions !== undefined) {
     if (!doc.extensions || typeof doc.extensions !== 'object' || Array.isArray(doc.extensions)) fail('"extensions" is not an object');
     for (const [key, ext] of Object.entries(doc.extensions as Record<string, Record<string, unknown>>)) {

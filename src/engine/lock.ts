@@ -76,11 +76,12 @@ function describe(info: LockInfo): string {
 }
 
 /**
- * Takes the lock for `operation`.
+ * Takes the lock for `operation`. `command` is how hints spell the program for this journal
+ * (`podid-migrate --runbook workload-identity` for that runbook's journal, whose path it selects).
  * @throws LockHeldError when another live run (or a run on another host) holds it,
  *         StaleLockError when its owner pid is gone on this host.
  */
-export async function acquireLock(journalPath: string, operation: string): Promise<LockHandle> {
+export async function acquireLock(journalPath: string, operation: string, command = 'podid-migrate'): Promise<LockHandle> {
   const path = lockPathFor(journalPath);
   await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const user = currentUser();
@@ -102,13 +103,13 @@ export async function acquireLock(journalPath: string, operation: string): Promi
     if (held.host === host && !processAlive(held.pid)) {
       throw new StaleLockError(
         `the journal lock is stale: its owner (pid ${held.pid} on ${held.host}) is no longer running.`,
-        `${describe(held)}\nThe journal records how far that run got. Remove the lock and continue:\n  podid-migrate force-unlock ${held.id}`,
+        `${describe(held)}\nThe journal records how far that run got. Remove the lock and continue:\n  ${command} force-unlock ${held.id}`,
         held.id,
       );
     }
     throw new LockHeldError(
       'another podid-migrate run holds the journal lock.',
-      `${describe(held)}\nIf that run is gone: podid-migrate force-unlock ${held.id}`,
+      `${describe(held)}\nIf that run is gone: ${command} force-unlock ${held.id}`,
       held.id,
     );
   }

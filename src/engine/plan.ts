@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ClusterIdentity, StepState } from './journal.ts';
-import type { StepId, StepPlan, WriteCounts } from './step.ts';
+import type { RunbookId, StepId, StepPlan, WriteCounts } from './step.ts';
 
 /**
  * How a step appears in a runbook plan:
@@ -46,6 +46,8 @@ export interface PlanTotals {
 export interface RunbookPlan {
   kind: 'podid-migrate/plan';
   schemaVersion: 1;
+  /** The runbook planned (absent in plans saved before runbooks existed: `managed-mode`). */
+  runbook?: RunbookId;
   createdAt: string;
   cluster: ClusterIdentity;
   inventory?: { path: string; sha256: string };
@@ -80,7 +82,7 @@ export function sortKeys(value: unknown): unknown {
 export function fingerprintStepPlan(plan: StepPlan): string {
   const material = {
     stepId: plan.stepId,
-    actions: plan.actions.map((a) => ({ id: a.id, kind: a.kind, op: a.op, target: a.target, api: a.api, writes: a.writes, details: a.details })),
+    actions: plan.actions.map((a) => ({ id: a.id, kind: a.kind, op: a.op, target: a.target, api: a.api, writes: a.writes, details: a.details, ...(a.serialKey !== undefined ? { serialKey: a.serialKey } : {}) })),
     blockers: plan.blockers.map((b) => ({ code: b.code, subject: b.subject })),
   };
   return `sha256:${createHash('sha256').update(canonicalJson(material)).digest('hex')}`;

@@ -13,6 +13,7 @@ import {
   DirtyJournalError,
   PodidError,
   PreconditionError,
+  RunbookMismatchError,
   StalePlanError,
   StepFailedError,
   UsageError,
@@ -25,13 +26,17 @@ import { DEFAULT_STEP_TIMEOUT_MS, formatDuration } from './durations.ts';
 import { assertDoneMatchesPlan, executeActions, openIntents, reconcileIntents, undoActions, unsettledRecords, verifyUndone } from './actions.ts';
 import { fingerprintStepPlan, stepWrites, stepWritesUpTo, totalsOf, type PlannedStep, type RunbookPlan } from './plan.ts';
 import {
-  STEP_IDS,
+  DEFAULT_RUNBOOK,
+  commandPrefix,
   isStepId,
+  runbookOf,
+  stepIdsOf,
   stepIndex,
   type Blocker,
   type CheckResult,
   type DryRunMode,
   type ExecutorRegistry,
+  type RunbookId,
   type Step,
   type StepContext,
   type StepId,
@@ -57,6 +62,12 @@ export interface RunnerEvents {
 
 /** Everything a runner needs. The gateways are passed through to steps untouched. */
 export interface RunnerConfig<K = unknown, A = unknown> {
+  /**
+   * The runbook the steps belong to (default: the runbook of the registry's first step, else
+   * `managed-mode`). The journal must record the same runbook ({@link RunbookMismatchError}).
+   */
+  runbook?: RunbookId;
+  /** The runbook's steps in its order (a registry may leave out steps of the runbook, never reorder them). */
   steps: StepRegistry<K, A>;
   /** The executors of every action kind the steps plan (`src/steps/executors/index.ts` in production). */
   executors: ExecutorRegistry<K, A>;
@@ -111,6 +122,8 @@ export interface StepRunResult {
 
 /** What `apply` / `rollback` return. */
 export interface RunResult {
+  /** The runbook run. */
+  runbook: RunbookId;
   steps: StepRunResult[];
   journalPath: string;
   /** Journal state after the run (in-memory copy for dry-run). */
@@ -150,15 +163,29 @@ export async function readInventoryFile(path: string): Promise<LoadedInventory |
 export class Runner<K = unknown, A = unknown> {
   private readonly config: RunnerConfig<K, A>;
   private readonly byId: Map<StepId, Step<K, A>>;
+  /** The runbook this runner runs. */
+  readonly runbook: RunbookId;
 
   constructor(config: RunnerConfig<K, A>) {
     const ids = config.steps.map((s) => s.id);
+    const first = ids[0];
+    const runbook = config.runbook ?? (isStepId(first) ? runbookOf(first) : DEFAULT_RUNBOOK);
     for (const [i, id] of ids.entries()) {
-      if (!isStepId(id)) throw new TypeError(`step registry: unknown step id ${JSON.stringify(id)}`);
-      if (i > 0 && stepIndex(id) <= stepIndex(ids[i - 1])) throw new TypeError(`step registry: steps must be in runbook order (${STEP_IDS.join(', ')})`);
+      if (!isStepId(id, runbook)) throw new TypeError(`step registry: ${JSON.stringify(id)} is not a step of the ${runbook} runbook (${stepIdsOf(runbook).join(', ')})`);
+      if (i > 0 && stepIndex(id) <= stepIndex(ids[i - 1])) throw new TypeError(`step registry: steps must be in runbook order (${stepIdsOf(runbook).join(', ')})`);
     }
     this.config = config;
+    this.runbook = runbook;
     this.byId = new Map(config.steps.map((s) => [s.id, s]));
+  }
+
+  /** How hints spell this runbook's commands (`podid-migrate --runbook workload-identity`). */
+  private get cli(): string {
+    return commandPrefix(this.runbook);
+  }
+
+  private openJournal(options: { inMemory?: boolean } = {}): Promise<Journal> {
+    return Journal.open(this.config.journalPath, this.config.cluster, { ...options, runbook: this.runbook });
   }
 
   private get dryRun(): DryRunMode {
@@ -176,7 +203,7 @@ export class Runner<K = unknown, A = unknown> {
    * (the step threw while planning). An error planning the first unchecked step propagates.
    */
   async plan(): Promise<RunbookPlan> {
-    const journal = await Journal.open(this.config.journalPath, this.config.cluster, { inMemory: true });
+    const journal = await this.openJournal({ inMemory: true });
     const inventory = await this.inventory();
     // What later plans see: the file, or the document an earlier pending step would write.
     let planInventory = inventory;
@@ -211,6 +238,7 @@ export class Runner<K = unknown, A = unknown> {
     return {
       kind: 'podid-migrate/plan',
       schemaVersion: 1,
+      runbook: this.runbook,
       createdAt: new Date().toISOString(),
       cluster: this.config.cluster,
       ...(inventory ? { inventory: { path: this.config.inventoryPath, sha256: inventory.sha256 } } : {}),
@@ -238,16 +266,16 @@ export class Runner<K = unknown, A = unknown> {
   async apply(options: ApplyOptions = {}): Promise<RunResult> {
     if (options.step && options.to) throw new UsageError('--step and --to cannot be combined.', 'Use --step ID to apply one step, or --to ID to apply every pending step up to it.');
     const dry = this.dryRun !== 'none';
-    const lock = dry ? undefined : await acquireLock(this.config.journalPath, 'apply');
+    const lock = dry ? undefined : await acquireLock(this.config.journalPath, 'apply', this.cli);
     try {
-      const journal = await Journal.open(this.config.journalPath, this.config.cluster, { inMemory: dry });
+      const journal = await this.openJournal({ inMemory: dry });
       if (!dry) await journal.cleanTempFiles();
       const range = this.applyRange(options);
-      const dirty = STEP_IDS.find((id) => journal.step(id).state === 'rolling-back');
+      const dirty = stepIdsOf(this.runbook).find((id) => journal.step(id).state === 'rolling-back');
       if (dirty) {
         throw new DirtyJournalError(
           `a rollback of step "${dirty}" did not finish; the cluster is between its applied and original state.`,
-          `Finish it first: podid-migrate rollback --step ${dirty}`,
+          `Finish it first: ${this.cli} rollback --step ${dirty}`,
         );
       }
       const first = range[0];
@@ -256,7 +284,7 @@ export class Runner<K = unknown, A = unknown> {
         if (state !== 'checked') {
           throw new PreconditionError(
             `step "${first.id}" cannot start: the earlier step "${earlier.id}" is ${state}, not checked.`,
-            `Apply the steps in order: podid-migrate apply --to ${first.id}`,
+            `Apply the steps in order: ${this.cli} apply --to ${first.id}`,
           );
         }
       }
@@ -274,13 +302,14 @@ export class Runner<K = unknown, A = unknown> {
         results.push(await this.applyStep(step, journal, options.savedPlan, dryInventory));
       }
       if (!dry) await journal.log('apply-done', `applied up to ${range.at(-1)!.id}`);
-      return { steps: results, journalPath: this.config.journalPath, journal: journal.snapshot(), next: this.nextStep(journal) };
+      return { runbook: this.runbook, steps: results, journalPath: this.config.journalPath, journal: journal.snapshot(), next: this.nextStep(journal) };
     } finally {
       await lock?.release();
     }
   }
 
   private applyRange(options: ApplyOptions): Step<K, A>[] {
+    if (this.config.steps.length === 0) throw new UsageError(`the ${this.runbook} runbook has no steps in this build.`, `Known runbooks and their steps: see \`podid-migrate --help\`.`);
     const target = options.step ?? options.to;
     if (target) {
       const step = this.byId.get(target);
@@ -292,10 +321,17 @@ export class Runner<K = unknown, A = unknown> {
   }
 
   private assertSavedPlanMatches(saved: RunbookPlan): void {
+    const savedRunbook = saved.runbook ?? DEFAULT_RUNBOOK;
+    if (savedRunbook !== this.runbook) {
+      throw new RunbookMismatchError(
+        `the saved plan is a plan of the ${savedRunbook} runbook, not ${this.runbook}; nothing was changed.`,
+        `Apply it with that runbook (\`${commandPrefix(savedRunbook)} apply --plan <file>\`), or save a plan of this one: ${this.cli} plan --out plan.json`,
+      );
+    }
     if (saved.cluster.kubeSystemUid !== this.config.cluster.kubeSystemUid) {
       throw new StalePlanError(
         `the saved plan was made for cluster ${saved.cluster.name} (kube-system uid ${saved.cluster.kubeSystemUid}), not ${this.config.cluster.name}.`,
-        'Run `podid-migrate plan --out plan.json` against this cluster and apply that.',
+        `Run \`${this.cli} plan --out plan.json\` against this cluster and apply that.`,
       );
     }
   }
@@ -323,7 +359,7 @@ export class Runner<K = unknown, A = unknown> {
       if (!journal.inMemory) await journal.log('blockers', `${blockers.length} blocker(s); nothing changed`, undefined, blockers);
       throw new BlockersFoundError(
         `${blockers.length} blocker${blockers.length === 1 ? '' : 's'} found; nothing was changed.`,
-        'Fix them (each says how) and run the command again. `podid-migrate plan` lists them.',
+        `Fix them (each says how) and run the command again. \`${this.cli} plan\` lists them.`,
         blockers,
       );
     }
@@ -367,7 +403,7 @@ export class Runner<K = unknown, A = unknown> {
         if (!dry) await journal.log('blockers', `${step.id}: ${blockers.length} blocker(s); step not started`, step.id, blockers);
         throw new BlockersFoundError(
           `step "${step.id}" has ${blockers.length} blocker${blockers.length === 1 ? '' : 's'}; nothing in it was changed.`,
-          'Fix them (each says how) and run `podid-migrate apply` again; it continues with this step.',
+          `Fix them (each says how) and run \`${this.cli} apply\` again; it continues with this step.`,
           blockers,
         );
       }
@@ -377,7 +413,7 @@ export class Runner<K = unknown, A = unknown> {
         if (!saved?.fingerprint || saved.fingerprint !== fingerprint) {
           throw new StalePlanError(
             `the saved plan for step "${step.id}" no longer matches the cluster (${saved?.fingerprint ? 'the actions differ' : `it was ${saved?.status ?? 'not planned'} when saved`}); nothing in this step was changed.`,
-            `Review a fresh plan and apply that: podid-migrate plan --out plan.json && podid-migrate apply --plan plan.json`,
+            `Review a fresh plan and apply that: ${this.cli} plan --out plan.json && ${this.cli} apply --plan plan.json`,
           );
         }
       }
@@ -420,7 +456,7 @@ export class Runner<K = unknown, A = unknown> {
     const open = openIntents(journal.step(step.id).actions);
     if (open.length > 0) {
       // An unconfirmed write means the step's state is unknown: its check cannot pass until the intent is resolved.
-      check = { ok: false, evidence: [], failures: open.map((r) => `${r.target}: action ${r.actionId} is still recorded as intent (its write is unconfirmed); run podid-migrate apply --step ${step.id} to resolve it`) };
+      check = { ok: false, evidence: [], failures: open.map((r) => `${r.target}: action ${r.actionId} is still recorded as intent (its write is unconfirmed); run ${this.cli} apply --step ${step.id} to resolve it`) };
     } else {
       try {
         check = await this.call(step, journal, await this.inventory(), 'check', (ctx) => step.check(ctx));
@@ -436,7 +472,7 @@ export class Runner<K = unknown, A = unknown> {
       await journal.setState(step.id, 'failed', `${step.id} check failed: ${check.failures.join('; ')}`);
       throw new CheckFailedError(
         `step "${step.id}" was applied but its check failed:\n  ${check.failures.join('\n  ')}`,
-        `The journal marks it failed (${this.config.journalPath}). Fix the cause and run \`podid-migrate apply --step ${step.id}\` to re-plan and check again, or \`podid-migrate rollback --step ${step.id}\`.`,
+        `The journal marks it failed (${this.config.journalPath}). Fix the cause and run \`${this.cli} apply --step ${step.id}\` to re-plan and check again, or \`${this.cli} rollback --step ${step.id}\`.`,
         step.id,
         check.failures,
       );
@@ -458,9 +494,9 @@ export class Runner<K = unknown, A = unknown> {
   async rollback(options: RollbackOptions): Promise<RunResult> {
     const chosen = [options.step, options.to, options.all ? 'all' : undefined].filter(Boolean);
     if (chosen.length !== 1) {
-      throw new UsageError('rollback needs exactly one of --step ID, --to ID or --all.', 'e.g. `podid-migrate rollback --step drain`, `--to assign` (assign and every later step), or `--all`.');
+      throw new UsageError('rollback needs exactly one of --step ID, --to ID or --all.', `e.g. \`${this.cli} rollback --step drain\`, \`--to assign\` (assign and every later step), or \`--all\`.`);
     }
-    if (this.dryRun !== 'none') throw new UsageError('rollback has no dry-run mode.', 'Use `podid-migrate status` to see what the journal would undo.');
+    if (this.dryRun !== 'none') throw new UsageError('rollback has no dry-run mode.', `Use \`${this.cli} status\` to see what the journal would undo.`);
     const target = options.step ?? options.to;
     if (target && !this.byId.has(target)) {
       throw new UsageError(`step "${target}" is not in this build's runbook.`, `Known steps: ${this.config.steps.map((s) => s.id).join(', ')}`);
@@ -469,9 +505,9 @@ export class Runner<K = unknown, A = unknown> {
     if (!existing) {
       throw new PreconditionError(`there is nothing to roll back: no journal at ${this.config.journalPath}.`, 'This tool only undoes what its journal recorded. Use --journal if it lives elsewhere.');
     }
-    const lock: LockHandle = await acquireLock(this.config.journalPath, 'rollback');
+    const lock: LockHandle = await acquireLock(this.config.journalPath, 'rollback', this.cli);
     try {
-      const journal = await Journal.open(this.config.journalPath, this.config.cluster);
+      const journal = await this.openJournal();
       await journal.cleanTempFiles();
       const fromIndex = options.all ? 0 : this.config.steps.findIndex((s) => s.id === target);
       if (options.step) {
@@ -479,7 +515,7 @@ export class Runner<K = unknown, A = unknown> {
           if (needsRollback(journal.step(later.id))) {
             throw new PreconditionError(
               `step "${options.step}" cannot be rolled back while the later step "${later.id}" is ${journal.step(later.id).state}.`,
-              `Roll back in reverse order: podid-migrate rollback --to ${options.step}`,
+              `Roll back in reverse order: ${this.cli} rollback --to ${options.step}`,
             );
           }
         }
@@ -489,7 +525,7 @@ export class Runner<K = unknown, A = unknown> {
       const results: StepRunResult[] = [];
       for (const step of order) results.push(await this.rollbackStep(step, journal));
       await journal.log('rollback-done', `rolled back ${order.map((s) => s.id).join(', ')}`);
-      return { steps: results, journalPath: this.config.journalPath, journal: journal.snapshot(), next: this.nextStep(journal) };
+      return { runbook: this.runbook, steps: results, journalPath: this.config.journalPath, journal: journal.snapshot(), next: this.nextStep(journal) };
     } finally {
       await lock.release();
     }
@@ -538,7 +574,7 @@ export class Runner<K = unknown, A = unknown> {
       await journal.log('rollback-check-failed', `${step.id}: ${verdict.failures.join('; ')}`, step.id);
       throw new CheckFailedError(
         `step "${step.id}" was rolled back but its pre-state is not fully back:\n  ${verdict.failures.join('\n  ')}`,
-        `The step stays rolling-back in the journal. Fix the cause and run \`podid-migrate rollback --step ${step.id}\` again.`,
+        `The step stays rolling-back in the journal. Fix the cause and run \`${this.cli} rollback --step ${step.id}\` again.`,
         step.id,
         verdict.failures,
       );
@@ -644,7 +680,7 @@ export class Runner<K = unknown, A = unknown> {
       if (stack) await journal.log('error', message, step.id, { stack });
     }
     if (error instanceof PodidError) return error;
-    const next = phase === 'rollback' ? `podid-migrate rollback --step ${step.id}` : `podid-migrate apply --step ${step.id}`;
+    const next = phase === 'rollback' ? `${this.cli} rollback --step ${step.id}` : `${this.cli} apply --step ${step.id}`;
     return new StepFailedError(
       `step "${step.id}" ${phase} stopped: ${message}`,
       `The journal records what was done (${this.config.journalPath}). Running \`${next}\` re-plans against the live state and continues.`,
@@ -682,10 +718,10 @@ function toAbortError(reason: unknown, stepId: StepId, phase: string): Error {
   if (reason instanceof PodidError) return reason;
   return new AbortedError(
     `interrupted: step "${stepId}" ${phase} was stopped.`,
-    `The journal records how far it got. Run the same command again to re-plan and continue, or \`podid-migrate rollback --step ${stepId}\`.`,
+    `The journal records how far it got. Run the same command again to re-plan and continue, or \`${commandPrefix(runbookOf(stepId))} rollback --step ${stepId}\`.`,
   );
 }
 
 function deadlineHint(stepId: StepId): string {
-  return `The journal records how far it got. Run \`podid-migrate apply --step ${stepId}\` to re-plan and continue (a longer --step-timeout may help), or \`podid-migrate rollback --step ${stepId}\`.`;
+  return `The journal records how far it got. Run \`${commandPrefix(runbookOf(stepId))} apply --step ${stepId}\` to re-plan and continue (a longer --step-timeout may help), or \`${commandPrefix(runbookOf(stepId))} rollback --step ${stepId}\`.`;
 }

@@ -7,22 +7,78 @@
  */
 
 /**
- * Step ids in runbook order. They are stored in journals and saved plans: never rename or
- * reorder them (add new ones only with a journal schema bump).
+ * The runbooks this engine runs. Each has its own ordered step ids, its own registry
+ * (`src/steps/registry.ts`) and its own journal per cluster. `managed-mode` (standard to
+ * managed mode) is the default; `workload-identity` moves off pod identity to Microsoft Entra
+ * Workload ID. Stored in journals and saved plans: never rename.
+ */
+export const RUNBOOK_IDS = ['managed-mode', 'workload-identity'] as const;
+
+/** One of {@link RUNBOOK_IDS}. */
+export type RunbookId = (typeof RUNBOOK_IDS)[number];
+
+/** The runbook a command runs when `--runbook` is not given (and the runbook of journals written before runbooks existed). */
+export const DEFAULT_RUNBOOK: RunbookId = 'managed-mode';
+
+/** True when `value` is a known runbook id. */
+export function isRunbookId(value: unknown): value is RunbookId {
+  return typeof value === 'string' && (RUNBOOK_IDS as readonly string[]).includes(value);
+}
+
+/**
+ * Step ids of the `managed-mode` runbook in order. They are stored in journals and saved plans:
+ * never rename or reorder them (add new ones only with a journal schema bump).
  */
 export const STEP_IDS = ['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain', 'test', 'cleanup'] as const;
 
-/** One of {@link STEP_IDS}. */
-export type StepId = (typeof STEP_IDS)[number];
+/** Step ids of the `workload-identity` runbook in order (same rules as {@link STEP_IDS}). */
+export const WORKLOAD_IDENTITY_STEP_IDS = ['wi-preflight', 'wi-enable', 'wi-federate', 'wi-serviceaccounts', 'wi-workloads', 'wi-test', 'wi-remove-pod-identity'] as const;
 
-/** True when `value` is a known step id (for validating flags and journals). */
-export function isStepId(value: unknown): value is StepId {
-  return typeof value === 'string' && (STEP_IDS as readonly string[]).includes(value);
+/** A step of the `managed-mode` runbook. */
+export type ManagedModeStepId = (typeof STEP_IDS)[number];
+
+/** A step of the `workload-identity` runbook. */
+export type WorkloadIdentityStepId = (typeof WORKLOAD_IDENTITY_STEP_IDS)[number];
+
+/** A step of any runbook (ids are unique across runbooks). */
+export type StepId = ManagedModeStepId | WorkloadIdentityStepId;
+
+const RUNBOOK_STEP_IDS: Readonly<Record<RunbookId, readonly StepId[]>> = {
+  'managed-mode': STEP_IDS,
+  'workload-identity': WORKLOAD_IDENTITY_STEP_IDS,
+};
+
+/** The step ids of `runbook`, in order. */
+export function stepIdsOf(runbook: RunbookId): readonly StepId[] {
+  return RUNBOOK_STEP_IDS[runbook];
 }
 
-/** Position of a step in the runbook, 0-based. */
+/** The runbook a step id belongs to. */
+export function runbookOf(id: StepId): RunbookId {
+  return (WORKLOAD_IDENTITY_STEP_IDS as readonly string[]).includes(id) ? 'workload-identity' : 'managed-mode';
+}
+
+/**
+ * True when `value` is a step id of `runbook` (of any runbook when `runbook` is omitted), for
+ * validating flags and journals.
+ */
+export function isStepId(value: unknown, runbook?: RunbookId): value is StepId {
+  if (typeof value !== 'string') return false;
+  const ids: readonly string[] = runbook ? RUNBOOK_STEP_IDS[runbook] : [...STEP_IDS, ...WORKLOAD_IDENTITY_STEP_IDS];
+  return ids.includes(value);
+}
+
+/** Position of a step in its own runbook, 0-based. */
 export function stepIndex(id: StepId): number {
-  return STEP_IDS.indexOf(id);
+  return RUNBOOK_STEP_IDS[runbookOf(id)].indexOf(id);
+}
+
+/**
+ * How hints spell the command for `runbook`: `podid-migrate` for the default runbook,
+ * `podid-migrate --runbook <id>` for another (so a copied command works as printed).
+ */
+export function commandPrefix(runbook: RunbookId): string {
+  return runbook === DEFAULT_RUNBOOK ? 'podid-migrate' : `podid-migrate --runbook ${runbook}`;
 }
 
 /** Terraform-style operation: `+` create, `~` change in place, `-` delete. */
@@ -82,6 +138,13 @@ export interface PlannedAction<Kind extends string = string, D = unknown> {
    * action; default 4). E.g. one drain per pool, every pool at once (`--parallel-pools`).
    */
   parallelLimit?: number;
+  /**
+   * Within a `parallelGroup`: actions with the same key run one after another, in plan order
+   * (the chain takes one of the group's slots), while different keys run concurrently. E.g. one
+   * federated credential write per action, serialized per identity (Entra refuses concurrent
+   * writes to one identity), parallel across identities. A chain stops at its first failure.
+   */
+  serialKey?: string;
   /**
    * JSON-serialisable: everything the executor needs to do exactly this action. Part of the plan
    * fingerprint and of the journal record, so it must be deterministic (sorted lists, no

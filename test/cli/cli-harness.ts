@@ -3,6 +3,7 @@ import { main } from '../../src/cli/main.ts';
 import type { RuntimeFactory } from '../../src/cli/context.ts';
 import type { CliDeps } from '../../src/cli/io.ts';
 import { CLUSTER, fakeExecutors, fakeSteps, type FakeCluster } from '../engine/fake-steps.ts';
+import { stepIdsOf } from '../../src/engine/step.ts';
 
 export interface CliRun {
   code: number;
@@ -15,9 +16,10 @@ export async function runCli(args: string[], options: { cluster: FakeCluster; cw
   let stdout = '';
   let stderr = '';
   let connects = 0;
-  const createRuntime: RuntimeFactory = async () => {
+  const createRuntime: RuntimeFactory = async (globals) => {
     connects += 1;
-    return { steps: fakeSteps(options.cluster), executors: fakeExecutors(options.cluster), kube: options.cluster, azure: null, cluster: CLUSTER, close: async () => {} };
+    // The fake steps of the runbook the command runs, as the production factory picks its registry.
+    return { steps: fakeSteps(options.cluster, stepIdsOf(globals.runbook)), executors: fakeExecutors(options.cluster), kube: options.cluster, azure: null, cluster: CLUSTER, close: async () => {} };
   };
   const deps: Partial<CliDeps> = {
     stdout: { write: (s: string) => ((stdout += s), true), isTTY: false },

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
 import { identityDelta } from '../../src/azure/gateway.ts';
-import type { AssignPermission, AzureGateway, ManagedClusterInfo, ScaleSet, ScaleSetInstance } from '../../src/azure/gateway.ts';
+import type { AssignPermission, AzureGateway, FederatedCredential, FederatedCredentialSpec, ManagedClusterInfo, PutFederatedCredentialResult, ScaleSet, ScaleSetInstance, WorkloadIdentitySettingsChange } from '../../src/azure/gateway.ts';
 import { Journal, type ClusterIdentity } from '../../src/engine/journal.ts';
-import type { StepContext, StepId } from '../../src/engine/step.ts';
+import { runbookOf, type StepContext, type StepId } from '../../src/engine/step.ts';
 import type { KubeGateway } from '../../src/kube/gateway.ts';
 import { FakeKube } from './fake-kube.ts';
 
@@ -110,6 +110,50 @@ export class FakeAzure implements AzureGateway {
     const denied = this.denied.has(identityId.toLowerCase());
     return { identityId, allowed: !denied, reason: denied ? 'no role assignment grants assign/action' : 'granted' };
   }
+  /** Federated credentials by identity id (lower case). */
+  readonly credentials = new Map<string, FederatedCredential[]>();
+  /** Every managed cluster update and credential write, in order. */
+  readonly wiWrites: string[] = [];
+  /** Issuer URL AKS gives the cluster once its OIDC issuer is on. */
+  issuerUrl = 'https://issuer.example/tenant/guid/';
+  async updateWorkloadIdentitySettings(_aksId: string, change: WorkloadIdentitySettingsChange) {
+    const oidc = change.oidcIssuerEnabled ?? this.cluster.oidcIssuer?.enabled ?? false;
+    const wi = change.workloadIdentityEnabled ?? this.cluster.workloadIdentityEnabled ?? false;
+    if (oidc === (this.cluster.oidcIssuer?.enabled ?? false) && wi === (this.cluster.workloadIdentityEnabled ?? false)) return structuredClone(this.cluster);
+    if (this.cluster.oidcIssuer?.enabled && !oidc) throw new Error('The OIDC issuer cannot be disabled once it is enabled on a managed cluster.');
+    this.wiWrites.push(`cluster oidc=${oidc} wi=${wi}`);
+    this.cluster.oidcIssuer = { enabled: oidc, ...(oidc ? { issuerUrl: this.issuerUrl } : {}) };
+    this.cluster.workloadIdentityEnabled = wi;
+    return structuredClone(this.cluster);
+  }
+  async listFederatedCredentials(identityId: string) {
+    return structuredClone(this.credentials.get(identityId.toLowerCase()) ?? []);
+  }
+  async getFederatedCredential(identityId: string, name: string) {
+    const c = (this.credentials.get(identityId.toLowerCase()) ?? []).find((x) => x.name === name);
+    return c ? structuredClone(c) : undefined;
+  }
+  async putFederatedCredential(identityId: string, spec: FederatedCredentialSpec): Promise<PutFederatedCredentialResult> {
+    const list = this.credentials.get(identityId.toLowerCase()) ?? [];
+    this.credentials.set(identityId.toLowerCase(), list);
+    const same = list.find((c) => c.issuer === spec.issuer && c.subject === spec.subject && c.name !== spec.name);
+    if (same) return { outcome: 'exists', credential: structuredClone(same), dryRun: false };
+    const at = list.findIndex((c) => c.name === spec.name);
+    if (at < 0 && list.length >= 20) throw new Error(`identity ${identityId} is at its limit of 20 federated identity credentials`);
+    const credential = { id: `${identityId}/federatedIdentityCredentials/${spec.name}`, name: spec.name, issuer: spec.issuer, subject: spec.subject, audiences: [...spec.audiences] };
+    this.wiWrites.push(`put ${identityId.split('/').pop()}/${spec.name}`);
+    if (at >= 0) list[at] = credential;
+    else list.push(credential);
+    return { outcome: at >= 0 ? 'updated' : 'created', credential: structuredClone(credential), dryRun: false };
+  }
+  async deleteFederatedCredential(identityId: string, name: string) {
+    const list = this.credentials.get(identityId.toLowerCase()) ?? [];
+    const at = list.findIndex((c) => c.name === name);
+    if (at < 0) return false;
+    this.wiWrites.push(`delete ${identityId.split('/').pop()}/${name}`);
+    list.splice(at, 1);
+    return true;
+  }
   scoped(): AzureGateway {
     return this;
   }
@@ -128,9 +172,9 @@ export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'podid-steps-'));
 }
 
-/** A step context over the fakes and a real journal file in `dir`. */
+/** A step context over the fakes and a real journal file (of the step's runbook) in `dir`. */
 export async function contextFor(stepId: StepId, kube: FakeKube, azure: FakeAzure, dir: string, extra: { inventory?: unknown; options?: Record<string, unknown> } = {}): Promise<StepContext<KubeGateway, AzureGateway> & { messages: string[] }> {
-  const journal = await Journal.open(join(dir, 'journal.json'), CLUSTER);
+  const journal = await Journal.open(join(dir, 'journal.json'), CLUSTER, { runbook: runbookOf(stepId) });
   const messages: string[] = [];
   return {
     kube,

@@ -102,6 +102,21 @@ export class MiniAzure implements AzureGateway {
       }
     }
   }
+  async updateWorkloadIdentitySettings(): Promise<never> {
+    throw new Error('not used');
+  }
+  async listFederatedCredentials() {
+    return [];
+  }
+  async getFederatedCredential() {
+    return undefined;
+  }
+  async putFederatedCredential(): Promise<never> {
+    throw new Error('not used');
+  }
+  async deleteFederatedCredential(): Promise<never> {
+    throw new Error('not used');
+  }
   async getIdentity() {
     return undefined;
   }

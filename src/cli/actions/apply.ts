@@ -26,6 +26,7 @@ interface ApplyFlags {
   drainForce?: boolean;
   testTimeout?: string;
   deleteCrd?: boolean;
+  uninstallPodIdentity?: boolean;
   junit?: string;
   upgradeInstances?: boolean;
   nmiRollout?: string;
@@ -38,8 +39,8 @@ interface ApplyFlags {
 /** `apply`: run pending steps in order, each followed by its check. */
 export async function run(env: CliEnv, flags: ApplyFlags, cmd: Command): Promise<void> {
   const globals = env.globals(cmd);
-  const step = stepFlag('--step', flags.step);
-  const to = stepFlag('--to', flags.to);
+  const step = stepFlag('--step', flags.step, globals.runbook);
+  const to = stepFlag('--to', flags.to, globals.runbook);
   if (step && to) throw new UsageError('--step and --to cannot be combined.', 'Use --step ID for one step, or --to ID for every pending step up to it.');
   let dryRun: DryRunMode = 'none';
   if (flags.dryRun !== undefined) {
@@ -64,6 +65,10 @@ export async function run(env: CliEnv, flags: ApplyFlags, cmd: Command): Promise
   const testTimeoutMs = durationFlag('--test-timeout', flags.testTimeout);
   if (testTimeoutMs !== undefined) stepOptions.testTimeoutMs = testTimeoutMs;
   if (flags.deleteCrd) stepOptions.deleteCrd = true;
+  if (flags.uninstallPodIdentity) {
+    if (globals.runbook !== 'workload-identity') throw new UsageError('--uninstall-pod-identity is a flag of the workload identity runbook.', 'Add --runbook workload-identity, or drop it.');
+    stepOptions.uninstallPodIdentity = true;
+  }
   if (flags.upgradeInstances) stepOptions.upgradeInstances = true;
   if (flags.junit) stepOptions.junitPath = resolve(globals.cwd, flags.junit);
   let savedPlan: RunbookPlan | undefined;

@@ -6,7 +6,7 @@
  */
 import type { Command, Option } from 'commander';
 import { UsageError } from '../../engine/errors.ts';
-import { STEP_IDS } from '../../engine/step.ts';
+import { isRunbookId, STEP_IDS, stepIdsOf } from '../../engine/step.ts';
 import { DRAIN_STRATEGIES } from '../commands/apply.ts';
 import { COMPLETION_SHELLS } from '../commands/completion.ts';
 import type { CliEnv } from '../main.ts';
@@ -246,6 +246,12 @@ export function completeWords(root: CommandSpec, words: readonly string[]): Comp
   const match = (candidates: readonly string[], directive = NO_FILES): Completion => ({ candidates: candidates.filter((c) => c.startsWith(cur)), directive });
   if (valueFlag?.value) {
     const v = valueFlag.value;
+    // Step ids are those of the runbook the words name (`--runbook workload-identity`), else the default's.
+    if (prev === '--step' || prev === '--to') {
+      const at = before.lastIndexOf('--runbook');
+      const given = at >= 0 ? before[at + 1] : before.find((w) => w.startsWith('--runbook='))?.slice('--runbook='.length);
+      if (isRunbookId(given)) return match(stepIdsOf(given));
+    }
     if (v === 'file') return { candidates: [], directive: 0 };
     if (v === 'dir') return { candidates: [], directive: DIRECTORIES };
     if (v === 'free') return { candidates: [], directive: NO_FILES };

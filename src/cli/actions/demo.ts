@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { UsageError, PreconditionError } from '../../engine/errors.ts';
 import { parseJournal, type ClusterIdentity, type JournalDocument, type StepEntry } from '../../engine/journal.ts';
 import { Runner, formatDuration, type RunnerEvents, type StepRunResult } from '../../engine/runner.ts';
-import type { ExecutorRegistry, StepId, StepRegistry } from '../../engine/step.ts';
+import type { ExecutorRegistry, RunbookId, StepId, StepRegistry } from '../../engine/step.ts';
 import type { CallCounts } from '../../kube/call-counter.ts';
 import type { OutageReport } from '../../sandbox/podidentity/outage-meter.ts';
 import type { SandboxWorkerData, SandboxWorkerInfo } from '../../sandbox/worker.ts';
@@ -38,6 +38,32 @@ interface DemoFlags {
   procedure?: string;
   observe?: string;
   operatorPause?: string;
+  from?: string;
+  uninstallPodIdentity?: boolean;
+}
+
+/** With `--runbook workload-identity`: where workload identity starts from (`--from`). */
+export const WORKLOAD_IDENTITY_STARTS = ['managed', 'standard'] as const;
+export type WorkloadIdentityStart = (typeof WORKLOAD_IDENTITY_STARTS)[number];
+
+/** The runbooks the demo runs back to back, and how. */
+export interface DemoRunbooks {
+  runbook: RunbookId;
+  /** `workload-identity` only: `managed` runs the managed-mode runbook first, `standard` only its inventory step. */
+  from?: WorkloadIdentityStart;
+  uninstallPodIdentity: boolean;
+}
+
+/** Validates `--from` and `--uninstall-pod-identity` against the runbook. */
+export function parseRunbooks(runbook: RunbookId, flags: Pick<DemoFlags, 'from' | 'uninstallPodIdentity' | 'procedure'>): DemoRunbooks {
+  if (runbook !== 'workload-identity') {
+    if (flags.from !== undefined || flags.uninstallPodIdentity) throw new UsageError('--from and --uninstall-pod-identity apply to --runbook workload-identity only.', 'Add --runbook workload-identity, or drop them.');
+    return { runbook, uninstallPodIdentity: false };
+  }
+  const from = flags.from ?? 'managed';
+  if (!(WORKLOAD_IDENTITY_STARTS as readonly string[]).includes(from)) throw new UsageError(`--from: "${flags.from}" is not a starting mode.`, `Use one of: ${WORKLOAD_IDENTITY_STARTS.join(', ')}.`);
+  if (flags.procedure === 'upstream') throw new UsageError('--procedure upstream replays the documented managed-mode procedure; it does not go on to workload identity.', 'Drop --procedure, or drop --runbook workload-identity.');
+  return { runbook, from: from as WorkloadIdentityStart, uninstallPodIdentity: flags.uninstallPodIdentity === true };
 }
 
 /** Simulated seconds from a flag value; `undefined` when absent. */
@@ -91,6 +117,8 @@ export interface StepCost {
 /** What the demo reports at the end (also what tests read). */
 export interface DemoReport {
   procedure: DemoProcedure;
+  /** The runbooks run (`managed-mode`, or `workload-identity` after managed mode or straight from standard mode). */
+  runbooks?: DemoRunbooks;
   scenario: string;
   timeScale: number;
   pacing: DemoPacing;
@@ -170,6 +198,7 @@ export function demoDocument(r: DemoReport, sb?: Pick<DemoSandbox, 'clusterName'
     kept,
     ...(kept && sb ? { envFile: sb.envFile } : {}),
     procedure: r.procedure,
+    ...(r.runbooks && r.runbooks.runbook !== 'managed-mode' ? { runbook: r.runbooks.runbook, from: r.runbooks.from, uninstallPodIdentity: r.runbooks.uninstallPodIdentity } : {}),
     scenario: r.scenario,
     timeScale: r.timeScale,
     observeSeconds: r.pacing.observeSeconds,
@@ -307,7 +336,8 @@ function diff(after: CallCounts, before: CallCounts): { total: number; writes: n
 export function renderDemoReport(r: DemoReport, p: Paint, sandbox: { timeScale: number }): string {
   const lines: string[] = [];
   lines.push('');
-  lines.push(p.bold(`Migration report, procedure ${r.procedure} (scenario ${r.scenario}, sandbox at ${sandbox.timeScale}x; ${formatDuration(r.totalMs)} real time)`));
+  const via = r.runbooks?.runbook === 'workload-identity' ? `, ${r.runbooks.from === 'standard' ? 'standard mode' : 'standard -> managed mode'} -> workload identity` : '';
+  lines.push(p.bold(`Migration report, procedure ${r.procedure}${via} (scenario ${r.scenario}, sandbox at ${sandbox.timeScale}x; ${formatDuration(r.totalMs)} real time)`));
   const rows = [['STEP', 'RESULT', 'TIME', 'K8S CALLS', 'ARM CALLS', 'CHECKS', 'WHAT CHANGED']];
   for (const s of r.steps) {
     rows.push([s.stepId, s.state ?? s.outcome, formatDuration(s.durationMs), String(s.cost.kube), `${s.cost.arm}${s.cost.armWrites ? ` (${s.cost.armWrites} writes)` : ''}`, `${s.evidence.length} passed`, s.summary]);
@@ -343,6 +373,7 @@ export async function run(env: CliEnv, flags: DemoFlags, cmd: Command): Promise<
   const globals = env.globals(cmd);
   parseTimeScale(flags.timeScale);
   const procedure = parseProcedure(flags.procedure);
+  const runbooks = parseRunbooks(globals.runbook, flags);
   const pacing: DemoPacing = { observeSeconds: parseSimSeconds('--observe', flags.observe), operatorPauseSeconds: parseSimSeconds('--operator-pause', flags.operatorPause) };
   if (pacing.operatorPauseSeconds && procedure !== 'upstream') throw new UsageError('--operator-pause applies to --procedure upstream only.', 'Drop --operator-pause, or add --procedure upstream.');
   const json = globals.output === 'json' || globals.output === 'yaml';
@@ -354,7 +385,7 @@ export async function run(env: CliEnv, flags: DemoFlags, cmd: Command): Promise<
   const sb = flags.keep ? await startDetached(flags, dir, say) : await startInProcess(flags, dir, say);
   try {
     say(`Sandbox ready: ${sb.clusterName} at ${sb.timeScale}x (files in ${dir})`);
-    const report = procedure === 'upstream' ? await migrateUpstream(env, sb, dir, started, pacing) : await migrate(env, globals, sb, dir, p, started, procedure, json, pacing);
+    const report = procedure === 'upstream' ? await migrateUpstream(env, sb, dir, started, pacing) : await migrate(env, globals, sb, dir, p, started, procedure, json, pacing, runbooks);
     if (json) env.out(renderData(globals.output, envelope('demo', demoDocument(report, sb, Boolean(flags.keep)))));
     else env.out(renderDemoReport(report, p, sb));
     if (flags.keep && !json) {
@@ -365,6 +396,7 @@ export async function run(env: CliEnv, flags: DemoFlags, cmd: Command): Promise<
           `  source ${sb.envFile}`,
           `  kubectl get nodes; kubectl get pods -A; kubectl get azureassignedidentities -A`,
           `  podid-migrate status --journal ${join(dir, 'journal.json')}`,
+          ...(runbooks.runbook === 'workload-identity' ? [`  podid-migrate --runbook workload-identity status --journal ${join(dir, 'journal.workload-identity.json')}`] : []),
           `  podid-migrate sandbox status --dir ${dir}`,
           `Stop it with: podid-migrate sandbox down --dir ${dir}`,
           '',
@@ -433,8 +465,8 @@ async function migrateUpstream(env: Env, sb: DemoSandbox, dir: string, started: 
   };
 }
 
-async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSandbox, dir: string, p: Paint, started: number, procedure: DemoProcedure, json: boolean, pacing: DemoPacing): Promise<DemoReport> {
-  const { STEPS, EXECUTORS } = await import('../../steps/registry.ts');
+async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSandbox, dir: string, p: Paint, started: number, procedure: DemoProcedure, json: boolean, pacing: DemoPacing, runbooks: DemoRunbooks): Promise<DemoReport> {
+  const { STEPS, EXECUTORS, stepsFor } = await import('../../steps/registry.ts');
   const { kube, azure, readScope } = await gatewaysFor(sb);
   const { kubePermissionBlockers } = await import('../../steps/lib/permission-preflight.ts');
   const identity = await kube.clusterIdentity();
@@ -483,19 +515,58 @@ async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSa
   const inv = await runWithProgress(first, progress, (events) => runner(meter(events)).apply({ step: 'inventory' }));
   all.push(...inv.steps);
 
-  const plan = await runner().plan();
   // With -o json stdout carries the report document alone.
-  (json ? env.err.bind(env) : env.out.bind(env))(`${renderPlanTable(plan, p, journalPath)}\n`);
+  const print = (json ? env.err.bind(env) : env.out.bind(env));
+  if (runbooks.from !== 'standard') {
+    const plan = await runner().plan();
+    print(`${renderPlanTable(plan, p, journalPath)}\n`);
+    const rest = STEPS.slice(1);
+    const run = await runWithProgress(rest, progress, (events) => runner(meter(events)).apply());
+    all.push(...run.steps.filter((s) => s.stepId !== 'inventory'));
+  }
 
-  const rest = STEPS.slice(1);
-  const run = await runWithProgress(rest, progress, (events) => runner(meter(events)).apply());
-  all.push(...run.steps.filter((s) => s.stepId !== 'inventory'));
+  let wiJournalPath: string | undefined;
+  if (runbooks.runbook === 'workload-identity' && all.every((s) => s.outcome === 'checked')) {
+    // The second runbook, on the same cluster and inventory, with its own journal.
+    const wiSteps = stepsFor('workload-identity');
+    const wiJournal = join(dir, 'journal.workload-identity.json');
+    wiJournalPath = wiJournal;
+    const wiRunner = (events?: RunnerEvents) =>
+      new Runner({
+        runbook: 'workload-identity',
+        steps: wiSteps as StepRegistry,
+        executors: EXECUTORS as ExecutorRegistry,
+        kube,
+        azure,
+        cluster,
+        journalPath: wiJournal,
+        inventoryPath,
+        options: { aksId: sb.aksResourceId, kubeconfig: sb.kubeconfig, managedJournalPath: journalPath, uninstallPodIdentity: runbooks.uninstallPodIdentity },
+        stepTimeoutMs: globals.stepTimeoutMs,
+        events,
+        verbose: globals.verbose,
+        readScope,
+        preflight: (stepId, gateway, inventoryDocument) => kubePermissionBlockers(stepId, gateway, inventoryDocument),
+      });
+    print(`${renderPlanTable(await wiRunner().plan(), p, wiJournal)}\n`);
+    const upToTest = wiSteps.filter((s) => s.id !== 'wi-remove-pod-identity');
+    const first = await runWithProgress(upToTest, progress, (events) => wiRunner(meter(events)).apply({ to: 'wi-test' }));
+    all.push(...first.steps);
+    if (first.steps.every((s) => s.outcome === 'checked')) {
+      await moveBatchSystems(kube, inventoryPath, wiJournal, (m) => env.err(`${m}\n`));
+      const last = wiSteps.filter((s) => s.id === 'wi-remove-pod-identity');
+      const removal = await runWithProgress(last, progress, (events) => wiRunner(meter(events)).apply());
+      all.push(...removal.steps.filter((s) => s.stepId === 'wi-remove-pod-identity'));
+    }
+  }
   const totalMs = Date.now() - started;
   await waitSimulated(sb, pacing.observeSeconds, (m) => env.err(`${m}\n`), 'observing the workloads after the migration');
   const outage = await sb.outage();
   const journal = parseJournal(readFileSync(journalPath, 'utf8'), journalPath);
+  const wiDoc = wiJournalPath ? parseJournal(readFileSync(wiJournalPath, 'utf8'), wiJournalPath) : undefined;
   return {
     procedure,
+    runbooks,
     scenario: sb.scenarioName,
     timeScale: sb.timeScale,
     pacing,
@@ -503,8 +574,45 @@ async function migrate(env: Env, globals: ReturnType<Env['globals']>, sb: DemoSa
     totalMs,
     outage,
     drainPools: drainPoolsFromJournal(journal.steps.drain),
-    podsEvicted: podsEvictedFromJournal(journal),
+    podsEvicted: podsEvictedFromJournal(journal) + (wiDoc ? podsEvictedFromJournal(wiDoc) : 0),
     dir,
     kept: false,
   };
+}
+
+/**
+ * The sandbox's batch system (its churn) creates bare Jobs that no controller template
+ * describes, so no runbook step can move them: as its operator would, the demo edits the batch
+ * system's own pod template (ConfigMap `<job prefix>-pod-template`: the workload identity label on,
+ * `aadpodidbinding` off, the service account `wi-serviceaccounts` recorded) once `wi-test` has
+ * proven the identities, then waits until no pod of the old template still runs, which
+ * `wi-remove-pod-identity` requires.
+ */
+async function moveBatchSystems(kube: import('../../kube/gateway.ts').KubeGateway, inventoryPath: string, wiJournal: string, say: (m: string) => void): Promise<void> {
+  const { loadInventory } = await import('../../steps/lib/inventory-model.ts');
+  const { servicesOf, patchableKind, WI_USE_LABEL, BINDING_LABEL } = await import('../../steps/lib/workload-identity/workloads.ts');
+  const { KINDS } = await import('../../kube/kinds.ts');
+  const inv = await loadInventory(inventoryPath);
+  const doc = parseJournal(readFileSync(wiJournal, 'utf8'), wiJournal);
+  const accounts = (doc.steps['wi-serviceaccounts']?.data?.serviceAccounts ?? {}) as Record<string, { name: string }>;
+  const jobs = servicesOf(inv!).filter((s) => !patchableKind(s.kind) && s.kind === 'Job');
+  for (const s of jobs) {
+    const name = `${s.name}-pod-template`;
+    const body = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: s.namespace }, data: { labels: JSON.stringify({ [WI_USE_LABEL]: 'true', [BINDING_LABEL]: null }), serviceAccountName: accounts[s.service]?.name ?? 'default' } };
+    if (await kube.get(KINDS.ConfigMap, s.namespace, name)) await kube.replace(body);
+    else await kube.create(body);
+    say(`operator: the batch system of ${s.service} now creates its pods with ${WI_USE_LABEL}=true as ${s.namespace}/${body.data.serviceAccountName} (configmap ${s.namespace}/${name})`);
+  }
+  if (!jobs.length) return;
+  const namespaces = new Set(jobs.map((s) => s.namespace));
+  await kube.waitFor(
+    async (note) => {
+      const old = (await kube.list(KINDS.Pod, { labelSelector: BINDING_LABEL })).filter(
+        (p) => namespaces.has(p.metadata?.namespace ?? '') && p.metadata?.ownerReferences?.some((o) => o.kind === 'Job') && !['Succeeded', 'Failed'].includes((p.status as { phase?: string } | undefined)?.phase ?? '') && !p.metadata?.deletionTimestamp,
+      );
+      note(`${old.length} batch pod(s) of the old template still running`);
+      return old.length === 0;
+    },
+    { describe: 'batch pods of the old template to finish', timeoutMs: 600_000, intervalMs: 500 },
+  );
 }

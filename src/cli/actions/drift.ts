@@ -150,6 +150,8 @@ function emit(env: CliEnv, globals: GlobalOptions, r: DriftReport, extra?: Recor
 /** Runs `drift` with validated globals. Sets `env.exitCode`. */
 export async function runDrift(env: CliEnv, flags: DriftFlags, cmd: Command): Promise<void> {
   const globals = env.globals(cmd);
+  // Drift is what breaks managed mode after its cutover: it reads and extends the managed-mode journal only.
+  if (globals.runbook !== 'managed-mode') throw new UsageError(`drift checks a cluster migrated by the managed-mode runbook, not ${globals.runbook}.`, 'Run `podid-migrate drift` without --runbook (and unset PODID_MIGRATE_RUNBOOK).');
   if (flags.rollback && (flags.fix || flags.updateInventory)) throw new UsageError('--rollback cannot be combined with --fix or --update-inventory.', 'Run `podid-migrate drift --rollback` on its own to undo the recorded fixes.');
   if (flags.yes && !flags.fix && !flags.updateInventory && !flags.rollback) throw new UsageError('--yes only applies to --fix, --update-inventory or --rollback.', 'Drop --yes: `podid-migrate drift` alone only reads.');
   const writes = Boolean(flags.fix || flags.updateInventory || flags.rollback);

@@ -10,10 +10,10 @@ import { resolve } from 'node:path';
 import { nmiRolloutOptions } from './apply.ts';
 
 /** `plan`: every step's actions and blockers, read-only. */
-export async function run(env: CliEnv, opts: { out?: string; detailedExitcode?: boolean; nmiRollout?: string; nmiMaxUnavailable?: string; drainForce?: boolean; deleteEmptydirData?: boolean }, cmd: Command): Promise<void> {
+export async function run(env: CliEnv, opts: { out?: string; detailedExitcode?: boolean; nmiRollout?: string; nmiMaxUnavailable?: string; drainForce?: boolean; deleteEmptydirData?: boolean; uninstallPodIdentity?: boolean }, cmd: Command): Promise<void> {
   const globals = env.globals(cmd);
   if (opts.out !== undefined && opts.out.trim() === '') env.usage('--out: the path is empty.', 'Give a file to write the plan to, e.g. --out plan.json.');
-  const stepOptions = { ...nmiRolloutOptions(opts, globals.stepTimeoutMs), ...(opts.drainForce ? { drainForce: true } : {}), ...(opts.deleteEmptydirData ? { deleteEmptyDirData: true } : {}) };
+  const stepOptions = { ...nmiRolloutOptions(opts, globals.stepTimeoutMs), ...(opts.drainForce ? { drainForce: true } : {}), ...(opts.deleteEmptydirData ? { deleteEmptyDirData: true } : {}), ...(opts.uninstallPodIdentity ? { uninstallPodIdentity: true } : {}) };
   await validateInputsBeforeConnecting(globals);
   await env.withRuntime(globals, 'none', async (runtime, signal) => {
     const runner = env.runner(runtime, globals, { dryRun: 'none', signal, stepOptions });

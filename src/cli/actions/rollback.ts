@@ -10,8 +10,8 @@ import type { CliEnv } from '../main.ts';
 /** `rollback`: undo what the journal recorded, newest step first. */
 export async function run(env: CliEnv, flags: { step?: string; to?: string; all?: boolean; yes?: boolean }, cmd: Command): Promise<void> {
   const globals = env.globals(cmd);
-  const step = stepFlag('--step', flags.step);
-  const to = stepFlag('--to', flags.to);
+  const step = stepFlag('--step', flags.step, globals.runbook);
+  const to = stepFlag('--to', flags.to, globals.runbook);
   if ([step, to, flags.all].filter(Boolean).length !== 1) {
     throw new UsageError('rollback needs exactly one of --step ID, --to ID or --all.', 'e.g. `podid-migrate rollback --step drain`, `--to assign` (assign and every later step), or `--all`.');
   }

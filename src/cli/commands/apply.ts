@@ -24,6 +24,7 @@ export const applyCommand: CommandModule = {
       .option('--nmi-max-unavailable <n|p%>', "nmi-managed: nodes whose NMI restarts at once (in-place: in the cluster; drain: per pool), like a DaemonSet's maxUnavailable (default 1)")
       .option('--test-timeout <duration>', "test: how long each test case may retry (default 80s, NMI's own wait)")
       .option('--delete-crd', 'cleanup: also delete the AzureAssignedIdentity CRD')
+      .option('--uninstall-pod-identity', 'wi-remove-pod-identity (--runbook workload-identity): also delete NMI, MIC, the AzurePodIdentityExceptions and the Pod Identity CRDs (recorded in the journal: a resumed run keeps it)')
       .option('--upgrade-instances', 'assign: also manualupgrade scale set instances not on the latest model (off: an added identity needs no instance update, and an upgrade rolls out other pending model changes too)')
       .option('--junit <file>', 'test: write the test case results as JUnit XML')
       .action(lazyAction(env, () => import('../actions/apply.ts')));

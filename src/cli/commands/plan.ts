@@ -12,6 +12,7 @@ export const planCommand: CommandModule = {
       .option('--nmi-max-unavailable <n|p%>', 'nmi-managed: nodes whose NMI restarts at once (as apply --nmi-max-unavailable)')
       .option('--drain-force', 'plan as apply --drain-force would run')
       .option('--delete-emptydir-data', 'plan as apply --delete-emptydir-data would run')
+      .option('--uninstall-pod-identity', 'plan as apply --uninstall-pod-identity would run (--runbook workload-identity)')
       .option('--detailed-exitcode', 'exit 2 when changes are pending (0 when there is nothing to do); blockers always exit 4')
       .action(lazyAction(env, () => import('../actions/plan.ts')));
   },

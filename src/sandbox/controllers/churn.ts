@@ -4,6 +4,12 @@
  * it. {@link startChurn} creates such a Job every `every` simulated seconds, its pod runs for
  * `jobDurationSeconds` (`sh -c "sleep N"` through the command emulator), and finished Jobs
  * beyond the newest `keep` are deleted (their pods follow through the garbage collector).
+ *
+ * Like a real batch system, it takes its pod template from its own configuration, which its
+ * operator edits (no controller of the cluster owns these Jobs, so no migration tool can patch
+ * them): the ConfigMap `<job name prefix>-pod-template` in the namespace, read at every Job,
+ * with `data.labels` (a JSON object merged into the pod labels; `null` removes one) and
+ * `data.serviceAccountName`. Without it the pods carry the `aadpodidbinding` label only.
  */
 import type { Clock } from '../clock.ts';
 import type { KObject, ObjectStore } from '../store.ts';
@@ -30,6 +36,7 @@ export function startChurn(store: ObjectStore, clock: Clock, spec: ChurnSpec): (
   if (!(spec.every > 0)) throw new RangeError(`churn: every must be > 0 seconds, got ${spec.every}`);
   if (!(spec.jobDurationSeconds >= 0)) throw new RangeError(`churn: jobDurationSeconds must be >= 0, got ${spec.jobDurationSeconds}`);
   const jobType = requireType(store, 'batch', 'jobs');
+  const configMapType = requireType(store, '', 'configmaps');
   const keep = spec.keep ?? 3;
   const label = `${spec.namespace}.${spec.bindingSelector}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
   const base = `churn-${spec.bindingSelector}`.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 40).replace(/-+$/, '');
@@ -44,7 +51,28 @@ export function startChurn(store: ObjectStore, clock: Clock, spec: ChurnSpec): (
     }
   };
 
+  /** The operator's pod template settings, read from the batch system's ConfigMap (absent or unreadable: none). */
+  const podTemplate = (): { labels: Record<string, string | null>; serviceAccountName?: string } => {
+    const cm = store.get(configMapType, spec.namespace, `${base}-pod-template`);
+    const data = (cm?.data ?? {}) as Record<string, string>;
+    let labels: Record<string, string | null> = {};
+    try {
+      const parsed = data.labels ? JSON.parse(data.labels) : {};
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) labels = parsed;
+    } catch {
+      // A batch system with a broken config keeps its last good behaviour: the plain template.
+    }
+    return { labels, ...(data.serviceAccountName ? { serviceAccountName: data.serviceAccountName } : {}) };
+  };
+
   const create = () => {
+    const settings = podTemplate();
+    const podLabels: Record<string, string> = { aadpodidbinding: spec.bindingSelector, [CHURN_LABEL]: label };
+    for (const [k, v] of Object.entries(settings.labels)) {
+      if (k === CHURN_LABEL) continue;
+      if (v === null) delete podLabels[k];
+      else podLabels[k] = String(v);
+    }
     const job: KObject = {
       apiVersion: 'batch/v1',
       kind: 'Job',
@@ -54,8 +82,9 @@ export function startChurn(store: ObjectStore, clock: Clock, spec: ChurnSpec): (
         completions: 1,
         parallelism: 1,
         template: {
-          metadata: { labels: { aadpodidbinding: spec.bindingSelector, [CHURN_LABEL]: label } },
+          metadata: { labels: podLabels },
           spec: {
+            ...(settings.serviceAccountName ? { serviceAccountName: settings.serviceAccountName } : {}),
             restartPolicy: 'Never',
             terminationGracePeriodSeconds: 5,
             ...(spec.nodeSelector ? { nodeSelector: { ...spec.nodeSelector } } : {}),

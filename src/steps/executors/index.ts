@@ -14,11 +14,17 @@ import { deleteObject, deleteObjects, type DeleteObjectDetails, type DeleteObjec
 import { drainNode, type DrainNodeDetails } from './drain-node.ts';
 import { nmiNodeRollout, type NmiNodeRolloutDetails } from './nmi-node-rollout.ts';
 import { patchContainer, type PatchContainerDetails } from './patch-container.ts';
+import { patchPodTemplate, type PatchPodTemplateDetails } from './patch-pod-template.ts';
 import { replaceNode, type ReplaceNodeDetails } from './replace-node.ts';
 import { runProbes, type RunProbesDetails } from './run-probes.ts';
 import { scaleDeployment, type ScaleDetails } from './scale.ts';
 import { vmssAddIdentities, vmssUpgradeInstances, type VmssAddIdentitiesDetails, type VmssUpgradeDetails } from './vmss.ts';
+import { vmssRemoveIdentities, type VmssRemoveIdentitiesDetails } from './vmss-remove.ts';
+import { runWiProbes, type RunWiProbesDetails } from './run-wi-probes.ts';
 import { writeInventoryFile, type WriteInventoryDetails } from './write-file.ts';
+import { aksWorkloadIdentity, type AksWorkloadIdentityDetails } from './aks-workload-identity.ts';
+import { federatedCredential, type FederatedCredentialDetails } from './federated-credential.ts';
+import { annotateObject, type AnnotateObjectDetails } from './annotate-object.ts';
 
 /** Details by action kind. */
 export interface ActionDetailsByKind {
@@ -35,6 +41,12 @@ export interface ActionDetailsByKind {
   'run-probes': RunProbesDetails;
   'delete-object': DeleteObjectDetails;
   'delete-objects': DeleteObjectsDetails;
+  'patch-pod-template': PatchPodTemplateDetails;
+  'vmss-remove-identities': VmssRemoveIdentitiesDetails;
+  'run-wi-probes': RunWiProbesDetails;
+  'aks-workload-identity': AksWorkloadIdentityDetails;
+  'federated-credential': FederatedCredentialDetails;
+  'annotate-object': AnnotateObjectDetails;
 }
 
 /** An action kind this package can execute. */
@@ -63,6 +75,12 @@ export const EXECUTORS: ExecutorRegistry<KubeGateway, AzureGateway> = {
   'run-probes': runProbes,
   'delete-object': deleteObject,
   'delete-objects': deleteObjects,
+  'patch-pod-template': patchPodTemplate,
+  'vmss-remove-identities': vmssRemoveIdentities,
+  'run-wi-probes': runWiProbes,
+  'aks-workload-identity': aksWorkloadIdentity,
+  'federated-credential': federatedCredential,
+  'annotate-object': annotateObject,
 } satisfies { [K in ActionKind]: unknown };
 
 /** No writes. */

@@ -45,6 +45,19 @@ export interface InventoryService {
   pools?: string[];
   pods?: number;
   testCases?: TestCase[];
+  /** The operator's facts for the workload-identity runbook (kept like the test cases). */
+  workloadIdentity?: ServiceWorkloadIdentity;
+}
+
+/** Languages of the Azure Identity SDKs the workload-identity runbook knows the minimum version of. */
+export type SdkLanguage = 'dotnet' | 'java' | 'go' | 'node' | 'python';
+
+/** Per service, what the operator knows about its token acquisition (inventory `services[].workloadIdentity`). */
+export interface ServiceWorkloadIdentity {
+  /** The Azure Identity SDK and version the service uses. */
+  sdk?: { language: SdkLanguage; version: string };
+  /** Inject the workload identity proxy sidecar (an SDK that only speaks IMDS). */
+  proxySidecar?: boolean;
 }
 
 /** One AzureIdentity (copies made by the migration are folded into their source). */
@@ -178,20 +191,26 @@ export function defaultTestCases(): TestCase[] {
 }
 
 /**
- * `fresh` with each service's `testCases` taken from `previous` where the operator already had
- * the same service under the same identity: those are the operator's to edit.
+ * `fresh` with each service's `testCases` and `workloadIdentity` taken from `previous` where the
+ * operator already had the same service under the same identity: those are the operator's to edit.
  */
 export function keepOperatorEdits(previous: InventoryDocument | undefined, fresh: InventoryDocument): InventoryDocument {
   if (!previous) return fresh;
   const kept = new Map<string, TestCase[]>();
+  const facts = new Map<string, ServiceWorkloadIdentity>();
   for (const i of previous.identities) {
-    for (const s of i.services) if (s.testCases) kept.set(`${identityKey(i)}\u0000${s.name}`, s.testCases);
+    for (const s of i.services) {
+      if (s.testCases) kept.set(`${identityKey(i)}\u0000${s.name}`, s.testCases);
+      if (s.workloadIdentity) facts.set(`${identityKey(i)}\u0000${s.name}`, s.workloadIdentity);
+    }
   }
   const out = structuredClone(fresh);
   for (const i of out.identities) {
     for (const s of i.services) {
       const prev = kept.get(`${identityKey(i)}\u0000${s.name}`);
       if (prev) s.testCases = structuredClone(prev);
+      const wi = facts.get(`${identityKey(i)}\u0000${s.name}`);
+      if (wi) s.workloadIdentity = structuredClone(wi);
     }
   }
   return out;

@@ -246,7 +246,8 @@ export function scrubTokens(text: string): string {
 
 // ---- probe pods ----------------------------------------------------------------------------
 
-interface ProbePodRun {
+/** What one probe pod did (exported for the workload identity probe, which runs its own script). */
+export interface ProbePodRun {
   pod: string;
   /** Container log, scrubbed of anything token-like except the payload line the caller parses. */
   log: string;
@@ -256,9 +257,15 @@ interface ProbePodRun {
   durationMs: number;
 }
 
-interface ProbePodSpec {
+/** A probe pod to run: its script, where, with which labels (and service account). */
+export interface ProbePodSpec {
   namespace: string;
-  nodeName: string;
+  /** Pinned to this node; absent: the scheduler places it (workload identity does not depend on the node). */
+  nodeName?: string;
+  /** The pod's service account (absent: `default`). */
+  serviceAccountName?: string;
+  /** Pod annotations (e.g. the workload identity proxy sidecar). */
+  annotations?: Record<string, string>;
   labels: Record<string, string>;
   script: string;
   timeoutMs: number;
@@ -276,9 +283,11 @@ export function probePodManifest(spec: Omit<ProbePodSpec, 'timeoutMs' | 'signal'
       name: spec.name,
       namespace: spec.namespace,
       labels: { ...spec.labels, [PROBE_LABEL]: 'true', [PROBE_RUN_LABEL]: PROBE_RUN_ID, 'app.kubernetes.io/managed-by': 'podid-migrate' },
+      ...(spec.annotations ? { annotations: { ...spec.annotations } } : {}),
     },
     spec: {
-      nodeName: spec.nodeName,
+      ...(spec.nodeName ? { nodeName: spec.nodeName } : {}),
+      ...(spec.serviceAccountName ? { serviceAccountName: spec.serviceAccountName } : {}),
       restartPolicy: 'Never',
       automountServiceAccountToken: false,
       terminationGracePeriodSeconds: 0,
@@ -311,7 +320,8 @@ export async function sweepLeftoverProbePods(kube: KubeGateway): Promise<number>
   return n;
 }
 
-async function runProbePod(kube: KubeGateway, spec: ProbePodSpec): Promise<ProbePodRun> {
+/** Creates a probe pod, awaits its end, reads its log and deletes it (in every case). */
+export async function runProbePod(kube: KubeGateway, spec: ProbePodSpec): Promise<ProbePodRun> {
   const started = Date.now();
   const name = `${spec.prefix}-${randomBytes(4).toString('hex')}`;
   const manifest = probePodManifest({ ...spec, name });
@@ -333,7 +343,7 @@ async function runProbePod(kube: KubeGateway, spec: ProbePodSpec): Promise<Probe
           if (lastPhase === 'Succeeded' || lastPhase === 'Failed') return { phase: lastPhase, exitCode: status.containerStatuses?.[0]?.state?.terminated?.exitCode };
           return undefined;
         },
-        { describe: `probe pod ${spec.namespace}/${name} on node ${spec.nodeName}`, timeoutMs: spec.timeoutMs + POD_START_SLACK_MS, intervalMs: 300, signal: spec.signal },
+        { describe: `probe pod ${spec.namespace}/${name}${spec.nodeName ? ` on node ${spec.nodeName}` : ''}`, timeoutMs: spec.timeoutMs + POD_START_SLACK_MS, intervalMs: 300, signal: spec.signal },
       );
       lastPhase = final.phase;
       exitCode = final.exitCode;
@@ -417,7 +427,8 @@ export function parseStatusLines(log: string): StatusLine[] {
   return out;
 }
 
-function describeLast(run: ProbePodRun, last: StatusLine | undefined): string {
+/** The last attempt of a probe log, or why there was none, in one line. */
+export function describeLast(run: ProbePodRun, last: StatusLine | undefined): string {
   if (!last) {
     if (run.timedOut) return `the probe pod ${run.pod} did not finish in time (phase ${run.phase})`;
     const tail = scrubTokens(run.log).trim().split('\n').slice(-2).join(' | ');

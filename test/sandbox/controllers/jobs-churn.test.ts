@@ -97,4 +97,27 @@ describe('churn', () => {
     const running = pods.filter((p) => p.status.phase === 'Running');
     expect(running.length).toBeGreaterThanOrEqual(2);
   });
+
+  it('takes its pod template from its operator\'s ConfigMap: labels merged (null removes one) and the service account', async () => {
+    c = await startCluster({ nodes: [{ name: 'b0', pool: 'batch' }], namespaces: ['payments'] });
+    const stop = startChurn(c.store, c.clock, { namespace: 'payments', every: 10, bindingSelector: 'worker', jobDurationSeconds: 5 });
+    await c.run(1000);
+    c.create({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'churn-worker-pod-template', namespace: 'payments' },
+      data: { labels: JSON.stringify({ 'azure.workload.identity/use': 'true', aadpodidbinding: null }), serviceAccountName: 'churn-worker' },
+    });
+    await c.run(12_000, 1000);
+    stop();
+    const templates = c.list(c.t('batch', 'jobs'), { namespace: 'payments' }).map((j) => j.spec.template);
+    // The first Job (before the edit) keeps the plain template; the next one follows the config.
+    expect(templates[0].metadata.labels.aadpodidbinding).toBe('worker');
+    expect(templates[0].spec.serviceAccountName).toBeUndefined();
+    const later = templates.at(-1);
+    expect(later.metadata.labels['azure.workload.identity/use']).toBe('true');
+    expect(later.metadata.labels.aadpodidbinding).toBeUndefined();
+    expect(later.metadata.labels['sandbox.podid-migrate.io/churn']).toBe('payments.worker');
+    expect(later.spec.serviceAccountName).toBe('churn-worker');
+  });
 });

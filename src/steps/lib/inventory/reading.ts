@@ -37,7 +37,7 @@ export interface ClusterReading {
 }
 
 /** A list of a kind the API server may not serve (CRDs absent, an older cluster without CronJobs): undefined then. */
-async function listIfServed(ctx: Ctx, ref: (typeof KINDS)[keyof typeof KINDS], opts?: { labelSelector?: string }): Promise<KubeObject[] | undefined> {
+export async function listIfServed(ctx: Ctx, ref: (typeof KINDS)[keyof typeof KINDS], opts?: { labelSelector?: string }): Promise<KubeObject[] | undefined> {
   try {
     return await ctx.kube.list(ref, opts);
   } catch (e) {
