@@ -16,7 +16,7 @@
  * uninterrupted run, and no reimage POST or VMSS PATCH repeated.
  */
 import { describe, expect, it } from 'vitest';
-import { STEP_IDS, type StepId } from '../../src/engine/step.ts';
+import { STEP_IDS, type ManagedModeStepId as StepId } from '../../src/engine/step.ts';
 import { clearStaleLock, convergenceFailures, crashAt, journalProblems, runCliInProcess, uninterruptedRun, type Baseline, type CrashSide } from './crash-matrix-harness.ts';
 import { startEnv, type Env } from './steps-1-4-harness.ts';
 import { fullRunner } from './steps-5-7-harness.ts';
