@@ -4,12 +4,12 @@
  * args and the update strategy change; everything else is kept.
  *
  * `--nmi-rollout drain` (default): the template is patched with `updateStrategy: OnDelete`
- * (nothing restarts), every node still on the old NMI is cordoned (`cordon-nodes`), then node by
- * node (`--nmi-max-unavailable` per pool, every pool at once, nodes running MIC last in their
- * pool) an `nmi-node-rollout` evicts its pods, restarts its NMI and uncordons it, and the original
- * strategy comes back. So no service pod is on a node while its NMI restarts, and a pod evicted
- * (or newly created) meanwhile starts only on a node already in managed mode, where it waits for
- * no MIC assignment. `--nmi-rollout in-place`: one rolling patch (`patch-container`, rollout
+ * (nothing restarts), then node by node (`--nmi-max-unavailable` per pool, every pool at once,
+ * nodes running MIC last in their pool) an `nmi-node-rollout` cordons and empties a node,
+ * restarts its NMI and uncordons it, and the original strategy comes back. After the first wave
+ * every node still on the old NMI is cordoned at once (`cordon-nodes`). So no service pod is on a
+ * node while its NMI restarts, and from the second wave on a pod evicted (or newly created)
+ * starts only on a node already in managed mode, where it waits for no MIC assignment. `--nmi-rollout in-place`: one rolling patch (`patch-container`, rollout
  * awaited until every NMI pod is Active). The check runs one token probe pod per pool (declared
  * in the plan's `checkWrites`).
  */
@@ -36,7 +36,7 @@ export { nmiProbePort, withoutAddedDefaults } from './lib/pod-identity.ts';
 export const NMI_ACTION_ID = 'nmi/managed-mode';
 /** With `--nmi-rollout drain`: the template patch that also sets `updateStrategy: OnDelete`. */
 export const NMI_ON_DELETE_ID = 'nmi/on-delete';
-/** With `--nmi-rollout drain`: cordons every node still on the old NMI before the first eviction. */
+/** With `--nmi-rollout drain`: after the first wave, cordons every node still on the old NMI. */
 export const NMI_CORDON_ID = 'nmi/cordon-old-nmi';
 
 /** The update strategy the rollout uses: one node at a time, and never two NMIs on a node (they share host ports). */
@@ -133,54 +133,59 @@ function drainRolloutActions(ctx: Ctx, nmi: PodIdentityWorkload, args: string[],
   const restart = new Set((argsChange ? [...cluster.values()].flat().filter((n) => n.nmiArgs !== undefined) : stale).map((n) => n.name));
   const waves = rolloutWaves(cluster, maxUnavailable, restart);
   const force = ctx.options.drainForce === true;
-  // Every node still on the old NMI is cordoned before the first eviction, so a pod evicted from
-  // a node (or a new one) only starts on a node already in managed mode, where nothing waits for
-  // MIC; each node is uncordoned when its own turn ends. Measured: without it, pods moved onto
-  // standard-mode nodes of their pool waited for MIC's assignment (up to 24 s on the default
-  // scenario, longer when the MIC leader was among the evicted pods).
+  // Once the first wave has switched a node in every pool, every node still on the old NMI is
+  // cordoned, so a pod evicted from a later node (or a new one) only starts on a node already in
+  // managed mode, where nothing waits for MIC; each node is uncordoned when its own turn ends.
+  // Measured: without it, pods moved onto standard-mode nodes of their pool waited for MIC's
+  // assignment (up to 24 s on the default scenario, longer when the MIC leader was among the
+  // evicted pods). The first wave has no managed node to send its pods to: they start on the
+  // pool's other nodes, where MIC (not evicted yet: its nodes come last) assigns them as before
+  // the migration; cordoning those too would leave them Pending and a budget covering two pods of
+  // one node waiting for a replacement that can start nowhere.
   const cordonPre = ctx.journal.firstPreState<CordonNodesPreState>(NMI_CORDON_ID);
-  const preCordon = restart.size > 1;
-  if (preCordon) {
-    const names = [...restart].sort();
-    const open = [...cluster.values()].flat().filter((n) => restart.has(n.name) && !n.cordoned).length;
-    actions.push(
-      action({
-        id: NMI_CORDON_ID,
-        kind: 'cordon-nodes',
-        op: '~',
-        target: `${names.length} nodes`,
-        summary: `cordon every node still on the old NMI (${open} to cordon), so evicted and new pods start only on nodes already in managed mode; each is uncordoned after its NMI restart`,
-        api: 'kube',
-        writes: { kube: open, arm: 0 },
-        details: { nodes: names, reason: 'still on the old NMI' },
-      }),
-    );
-  }
+  const later = waves.slice(1).flat();
+  const preCordon = later.length > 0;
+  const cordonAction = (): MigrationAction => {
+    const names = later.map((n) => n.name).sort();
+    const open = later.filter((n) => !n.cordoned).length;
+    return action({
+      id: NMI_CORDON_ID,
+      kind: 'cordon-nodes',
+      op: '~',
+      target: `${names.length} node${names.length === 1 ? '' : 's'}`,
+      summary: `after the first wave, cordon every node still on the old NMI (${open} to cordon), so evicted and new pods start only on nodes already in managed mode; each is uncordoned after its NMI restart`,
+      api: 'kube',
+      writes: { kube: open, arm: 0 },
+      details: { nodes: names, reason: 'still on the old NMI' },
+    });
+  };
   const waveOf = new Map<string, number>();
   waves.forEach((wave, w) => wave.forEach((n) => waveOf.set(n.name, w)));
   let before = 0;
   waves.forEach((wave, w) => {
+    if (w === 1 && preCordon) actions.push(cordonAction());
+    const cordonedAhead = preCordon && w > 0;
     const waveStable = wave.reduce((n, x) => n + x.stablePods, 0);
     for (const n of wave) {
       const pre = ctx.journal.firstPreState<{ wasUnschedulable?: boolean }>(`nmi/node/${n.name}`);
       const wasCordoned = wasCordonedBefore(cordonPre, n.name) ?? pre?.wasUnschedulable ?? n.cordoned;
-      const laterInPool = preCordon ? (cluster.get(n.pool) ?? []).filter((x) => (waveOf.get(x.name) ?? -1) > w).map((x) => x.name).sort() : [];
+      const laterInPool = cordonedAhead ? (cluster.get(n.pool) ?? []).filter((x) => (waveOf.get(x.name) ?? -1) > w).map((x) => x.name).sort() : [];
       // The node's own cordon is the cordon action's when there is one.
-      const ownCordon = preCordon || n.cordoned ? 0 : 1;
+      const ownCordon = cordonedAhead || n.cordoned ? 0 : 1;
       const least = ownCordon + n.stablePods + 1 + (wasCordoned ? 0 : 1);
       // Pods evicted from nodes of this or an earlier wave may be scheduled here before the cordon
       // (or before this wave starts): the scheduler decides, so those evictions are a range. So
       // are the deadlock fallback's uncordons of the pool's later nodes and, after an earlier
       // node's fallback, this node's own cordon again.
       const others = before + waveStable - n.stablePods;
-      const fallback = laterInPool.length + (preCordon && w > 0 && !wasCordoned ? 1 : 0);
+      const fallback = laterInPool.length + (cordonedAhead && w > 1 && !wasCordoned ? 1 : 0);
       actions.push(
         action({
           id: `nmi/node/${n.name}`,
           kind: 'nmi-node-rollout',
           op: '~',
           target: `node ${n.name}`,
-          summary: `${preCordon ? '' : 'cordon, '}evict ${n.stablePods} pod${n.stablePods === 1 ? '' : 's'}, restart NMI, await Active, uncordon; pool ${n.pool}${n.micPods ? ' (runs MIC: last in its pool)' : ''}${others ? ` (up to ${others} more evictions if pods moved off other nodes land here first)` : ''}`,
+          summary: `${cordonedAhead ? '' : 'cordon, '}evict ${n.stablePods} pod${n.stablePods === 1 ? '' : 's'}, restart NMI, await Active, uncordon; pool ${n.pool}${n.micPods ? ' (runs MIC: last in its pool)' : ''}${others ? ` (up to ${others} more evictions if pods moved off other nodes land here first)` : ''}`,
           api: 'kube',
           writes: { kube: least, arm: 0 },
           ...(others || fallback ? { writesUpTo: { kube: least + others + fallback, arm: 0 } } : {}),
@@ -194,7 +199,7 @@ function drainRolloutActions(ctx: Ctx, nmi: PodIdentityWorkload, args: string[],
             container: nmi.container,
             force,
             ...(ctx.options.deleteEmptyDirData === true ? { deleteEmptyDirData: true } : {}),
-            ...(preCordon ? { cordonedWith: NMI_CORDON_ID, laterInPool } : {}),
+            ...(cordonedAhead ? { cordonedWith: NMI_CORDON_ID, laterInPool } : {}),
           },
         }),
       );

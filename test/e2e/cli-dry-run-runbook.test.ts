@@ -63,7 +63,9 @@ describe('apply --dry-run over the whole runbook on a fresh sandbox', () => {
       for (const id of ['inventory', 'assign', 'nmi-managed', 'mic-scale', 'drain', 'test', 'cleanup']) expect(r.stdout, id).toMatch(new RegExp(`○ ${id} .*dry-run=${mode}:`));
       // drain names the node it would replace in each pool, test the cases and where they would run.
       expect(r.stdout).toMatch(/drain .*would drain and reimage aks-[a-z]+-12345678-vmss\d+/);
-      expect(r.stdout).toMatch(/~ node aks-[a-z]+-12345678-vmss\d+: cordon, evict/);
+      // After its first wave the NMI rollout cordons every node still on the old NMI, then empties them one by one.
+      expect(r.stdout).toMatch(/~ 8 nodes: after the first wave, cordon every node still on the old NMI/);
+      expect(r.stdout).toMatch(/~ node aks-[a-z]+-12345678-vmss\d+: evict \d+ pods?, restart NMI/);
       expect(r.stdout).toMatch(/test .*would run \d+ test cases on aks-/);
       expect(r.stdout).toMatch(/on aks-[a-z]+-12345678-vmss\d+ \(pool [a-z]+\): (token|nmi-health)/);
       expect(r.stdout).toMatch(/cleanup .*would delete \d+ MIC objects/);

@@ -43,6 +43,8 @@ describe('CLI plan, apply --dry-run=server and status against the sandbox', () =
     const nmiActions = byStep['nmi-managed'].plan!.actions;
     expect(nmiActions[0].summary).toContain('+ --operation-mode=managed, + --forceNamespaced; updateStrategy: OnDelete');
     expect(nmiActions.filter((a) => a.kind === 'nmi-node-rollout').length).toBe(13); // every node of the 5 pools (3+3+3+2+2)
+    // After the first wave (one node of each of the 5 pools), the 8 nodes still on the old NMI are cordoned.
+    expect(nmiActions[6]).toMatchObject({ id: 'nmi/cordon-old-nmi', kind: 'cordon-nodes', writes: { kube: 8, arm: 0 } });
     expect(nmiActions.at(-1)!.summary).toMatch(/^updateStrategy back to RollingUpdate/);
     expect(byStep['mic-scale'].plan!.actions.map((a) => a.summary)).toEqual(['replicas: 2 -> 0 (count recorded for rollback)']);
     // test and cleanup work from what drain and test record when they run.

@@ -1,8 +1,9 @@
 /**
  * `cordon-nodes`: cordons a set of nodes at once, so nothing new is scheduled there until each
  * is uncordoned again by the action that finishes with it (step `nmi-managed` with
- * `--nmi-rollout drain`: every node still on the old NMI, so evicted and new pods start only on
- * nodes whose NMI already runs in managed mode, where no MIC assignment is awaited).
+ * `--nmi-rollout drain`: after the first wave, every node still on the old NMI, so evicted and new
+ * pods start only on nodes whose NMI already runs in managed mode, where no MIC assignment is
+ * awaited).
  *
  * Writes: one cordon per listed node that is schedulable. Undo uncordons every node this action
  * found schedulable and that is still cordoned (a node cordoned before is left as it was).

@@ -31,11 +31,13 @@ export interface DrainNodeDetails {
  * drain timeout; then the step fails with a message naming the budget.
  */
 /**
- * Called when a PodDisruptionBudget refuses an eviction while pods it covers are Pending with no
- * node (they cannot start, so the budget will not allow the eviction by itself): the caller may
- * make room for them. Resolves once it has done what it can; the eviction is then retried.
+ * Called when a PodDisruptionBudget refuses an eviction: `pending()` lists the pods that budget
+ * covers that are Pending with no node (they cannot start, so the budget will not allow the
+ * eviction by itself), and the caller may make room for them. The hook decides whether to look
+ * (the list costs two reads); it resolves once it has done what it can, and the eviction is
+ * retried as usual.
  */
-export type BudgetDeadlockHook = (pod: KubeObject, pending: KubeObject[]) => Promise<void>;
+export type BudgetDeadlockHook = (pod: KubeObject, pending: () => Promise<KubeObject[]>) => Promise<void>;
 
 export async function evictAll(ctx: Ctx, d: { pool: string; node: string; force: boolean; deleteEmptyDirData?: boolean }, stepId: 'drain' | 'nmi-managed' = 'drain', onBudgetDeadlock?: BudgetDeadlockHook): Promise<DrainResult> {
   const kube = ctx.kube;
@@ -96,10 +98,7 @@ async function evictOne(ctx: Ctx, pod: KubeObject, giveUpAt: number, timeoutMs: 
       }
       if (r.kind === 'not-found') return;
       lastRefusal = r;
-      if (onBudgetDeadlock) {
-        const pending = await pendingUnderBudget(ctx, pod);
-        if (pending.length) await onBudgetDeadlock(pod, pending);
-      }
+      if (onBudgetDeadlock) await onBudgetDeadlock(pod, () => pendingUnderBudget(ctx, pod));
       // Like kubectl: keep retrying until the timeout itself has passed, with a last attempt at it.
       if (Date.now() >= giveUpAt) throw await pdbTimeout(ctx, pod, lastRefusal, timeoutMs, d, stepId);
       const retryMs = Math.min(retryIntervalOf(ctx.options), giveUpAt - Date.now());

@@ -129,8 +129,14 @@ function cordonedBeforeRollout(ctx: Ctx, d: NmiNodeRolloutDetails, live: KubeObj
  */
 function deadlockFallback(ctx: Ctx, d: NmiNodeRolloutDetails, reopened: string[]) {
   let done = false;
-  return async (pod: KubeObject, pending: KubeObject[]): Promise<void> => {
+  let lookedAt = 0;
+  return async (pod: KubeObject, listPending: () => Promise<KubeObject[]>): Promise<void> => {
     if (done || !d.laterInPool?.length || !d.cordonedWith) return;
+    // A budget refuses often for a moment (a replacement is starting): look at most every 10 s.
+    if (Date.now() - lookedAt < 10_000) return;
+    lookedAt = Date.now();
+    const pending = await listPending();
+    if (!pending.length) return;
     done = true;
     const pre = ctx.journal.firstPreState<CordonNodesPreState>(d.cordonedWith);
     for (const name of d.laterInPool) {

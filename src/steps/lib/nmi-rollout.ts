@@ -195,8 +195,10 @@ export function estimateRollout(rollout: NmiRollout, waves: NmiNode[][], maxUnav
   if (rollout === 'in-place') seconds = (Math.ceil(all.length / resolveMaxUnavailable(maxUnavailable, all.length)) * IN_PLACE_NODE_SECONDS) / scale;
   else {
     seconds = 0;
-    for (const wave of waves) {
-      const requests = wave.reduce((n, x) => n + x.stablePods * DRAIN_REQUESTS_PER_EVICTION + DRAIN_REQUESTS_PER_NODE, 0);
+    // The first wave's pods start on their pools' later nodes and are evicted once more there.
+    const movedTwice = waves.length > 1 ? waves[0].reduce((n, x) => n + x.stablePods, 0) : 0;
+    for (const [w, wave] of waves.entries()) {
+      const requests = wave.reduce((n, x) => n + x.stablePods * DRAIN_REQUESTS_PER_EVICTION + DRAIN_REQUESTS_PER_NODE, 0) + (w === 1 ? movedTwice * DRAIN_REQUESTS_PER_EVICTION : 0);
       const cluster = DRAIN_NODE_SECONDS / scale;
       seconds += Math.max(cluster, requests / qps);
       if (requests / qps > cluster) bound += requests / qps;
