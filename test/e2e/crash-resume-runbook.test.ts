@@ -42,7 +42,8 @@ describe('SIGKILL, force-unlock, apply --yes: the whole runbook converges', () =
 
   it('a crash during the reimage of pool pay: the re-run resumes drain instead of exiting 4 on the test step\'s plan, and finishes', async () => {
     const { afterKill, resumed } = await crashAndResume(env, 'drain', { api: 'arm', method: 'POST', path: '/virtualMachineScaleSets/aks-pay-[^/]+/reimage$' }, { args: ['apply', '--yes'], timeoutMs: 240_000 });
-    expect(afterKill.at(-1)).toEqual({ actionId: 'pool/pay/replace', status: 'intent' });
+    // Pools are replaced at once: another pool's replace may be the newest record, pay's is in flight.
+    expect(afterKill.filter((a) => a.actionId === 'pool/pay/replace').at(-1)).toEqual({ actionId: 'pool/pay/replace', status: 'intent' });
     expect(resumed.all).not.toMatch(/blockers? found/);
     expect(resumed.code, resumed.all.slice(-3000)).toBe(0);
     expectAllChecked(env);
