@@ -24,7 +24,7 @@ export type CrashSide = 'after' | 'before';
 export type StateDump = Record<string, unknown>;
 
 /** Kinds dumped in full: Pod Identity objects, MIC/NMI and their objects, RBAC. */
-const DUMPED: ResourceRef[] = [
+export const DUMPED: ResourceRef[] = [
   { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentity' },
   { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentityBinding' },
   { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzurePodIdentityException' },

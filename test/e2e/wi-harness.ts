@@ -10,8 +10,7 @@ import type { AzureGateway } from '../../src/azure/gateway.ts';
 import { Runner, type RunnerEvents } from '../../src/engine/runner.ts';
 import type { KubeGateway } from '../../src/kube/gateway.ts';
 import { EXECUTORS, stepsFor } from '../../src/steps/registry.ts';
-import type { ResourceRef } from '../../src/kube/gateway.ts';
-import { normalised, type StateDump } from './crash-matrix-harness.ts';
+import { DUMPED, normalised, type StateDump } from './crash-matrix-harness.ts';
 import type { Env } from './steps-1-4-harness.ts';
 
 /** Where the workload identity runbook's journal of a test env lives. */
@@ -45,24 +44,6 @@ export function wiCliEnv(env: Env): Env {
 export function scenarioIdentities(env: Env): { id: string; name: string }[] {
   return env.sandbox.scenario.identities.map((i) => ({ id: env.sandbox.arm.identity(i.name)!.id, name: i.name })).sort((a, b) => a.name.localeCompare(b.name));
 }
-
-/** Kinds dumped in full (the crash matrix's list): Pod Identity objects and CRDs, workloads, service accounts, config maps, RBAC. */
-const DUMPED: ResourceRef[] = [
-  { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentity' },
-  { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzureIdentityBinding' },
-  { apiVersion: 'aadpodidentity.k8s.io/v1', kind: 'AzurePodIdentityException' },
-  { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition' },
-  { apiVersion: 'apps/v1', kind: 'DaemonSet' },
-  { apiVersion: 'apps/v1', kind: 'Deployment' },
-  { apiVersion: 'v1', kind: 'ServiceAccount' },
-  { apiVersion: 'v1', kind: 'ConfigMap' },
-  { apiVersion: 'v1', kind: 'Endpoints' },
-  { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget' },
-  { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole' },
-  { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding' },
-  { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role' },
-  { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding' },
-];
 
 /**
  * The crash matrix's full dump (Pod Identity objects and CRDs, workloads, service accounts with
