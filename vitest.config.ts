@@ -10,12 +10,16 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  * largest files first, which are unit tests, and these small files last.
  */
 const LONGEST_FIRST = [
+  'test/e2e/wi-rollback-matrix.test.ts',
   'test/e2e/crash-matrix.test.ts',
   'test/e2e/rollback-matrix.test.ts',
   'test/e2e/rollback-matrix-late.test.ts',
   'test/e2e/faults-arm.test.ts',
   'test/e2e/drift.test.ts',
   'test/e2e/demo-json.test.ts',
+  'test/e2e/wi-demo.test.ts',
+  'test/e2e/wi-crash.test.ts',
+  'test/e2e/wi-write-contract.test.ts',
   'test/e2e/write-contract.test.ts',
   'test/e2e/write-contract-helm.test.ts',
   'test/e2e/faults-waits.test.ts',
@@ -63,6 +67,9 @@ const E2E_WAITING = readdirSync(join(import.meta.dirname, 'test', 'e2e'))
   .map((f) => `test/e2e/${f}`)
   .filter((f) => !OUTAGE_MEASURED.includes(f));
 
+/** Sandbox and CLI files: no outage measured, so they can share the first group's cores. */
+const BESIDE_E2E = ['test/sandbox/**/*.test.ts', 'test/cli/**/*.test.ts'];
+
 export default defineConfig({
   test: {
     testTimeout: 60_000,
@@ -71,10 +78,11 @@ export default defineConfig({
     sequence: { sequencer: LongestFirstSequencer },
     reporters: ['default'],
     projects: [
-      // First: the waiting end-to-end files, four at a time (the crash and rollback matrices among them).
-      { extends: true, test: { name: 'e2e', include: E2E_WAITING, maxWorkers: 4, sequence: { groupOrder: 0 } } },
+      // First: the waiting end-to-end files, four at a time (the crash and rollback matrices among them),
+      // with the sandbox and CLI files beside them: those use the CPU the waiting files leave idle.
+      { extends: true, test: { name: 'e2e', include: [...E2E_WAITING, ...BESIDE_E2E], maxWorkers: 4, sequence: { groupOrder: 0 } } },
       // Then: unit tests and the outage-measuring end-to-end files, two at a time (one per core).
-      { extends: true, test: { name: 'unit-and-outage', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...E2E_WAITING], maxWorkers: 2, sequence: { groupOrder: 1 } } },
+      { extends: true, test: { name: 'unit-and-outage', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...E2E_WAITING, ...BESIDE_E2E], maxWorkers: 2, sequence: { groupOrder: 1 } } },
     ],
   },
 });
