@@ -102,6 +102,10 @@ describe('churn', () => {
     c = await startCluster({ nodes: [{ name: 'b0', pool: 'batch' }], namespaces: ['payments'] });
     const stop = startChurn(c.store, c.clock, { namespace: 'payments', every: 10, bindingSelector: 'worker', jobDurationSeconds: 5 });
     await c.run(1000);
+    // The Jobs created before the edit (finished ones are collected later, so read them now).
+    const beforeJobs = c.list(c.t('batch', 'jobs'), { namespace: 'payments' });
+    const before = beforeJobs.map((j) => j.spec.template);
+    expect(before.length).toBeGreaterThan(0);
     c.create({
       apiVersion: 'v1',
       kind: 'ConfigMap',
@@ -110,14 +114,18 @@ describe('churn', () => {
     });
     await c.run(12_000, 1000);
     stop();
-    const templates = c.list(c.t('batch', 'jobs'), { namespace: 'payments' }).map((j) => j.spec.template);
-    // The first Job (before the edit) keeps the plain template; the next one follows the config.
-    expect(templates[0].metadata.labels.aadpodidbinding).toBe('worker');
-    expect(templates[0].spec.serviceAccountName).toBeUndefined();
-    const later = templates.at(-1);
-    expect(later.metadata.labels['azure.workload.identity/use']).toBe('true');
-    expect(later.metadata.labels.aadpodidbinding).toBeUndefined();
-    expect(later.metadata.labels['sandbox.podid-migrate.io/churn']).toBe('payments.worker');
-    expect(later.spec.serviceAccountName).toBe('churn-worker');
+    // Jobs are listed by name, not by age: the ones created after the edit are those not seen before it.
+    const seen = new Set(beforeJobs.map((j) => j.metadata.uid));
+    const templates = c.list(c.t('batch', 'jobs'), { namespace: 'payments' }).filter((j) => !seen.has(j.metadata.uid)).map((j) => j.spec.template);
+    expect(templates.length).toBeGreaterThan(0);
+    // A Job created before the edit keeps the plain template; the next one follows the config.
+    expect(before[0].metadata.labels.aadpodidbinding).toBe('worker');
+    expect(before[0].spec.serviceAccountName).toBeUndefined();
+    for (const later of templates) {
+      expect(later.metadata.labels['azure.workload.identity/use']).toBe('true');
+      expect(later.metadata.labels.aadpodidbinding).toBeUndefined();
+      expect(later.metadata.labels['sandbox.podid-migrate.io/churn']).toBe('payments.worker');
+      expect(later.spec.serviceAccountName).toBe('churn-worker');
+    }
   });
 });
