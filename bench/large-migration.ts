@@ -84,6 +84,8 @@ try {
     stepEnd(result) {
       const o = open.get(result.stepId);
       if (!o) return;
+      // A step seen again (the full apply re-checks the inventory applied first) gets its own row, timed from its own start.
+      open.delete(result.stepId);
       const k = kube.calls();
       const a = azure.calls();
       rows.push({ step: result.stepId, simMs: sb.clock.now() - o.sim, realMs: performance.now() - o.real, kube: k.total - o.kube.total, arm: a.total - o.arm.total, armWrites: writesBetween(a, o.arm), peakRss: Math.max(peakRss, process.memoryUsage().rss), summary: result.summary });
