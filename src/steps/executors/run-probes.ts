@@ -5,15 +5,13 @@
  * fails on it. Probe pods left by an interrupted run are swept first. In a dry run nothing runs:
  * the result lists what would. Undo removes leftover probe pods (the cases change nothing else).
  */
-import pLimit from 'p-limit';
-import { KINDS } from '../../kube/kinds.ts';
 import type { Executor } from '../lib/context.ts';
 import type { TestResult } from '../lib/junit.ts';
-import { PROBE_LABEL, sweepProbePods } from '../lib/probe.ts';
 import { describeCase, runCase, type PlannedCase } from '../lib/test-cases.ts';
+import { PARALLEL_PROBE_CASES, probeCasesChangeNothing, runProbeCases } from './probe-cases.ts';
 
 /** Test cases run at once (each is one short-lived pod on a node). */
-export const PARALLEL_CASES = 4;
+export const PARALLEL_CASES = PARALLEL_PROBE_CASES;
 
 /** Details of a `run-probes` action. */
 export interface RunProbesDetails {
@@ -35,33 +33,11 @@ export const runProbes: Executor<RunProbesDetails, { cases: number }, RunProbesR
   },
   async do(ctx, { action: { details: d } }) {
     if (ctx.dryRun !== 'none') return { passed: 0, failed: 0, results: [], dryRun: true };
-    const swept = await sweepProbePods(ctx.kube);
-    if (swept) ctx.log.info(`removed ${swept} probe pod(s) left by an earlier run`);
-    const limit = pLimit(PARALLEL_CASES);
-    let done = 0;
-    const results = await Promise.all(
-      d.cases.map((c) =>
-        limit(async () => {
-          const r = await runCase(ctx, c);
-          done++;
-          ctx.progress(`${done}/${d.cases.length} test cases (${r.ok ? 'passed' : 'FAILED'}: ${c.kind} ${c.service} on ${c.pool})`);
-          if (!r.ok) ctx.log.warn(`test case failed: ${describeCase(c)}: ${r.message}`);
-          return r;
-        }),
-      ),
-    );
+    const results = await runProbeCases(ctx, d.cases, (c) => runCase(ctx, c), (done, r, c) => {
+      ctx.progress(`${done}/${d.cases.length} test cases (${r.ok ? 'passed' : 'FAILED'}: ${c.kind} ${c.service} on ${c.pool})`);
+      if (!r.ok) ctx.log.warn(`test case failed: ${describeCase(c)}: ${r.message}`);
+    });
     return { passed: results.filter((r) => r.ok).length, failed: results.filter((r) => !r.ok).length, results };
   },
-  async reconcile() {
-    // Test cases change nothing: an interrupted run is simply run again.
-    return { applied: false, reason: 'test cases are run again' };
-  },
-  async undo(ctx) {
-    const swept = await sweepProbePods(ctx.kube);
-    return `nothing to undo (test cases change nothing)${swept ? `; removed ${swept} leftover probe pod(s)` : ''}`;
-  },
-  async verifyUndo(ctx) {
-    const left = await ctx.kube.list(KINDS.Pod, { labelSelector: `${PROBE_LABEL}=true` });
-    return left.length ? { ok: false, evidence: [], failures: [`probe pods left behind: ${left.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`).join(', ')}`] } : { ok: true, evidence: ['no probe pod left'], failures: [] };
-  },
+  ...probeCasesChangeNothing,
 };

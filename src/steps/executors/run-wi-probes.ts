@@ -6,14 +6,13 @@
  * by an interrupted run are swept first. Undo removes leftover probe pods (the cases change
  * nothing else).
  */
-import pLimit from 'p-limit';
-import { KINDS } from '../../kube/kinds.ts';
 import type { Executor } from '../lib/context.ts';
-import { DEFAULT_PROBE_TIMEOUT_MS, PROBE_LABEL, scrubTokens, sweepProbePods } from '../lib/probe.ts';
+import { DEFAULT_PROBE_TIMEOUT_MS, scrubTokens } from '../lib/probe.ts';
 import { runWorkloadIdentityTokenProbe } from '../lib/workload-identity/token-probe.ts';
+import { PARALLEL_PROBE_CASES, probeCasesChangeNothing, runProbeCases } from './probe-cases.ts';
 
 /** Cases run at once. */
-export const PARALLEL_WI_CASES = 4;
+export const PARALLEL_WI_CASES = PARALLEL_PROBE_CASES;
 
 /** One token case through workload identity. */
 export interface PlannedWiCase {
@@ -71,37 +70,34 @@ export const runWiProbes: Executor<RunWiProbesDetails, { cases: number }, RunWiP
   },
   async do(ctx, { action: { details: d } }) {
     if (ctx.dryRun !== 'none') return { passed: 0, failed: 0, results: [], dryRun: true };
-    const swept = await sweepProbePods(ctx.kube);
-    if (swept) ctx.log.info(`removed ${swept} probe pod(s) left by an earlier run`);
-    const limit = pLimit(PARALLEL_WI_CASES);
-    let done = 0;
     const budget = typeof ctx.options.testTimeoutMs === 'number' && ctx.options.testTimeoutMs > 0 ? ctx.options.testTimeoutMs : DEFAULT_PROBE_TIMEOUT_MS;
-    const results = await Promise.all(
-      d.cases.map((c) =>
-        limit(async (): Promise<WiTestResult> => {
-          const started = Date.now();
-          const base = { id: c.id, kind: 'token' as const, ...(c.name ? { name: c.name } : {}), service: c.service, namespace: c.namespace, serviceAccount: c.serviceAccount, identity: c.identity.ref };
-          let r: WiTestResult;
-          try {
-            const p = await runWorkloadIdentityTokenProbe(ctx.kube, {
-              namespace: c.namespace,
-              serviceAccountName: c.serviceAccount,
-              identity: { name: c.identity.ref, resourceId: c.identity.resourceId, clientId: c.identity.clientId, principalId: c.identity.principalId },
-              resource: c.resource,
-              timeoutMs: c.timeoutSeconds ? c.timeoutSeconds * 1000 : budget,
-              signal: ctx.signal,
-            });
-            r = { ...base, ok: p.ok, message: scrubTokens(p.message), attempts: p.attempts, durationMs: p.durationMs, ...(p.claims ? { claims: { oid: p.claims.oid, appid: p.claims.appid, xms_mirid: p.claims.xms_mirid } } : {}) };
-          } catch (e) {
-            if (ctx.signal.aborted) throw e;
-            r = { ...base, ok: false, message: scrubTokens(`could not run: ${(e as Error).message}`), attempts: 0, durationMs: Date.now() - started };
-          }
-          done++;
-          ctx.progress(`${done}/${d.cases.length} workload identity token cases (${r.ok ? 'passed' : 'FAILED'}: ${c.service})`);
-          if (!r.ok) ctx.log.warn(`workload identity token case failed: ${c.service} (identity ${c.identity.ref}): ${r.message}`);
-          return r;
-        }),
-      ),
+    const results = await runProbeCases(
+      ctx,
+      d.cases,
+      async (c): Promise<WiTestResult> => {
+        const started = Date.now();
+        const base = { id: c.id, kind: 'token' as const, ...(c.name ? { name: c.name } : {}), service: c.service, namespace: c.namespace, serviceAccount: c.serviceAccount, identity: c.identity.ref };
+        let r: WiTestResult;
+        try {
+          const p = await runWorkloadIdentityTokenProbe(ctx.kube, {
+            namespace: c.namespace,
+            serviceAccountName: c.serviceAccount,
+            identity: { name: c.identity.ref, resourceId: c.identity.resourceId, clientId: c.identity.clientId, principalId: c.identity.principalId },
+            resource: c.resource,
+            timeoutMs: c.timeoutSeconds ? c.timeoutSeconds * 1000 : budget,
+            signal: ctx.signal,
+          });
+          r = { ...base, ok: p.ok, message: scrubTokens(p.message), attempts: p.attempts, durationMs: p.durationMs, ...(p.claims ? { claims: { oid: p.claims.oid, appid: p.claims.appid, xms_mirid: p.claims.xms_mirid } } : {}) };
+        } catch (e) {
+          if (ctx.signal.aborted) throw e;
+          r = { ...base, ok: false, message: scrubTokens(`could not run: ${(e as Error).message}`), attempts: 0, durationMs: Date.now() - started };
+        }
+        return r;
+      },
+      (done, r, c) => {
+        ctx.progress(`${done}/${d.cases.length} workload identity token cases (${r.ok ? 'passed' : 'FAILED'}: ${c.service})`);
+        if (!r.ok) ctx.log.warn(`workload identity token case failed: ${c.service} (identity ${c.identity.ref}): ${r.message}`);
+      },
     );
     const failed = results.filter((r) => !r.ok);
     if (d.gate && failed.length) {
@@ -109,16 +105,5 @@ export const runWiProbes: Executor<RunWiProbesDetails, { cases: number }, RunWiP
     }
     return { passed: results.length - failed.length, failed: failed.length, results };
   },
-  async reconcile() {
-    // The cases change nothing: an interrupted run is simply run again.
-    return { applied: false, reason: 'test cases are run again' };
-  },
-  async undo(ctx) {
-    const swept = await sweepProbePods(ctx.kube);
-    return `nothing to undo (test cases change nothing)${swept ? `; removed ${swept} leftover probe pod(s)` : ''}`;
-  },
-  async verifyUndo(ctx) {
-    const left = await ctx.kube.list(KINDS.Pod, { labelSelector: `${PROBE_LABEL}=true` });
-    return left.length ? { ok: false, evidence: [], failures: [`probe pods left behind: ${left.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`).join(', ')}`] } : { ok: true, evidence: ['no probe pod left'], failures: [] };
-  },
+  ...probeCasesChangeNothing,
 };
