@@ -41,7 +41,7 @@ describe('apply --dry-run over the whole runbook on a fresh sandbox', () => {
   let env: Env;
   beforeAll(async () => {
     // No batch churn: MIC would create and delete AzureAssignedIdentities for churn pods on its own.
-    env = await startEnv({ timeScale: 25, churn: false });
+    env = await startEnv({ timeScale: 100, churn: false });
   }, 60_000);
   afterAll(async () => {
     await env?.stop();

@@ -14,7 +14,7 @@ import { runMain, startEnv, type Env } from './steps-1-4-harness.ts';
 describe('CLI plan, apply --dry-run=server and status against the sandbox', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 25 });
+    env = await startEnv({ timeScale: 100 });
     env.sandbox.metrics.reset();
   }, 60_000);
   afterAll(async () => {

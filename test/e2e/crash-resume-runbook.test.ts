@@ -33,7 +33,7 @@ function expectAllChecked(env: Env): void {
 describe('SIGKILL, force-unlock, apply --yes: the whole runbook converges', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 35 });
+    env = await startEnv({ timeScale: 100 });
     await fullRunner(env).apply({ to: 'mic-scale' });
   }, 120_000);
   afterAll(async () => {

@@ -56,7 +56,7 @@ describe('drift after a full migration', () => {
   let stepsAfterMigration: string;
 
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 25 });
+    env = await startEnv({ timeScale: 100 });
     const result = await fullRunner(env).apply();
     expect(result.steps.map((s) => [s.stepId, s.outcome])).toEqual(STEPS.map((s) => [s.id, 'checked']));
     kubelet = `${env.sandbox.scenario.cluster.name}-agentpool`;

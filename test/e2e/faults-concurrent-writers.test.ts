@@ -34,7 +34,7 @@ function mutateStored(env: Env, apiVersion: string, kind: string, namespace: str
 describe('a concurrent change to what a step writes stops the step with the diff', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 25 });
+    env = await startEnv({ timeScale: 100 });
     await env.runner().apply({ to: 'assign' });
   }, 120_000);
   afterAll(async () => {

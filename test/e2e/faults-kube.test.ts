@@ -35,7 +35,7 @@ function withKubeconfig(env: Env, change: (kc: any) => void): Env {
 describe('Kubernetes faults against the real CLI', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 25 });
+    env = await startEnv({ timeScale: 100 });
   }, 90_000);
   afterAll(async () => {
     await env?.stop();

@@ -12,7 +12,7 @@ import { addFault, expectCleanFailure, expectResume, firedOf, readJournal, remov
 describe('the NMI DaemonSet write and NMI readiness', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 40 });
+    env = await startEnv({ timeScale: 100 });
     const r = await runMain(env, ['apply', '--to', 'assign', '--yes'], { timeoutMs: 150_000 });
     if (r.code !== 0) throw new Error(`setup apply --to assign failed:\n${r.all.slice(-3000)}`);
   }, 200_000);

@@ -14,7 +14,7 @@ import { fullRunner } from './steps-5-7-harness.ts';
 describe('Kubernetes permissions: readonly is blocked, operator runs the whole migration', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 25 });
+    env = await startEnv({ timeScale: 100 });
   }, 90_000);
   afterAll(async () => {
     await env?.stop();

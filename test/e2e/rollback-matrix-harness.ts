@@ -25,7 +25,7 @@ export function rollbackMatrix(steps: readonly StepId[]): void {
     let env: Env;
     let original: StateDump;
     beforeAll(async () => {
-      env = await startEnv({ timeScale: 35 });
+      env = await startEnv({ timeScale: 100 });
       original = await fullDump(env, { assignedIdentities: false });
     }, 120_000);
     afterAll(async () => {

@@ -10,7 +10,7 @@ import { crashAndResume, startEnv, type Env } from './steps-1-4-harness.ts';
 describe('SIGKILL between a write and its record: inventory and assign', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 25 });
+    env = await startEnv({ timeScale: 100 });
     env.sandbox.metrics.reset();
   }, 60_000);
   afterAll(async () => {

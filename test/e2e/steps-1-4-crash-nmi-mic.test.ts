@@ -11,7 +11,7 @@ import { crashAndResume, startEnv, upstreamManagedArgs, type Env } from './steps
 describe('SIGKILL between a write and its record: nmi-managed and mic-scale', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 25 });
+    env = await startEnv({ timeScale: 100 });
     await env.runner().apply({ to: 'assign' });
     env.sandbox.metrics.reset();
   }, 60_000);

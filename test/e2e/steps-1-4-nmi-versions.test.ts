@@ -48,7 +48,7 @@ describe('NMI managed-mode args per version', () => {
   });
 
   it('v1.6.0 keeps --host-ip (NMI < 1.6.2) and ends with the upstream v1.6.0 managed args', async () => {
-    env = await startEnv({ timeScale: 25, churn: false, scenarioText: scenarioWithVersion('v1.6.0') });
+    env = await startEnv({ timeScale: 100, churn: false, scenarioText: scenarioWithVersion('v1.6.0') });
     expect(await nmiArgs(env)).toContain('--host-ip=$(HOST_IP)');
     await env.runner({ nmiRollout: 'in-place' }).apply({ to: 'mic-scale' });
     const args = await nmiArgs(env);
@@ -58,7 +58,7 @@ describe('NMI managed-mode args per version', () => {
   }, 60_000);
 
   it('v1.6.3 gets no --host-ip and runs Active in managed mode on every node', async () => {
-    env = await startEnv({ timeScale: 25, churn: false, scenarioText: scenarioWithVersion('v1.6.3') });
+    env = await startEnv({ timeScale: 100, churn: false, scenarioText: scenarioWithVersion('v1.6.3') });
     const before = await nmiArgs(env);
     await env.runner({ nmiRollout: 'in-place' }).apply({ to: 'mic-scale' });
     const args = await nmiArgs(env);

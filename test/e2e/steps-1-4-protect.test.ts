@@ -43,7 +43,7 @@ describe('MIC protection during the cutover', () => {
   });
 
   it('without the protect action (test switch) MIC removes checkout-id from the pay scale set when checkout scales to 0', async () => {
-    env = await startEnv({ timeScale: 50 });
+    env = await startEnv({ timeScale: 100 });
     const { micPatches } = await scaleDownBetweenAssignAndMicScale(env, { skipProtect: true });
     expect(micPatches).toBeGreaterThanOrEqual(1);
     expect(await identitiesOn(env, 'pay')).not.toContain('checkout-id');
@@ -52,7 +52,7 @@ describe('MIC protection during the cutover', () => {
   }, 60_000);
 
   it('with the protect action MIC drops the AzureAssignedIdentities but checkout-id stays on the pay scale set', async () => {
-    env = await startEnv({ timeScale: 50 });
+    env = await startEnv({ timeScale: 100 });
     const { micPatches } = await scaleDownBetweenAssignAndMicScale(env, {});
     expect(await identitiesOn(env, 'pay')).toContain('checkout-id');
     // MIC made no scale set change for the scale-down at all.

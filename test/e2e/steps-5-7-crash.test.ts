@@ -45,7 +45,7 @@ function expectCheckedThrough(env: Env, last: string): void {
 describe('SIGKILL between a write and its record: drain and cleanup', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 35 });
+    env = await startEnv({ timeScale: 100 });
     await fullRunner(env).apply({ to: 'mic-scale' });
     env.sandbox.metrics.reset();
   }, 90_000);

@@ -32,7 +32,7 @@ describe('steps 5-7 failure paths on the sandbox', () => {
   let env: Env;
 
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 25 });
+    env = await startEnv({ timeScale: 100 });
     const first = await fullRunner(env).apply({ to: 'mic-scale' });
     expect(first.next).toBe('drain');
   }, 120_000);

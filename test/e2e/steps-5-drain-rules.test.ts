@@ -30,7 +30,7 @@ describe('drain plan and apply follow kubectl drain\'s rules', () => {
   let env: Env;
   let reportsNodes: string[];
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 35, churn: false });
+    env = await startEnv({ timeScale: 100, churn: false });
     await fullRunner(env).apply({ to: 'mic-scale' });
     const nodes = await env.kube.list(NODE);
     reportsNodes = nodes.map((n) => n.metadata!.name!).filter((n) => n.includes('-reports-')).sort();

@@ -58,7 +58,7 @@ async function statusesOf(env: Env, step: 'wi-federate'): Promise<string[]> {
 describe('workload identity runbook: SIGKILL during wi-federate and during wi-workloads', () => {
   let env: Env;
   beforeAll(async () => {
-    env = await startEnv({ timeScale: 30, churn: false });
+    env = await startEnv({ timeScale: 100, churn: false });
     const managed = await fullRunner(env).apply();
     expect(managed.steps.every((s) => s.outcome === 'checked')).toBe(true);
   }, 300_000);

@@ -46,7 +46,7 @@ async function state(): Promise<unknown> {
 }
 
 beforeAll(async () => {
-  env = await startEnv({ timeScale: 30, scenarioText: scenarioText(), churn: false });
+  env = await startEnv({ timeScale: 100, scenarioText: scenarioText(), churn: false });
   // The shared inventory, written by the managed-mode inventory step; the operator then marks SDKs.
   await env.runner().apply({ step: 'inventory' });
   const inv = parseYaml(readFileSync(env.inventoryPath, 'utf8')) as InventoryDocument;

@@ -53,7 +53,7 @@ async function credentials(): Promise<Record<string, string[]>> {
 }
 
 beforeAll(async () => {
-  env = await startEnv({ timeScale: 30 });
+  env = await startEnv({ timeScale: 100 });
   journalPath = join(env.dir, 'journal.workload-identity.json');
 }, 90_000);
 

@@ -20,7 +20,7 @@ function writesSoFar(env: Env): { kube: number; arm: number } {
 
 describe('every write a workload identity step sends is declared by its plan', () => {
   it('after managed mode, step by step with --uninstall-pod-identity: exactly the declared writes', async () => {
-    const env = await startEnv({ timeScale: 30, churn: false });
+    const env = await startEnv({ timeScale: 100, churn: false });
     const figures: string[] = [];
     const mismatches: string[] = [];
     try {

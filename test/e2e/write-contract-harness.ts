@@ -24,7 +24,7 @@ function writesSoFar(env: Env): { kube: number; arm: number } {
 
 /** Applies every step with `apply --step <id>` after `plan -o json`, comparing what was sent with what was declared. */
 export async function contract(scenarioText: string): Promise<{ mismatches: string[]; figures: string[] }> {
-  const env = await startEnv({ timeScale: 25, churn: false, scenarioText });
+  const env = await startEnv({ timeScale: 100, churn: false, scenarioText });
   const mismatches: string[] = [];
   const figures: string[] = [];
   try {
