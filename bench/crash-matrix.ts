@@ -13,9 +13,11 @@
  * resourceVersion, timestamps and generated pod names ignored), and no reimage POST or VMSS
  * PATCH beyond the uninterrupted run's.
  *
- *   node bench/crash-matrix.ts [--jobs J] [--from N] [--to N] [--stride K] [--side after|before|both] [--time-scale S] [--minutes M]
+ *   node bench/crash-matrix.ts [--jobs J] [--from N] [--to N] [--stride K] [--writes N,N,...] [--side after|before|both]
+ *                              [--attempts A] [--time-scale S] [--minutes M]
  *
- * `--stride K` runs every Kth write and the first write of every step; `--minutes M` (or Ctrl-C)
+ * `--stride K` runs every Kth write and the first write of every step; `--writes 4,99,206` runs
+ * only the writes named (a report's unreached or failed points, say); `--minutes M` (or Ctrl-C)
  * stops handing out points and reports the ones run.
  * `--jobs J` (default 3) runs J crash points at once, each in its own worker process with its
  * own sandbox. The number of points is whatever the uninterrupted run of this build sends, so
@@ -23,7 +25,10 @@
  * time), then `crash points: N, converged: N, duplicate writes: 0` and the time per point.
  * Writes whose count depends on timing (eviction retries while a PDB holds, pods the scheduler
  * moves onto a node before its NMI restart, MIC lease hand-overs) can make a late N unreached in
- * a given run: such points are listed and not counted.
+ * a given run: such a point is tried again on a fresh sandbox, up to `--attempts A` times in all
+ * (default 3); one still not reached is listed and not counted. A write the server refused (an
+ * eviction a PDB answers 429) applied nothing, so `hold-response` never fires on it and its
+ * `after` side is never reached: a crash there is the `before` side of the next write.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { convergenceFailures, crashAndResumeAt, stepOfWrite, uninterruptedRun, type Baseline, type CrashSide } from '../test/e2e/crash-matrix-harness.ts';
@@ -89,6 +94,12 @@ if (process.argv.includes('--worker')) {
   const sides: CrashSide[] = (flag('side') ?? 'both') === 'both' ? ['after', 'before'] : [flag('side') as CrashSide];
   const stride = Math.max(1, Number(flag('stride') ?? 1));
   const jobs = Math.max(1, Number(flag('jobs') ?? 3));
+  const attempts = Math.max(1, Number(flag('attempts') ?? 3));
+  const named = flag('writes')?.split(',').map((w) => Number(w.trim()));
+  if (named && (named.length === 0 || named.some((w) => !Number.isInteger(w) || w < 1))) {
+    console.error(`--writes takes write numbers separated by commas (such as --writes 4,99,206), got ${JSON.stringify(flag('writes'))}`);
+    process.exit(2);
+  }
 
   const started = Date.now();
   const env = await startEnv({ timeScale });
@@ -111,15 +122,20 @@ if (process.argv.includes('--worker')) {
 
   // With --stride, the first write of every step is a crash point too, so a part still covers every step.
   const chosen = new Set<number>();
-  for (let write = from; write <= to; write += stride) chosen.add(write);
-  if (stride > 1) for (const id of STEP_IDS) if (baseline.stepFirstWrite[id] >= from && baseline.stepFirstWrite[id] <= to) chosen.add(baseline.stepFirstWrite[id]);
+  if (named) {
+    const beyond = named.filter((w) => w > baseline.writes);
+    if (beyond.length) console.log(`--writes: the uninterrupted run sent ${baseline.writes} writes, so ${beyond.join(', ')} cannot be crash points; left out`);
+    for (const w of named) if (w <= baseline.writes) chosen.add(w);
+  } else for (let write = from; write <= to; write += stride) chosen.add(write);
+  if (!named && stride > 1) for (const id of STEP_IDS) if (baseline.stepFirstWrite[id] >= from && baseline.stepFirstWrite[id] <= to) chosen.add(baseline.stepFirstWrite[id]);
   const writes = [...chosen].sort((a, b) => a - b);
   // Handed out interleaved (every 8th write first, then the ones between), so that the points done
   // so far are spread over every step while the run goes on.
-  const queue: { write: number; side: CrashSide }[] = [];
-  for (let offset = 0; offset < 8; offset++) for (let i = offset; i < writes.length; i += 8) for (const side of sides) queue.push({ write: writes[i], side });
+  const queue: { write: number; side: CrashSide; attempt: number }[] = [];
+  for (let offset = 0; offset < 8; offset++) for (let i = offset; i < writes.length; i += 8) for (const side of sides) queue.push({ write: writes[i], side, attempt: 1 });
   const total = queue.length;
   const results: PointResult[] = [];
+  let retried = 0;
   const matrixStarted = Date.now();
   let stopped = '';
   const stop = (why: string) => {
@@ -131,9 +147,16 @@ if (process.argv.includes('--worker')) {
   if (Number.isFinite(minutes)) setTimeout(() => stop(`--minutes ${minutes} reached`), minutes * 60_000).unref();
 
   const label = (r: { write: number; side: CrashSide }) => `write ${r.write} (${r.side}, ${stepOfWrite(baseline, r.write)})`;
-  const report = (r: PointResult) => {
+  /** Records a point's verdict; an unreached point goes back to the end of the queue while it has attempts left. */
+  const report = (r: PointResult, attempt: number) => {
+    if (!r.reached && attempt < attempts && !stopped) {
+      retried++;
+      queue.push({ write: r.write, side: r.side, attempt: attempt + 1 });
+      console.log(`[${results.length}/${total}] ${label(r)}: not reached in attempt ${attempt} of ${attempts}; tried again on a fresh sandbox (${Math.round(r.seconds)} s)`);
+      return;
+    }
     results.push(r);
-    const verdict = !r.reached ? 'not reached in this run' : r.failures.length ? `NOT converged: ${r.failures.join(' | ').slice(0, 2000)}` : 'converged';
+    const verdict = !r.reached ? `not reached in ${attempt} attempt${attempt > 1 ? 's' : ''}` : r.failures.length ? `NOT converged: ${r.failures.join(' | ').slice(0, 2000)}` : 'converged';
     console.log(`[${results.length}/${total}] ${label(r)}: ${verdict} (${Math.round(r.seconds)} s)`);
   };
 
@@ -154,14 +177,14 @@ if (process.argv.includes('--worker')) {
         const point = next;
         const result = await new Promise<PointResult | undefined>((resolve) => {
           pending = resolve;
-          worker.send({ kind: 'point', ...point } satisfies ToWorker);
+          worker.send({ kind: 'point', write: point.write, side: point.side } satisfies ToWorker);
         });
         pending = undefined;
         if (!result) {
-          report({ ...point, reached: true, failures: ['the worker process died'], duplicateWrites: 0, seconds: 0 });
+          report({ write: point.write, side: point.side, reached: true, failures: ['the worker process died'], duplicateWrites: 0, seconds: 0 }, point.attempt);
           return;
         }
-        report(result);
+        report(result, point.attempt);
       }
       worker.send({ kind: 'exit' } satisfies ToWorker);
       await exited;
@@ -174,7 +197,7 @@ if (process.argv.includes('--worker')) {
   const duplicates = reached.reduce((n, r) => n + r.duplicateWrites, 0);
   const unreached = results.filter((r) => !r.reached).map(label);
   for (const r of reached.filter((x) => x.failures.length)) console.log(`NOT converged: ${label(r)}: ${r.failures.join(' | ').slice(0, 3000)}`);
-  if (unreached.length) console.log(`not reached (the run sent fewer writes): ${unreached.join(', ')}`);
+  if (unreached.length) console.log(`not reached in ${attempts} attempt${attempts > 1 ? 's' : ''} (a refused write, or a run that sent fewer writes): ${unreached.join(', ')}`);
   const matrixSeconds = (Date.now() - matrixStarted) / 1000;
   for (const id of STEP_IDS) {
     const here = reached.filter((r) => stepOfWrite(baseline, r.write) === id);
@@ -184,7 +207,7 @@ if (process.argv.includes('--worker')) {
   const perPoint = results.length ? results.reduce((n, r) => n + r.seconds, 0) / results.length : 0;
   console.log(`crash points: ${reached.length}, converged: ${converged.length}, duplicate writes: ${duplicates}`);
   console.log(
-    `(writes ${from}-${to}, stride ${stride}, sides ${sides.join('+')}, ${jobs} jobs, time scale ${timeScale}: ${Math.round((Date.now() - started) / 60_000)} min in all, ` +
+    `(${named ? `writes ${writes.join(',')}` : `writes ${from}-${to}, stride ${stride}`}, sides ${sides.join('+')}, ${jobs} jobs, time scale ${timeScale}, ${retried} attempt${retried === 1 ? '' : 's'} retried: ${Math.round((Date.now() - started) / 60_000)} min in all, ` +
       `${perPoint.toFixed(1)} s per point in a worker, ${(matrixSeconds / Math.max(1, results.length)).toFixed(1)} s of wall time per point)`,
   );
   process.exitCode = reached.length === converged.length && duplicates === 0 ? 0 : 1;
