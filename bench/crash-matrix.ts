@@ -120,14 +120,16 @@ if (process.argv.includes('--worker')) {
   console.log(`uninterrupted run: ${baseline.writes} mutating requests, ${baseline.arm.reimages} reimage POSTs, ${baseline.arm.scaleSetPatches} VMSS PATCHes (${Math.round((Date.now() - started) / 1000)} s, time scale ${timeScale})`);
   console.log(`writes per step: ${perStep.join(', ')}`);
 
-  // With --stride, the first write of every step is a crash point too, so a part still covers every step.
   const chosen = new Set<number>();
   if (named) {
     const beyond = named.filter((w) => w > baseline.writes);
     if (beyond.length) console.log(`--writes: the uninterrupted run sent ${baseline.writes} writes, so ${beyond.join(', ')} cannot be crash points; left out`);
     for (const w of named) if (w <= baseline.writes) chosen.add(w);
-  } else for (let write = from; write <= to; write += stride) chosen.add(write);
-  if (!named && stride > 1) for (const id of STEP_IDS) if (baseline.stepFirstWrite[id] >= from && baseline.stepFirstWrite[id] <= to) chosen.add(baseline.stepFirstWrite[id]);
+  } else {
+    for (let write = from; write <= to; write += stride) chosen.add(write);
+    // With --stride, the first write of every step is a crash point too, so a part still covers every step.
+    if (stride > 1) for (const id of STEP_IDS) if (baseline.stepFirstWrite[id] >= from && baseline.stepFirstWrite[id] <= to) chosen.add(baseline.stepFirstWrite[id]);
+  }
   const writes = [...chosen].sort((a, b) => a - b);
   // Handed out interleaved (every 8th write first, then the ones between), so that the points done
   // so far are spread over every step while the run goes on.
